@@ -1,0 +1,75 @@
+"""The ``camstudy`` command line.
+
+Each subcommand lives in its stage's package; this module only parses arguments and turns
+user errors (``ValueError``, ``TypeError``, missing files) into one line on stderr and exit
+code 2 (``CAMSTUDY_DEBUG=1`` shows the traceback instead). Stage modules are imported lazily, so the study server's commands never import
+torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from camstudy import __version__
+from camstudy.errors import UserError
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from stimuli.explain_cli import run_explain
+
+    return run_explain(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from stimuli.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camstudy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"camstudy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("explain", help="render explanations of images with one model")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", required=True, help="registry name or package.module:factory")
+    p.add_argument("--weights", help="checkpoint file, or 'random' (default: the model's own)")
+    p.add_argument("--layer", help="Grad-CAM layer (default: the paper's choice for the model)")
+    p.add_argument(
+        "--method",
+        action="append",
+        help="method(s), repeatable or comma-separated (default: gradcam, guided_backprop, guided_gradcam)",
+    )
+    p.add_argument("--target", default="top1", help="class index, class name, or top1 (default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when present)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_explain)
+
+    p = sub.add_parser("demo", help="render the demo sheet with the offline stronger/weaker pair")
+    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ValueError, TypeError, FileNotFoundError) as e:
+        if os.environ.get("CAMSTUDY_DEBUG"):
+            raise
+        print(f"camstudy {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"camstudy {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

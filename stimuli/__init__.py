@@ -1,0 +1,1 @@
+"""The offline stimulus stage: models, image sources, trial planning, rendering, manifest."""
