@@ -17,6 +17,7 @@ Names:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -226,7 +227,9 @@ def _torchvision(name: str, weights: str | None) -> LoadedModel:
     try:
         builder = torchvision.models.get_model_builder(name)
     except ValueError:
-        raise UserError(f"unknown model {name!r}; known: {', '.join(known_models())}") from None
+        close = difflib.get_close_matches(name, known_models(), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "e.g. efficientnet_lite2, mobilenet_v2, vgg16, alexnet, resnet50, or package.module:factory"
+        raise UserError(f"unknown model {name!r} ({hint})") from None
     m = builder(weights=None)
     enum = torchvision.models.get_model_weights(name).DEFAULT
     if weights in (None, "default"):
