@@ -307,23 +307,43 @@ def pgc_fn(
 def _pgc_last_call_layer(model: nn.Module, layer: str, calls: int, notes: list[str]) -> nn.Module:
     """pytorch-grad-cam reads a module's FIRST call; give the last call its own module.
 
-    EfficientNet-Lite's shared ``_swish`` ReLU6 runs on the stem first and on the head conv
-    last (the paper's layer). On the copy, ``_bn1`` becomes ``Sequential(_bn1, ReLU6())``:
-    that ReLU6's output is exactly the head's ``_swish`` output (ReLU6 is idempotent, and
-    the following ``_swish`` passes the same gradient mask), so GradCAM reads the same tensor.
+    EfficientNet-Lite's shared ``_swish`` runs on the stem first and on the head conv last
+    (the paper's layer). On the copy, ``_swish`` becomes a stateless switch between two
+    copies of itself, picked by channel count, and GradCAM targets the head's copy: the
+    same tensor, the same gradient, the same arithmetic.
     """
-    bn1 = getattr(model, "_bn1", None)
-    if layer != "_swish" or not isinstance(bn1, nn.BatchNorm2d):
+    shared = model.get_submodule(layer)
+    bn0, bn1 = getattr(model, "_bn0", None), getattr(model, "_bn1", None)
+    if (
+        layer != "_swish"
+        or not isinstance(bn0, nn.BatchNorm2d)
+        or not isinstance(bn1, nn.BatchNorm2d)
+        or bn0.num_features == bn1.num_features
+    ):
         raise RuntimeError(
             f"layer {layer} runs {calls} times per forward and pytorch-grad-cam keeps the first"
         )
-    act = nn.ReLU6()
-    model._bn1 = nn.Sequential(bn1, act)
+    switch = _HeadSwitch(shared, bn1.num_features)
+    model._swish = switch
     notes.append(
-        "pytorch-grad-cam: _swish runs twice per forward and it reads the first (stem) call; "
-        "its copy gets _bn1 = Sequential(_bn1, ReLU6()) and targets that ReLU6 (same tensor)"
+        "pytorch-grad-cam: the shared _swish runs twice per forward and it reads the first "
+        "(stem) call; its GradCAM copy splits _swish by channel count into stem and head "
+        "copies and targets the head one (same tensor and gradient as the engine's layer)"
     )
-    return act
+    return switch.head
+
+
+class _HeadSwitch(nn.Module):
+    """Runs ``head`` on tensors with ``channels`` channels and ``other`` on the rest."""
+
+    def __init__(self, act: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.other = copy.deepcopy(act)
+        self.head = copy.deepcopy(act)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.head if x.shape[1] == self.channels else self.other)(x)
 
 
 def _version(dist: str) -> str:
@@ -558,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
     for c in checks:
         verdict = "PASS" if c["pass"] else "MISS"
         print(
-            f"target {DISPLAY[c['model']]}: engine one class {c['ratio']:.2f}x floor "
+            f"target {DISPLAY[c['model']]}: engine one class {c['ratio']:.3f}x floor "
             f"(<= {c['limit']:.2f}x) {verdict}"
         )
     if args.json:
