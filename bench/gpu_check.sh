@@ -11,5 +11,5 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 python3 -m pytest -q -p no:cacheprovider tests/gradcam tests/stimuli/test_real_weights.py \
   -k "not console_script" 2>&1 | tee "$OUT/pytest.txt" | tail -15
 python3 -m camstudy.cli demo --out "$OUT/demo" --device cuda 2>&1 | tail -3
-python3 bench/gradcam_speed.py --device cuda --threads 16 --reps 20 --models alexnet,vgg16,efficientnet_lite2,mobilenet_v2 --no-pytorch-grad-cam \
+python3 bench/gradcam_speed.py --device cuda --threads 16 --reps 20 --models alexnet,vgg16,efficientnet_lite2,mobilenet_v2 \
   --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"

@@ -134,20 +134,23 @@ def build_subject(name: str) -> Subject:
     """Seeded random torchvision weights for AlexNet/VGG-16, real weights for the pair."""
     if name in TORCHVISION_RANDOM:
         torch.manual_seed(0)
-        module = torchvision.models.get_model(name, weights=None).eval()
+        module = torchvision.models.get_model(name, weights=None).eval().to(DEVICE)
         layer = default_layer(module)
         return Subject(name, module, 224, layer, None, ["seeded random weights"])
     from stimuli.models import load_model
 
-    loaded = load_model(name)
+    loaded = load_model(name, device=DEVICE)
     return Subject(
         name, loaded.module.eval(), loaded.input_size, loaded.layer, loaded.layer, ["real weights"]
     )
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def make_input(batch: int, size: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.randn(batch, 3, size, size, generator=g)
+    return torch.randn(batch, 3, size, size, generator=g).to(DEVICE)
 
 
 def make_targets(batch: int) -> tuple[list[int], torch.Tensor]:
@@ -211,7 +214,7 @@ def run_guard(subjects: list[Subject], batch: int) -> None:
             print(f"guard: {DISPLAY[s.name]} guided_backprop vs captum: rel max err {err:.1e} OK")
             return
     torch.manual_seed(0)
-    alexnet = torchvision.models.alexnet(weights=None).eval()
+    alexnet = torchvision.models.alexnet(weights=None).eval().to(DEVICE)
     err = guard_guided_backprop(alexnet, make_input(2, 224), targets[:2])
     print(
         "guard: no selected model has only nn.ReLU rectifiers (captum guides nothing else); "
@@ -356,18 +359,27 @@ def _version(dist: str) -> str:
 # --------------------------------------------------------------------------- timing
 
 
+def _sync() -> None:
+    """Wait for queued CUDA work, so a timed call includes its kernels (no-op on CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_round_robin(cands: dict[str, Callable[[], Any]], reps: int, warmup: int = 2) -> dict[str, list[float]]:
     """Warm each callable up, then time ``reps`` rounds over all of them, interleaved."""
     for fn in cands.values():
         for _ in range(warmup):
             fn()
+    _sync()
     names = list(cands)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(reps):
         for n in names[r % len(names) :] + names[: r % len(names)]:
             gc.collect()
+            _sync()
             t0 = time.perf_counter()
             cands[n]()
+            _sync()
             times[n].append(time.perf_counter() - t0)
     return times
 
@@ -375,7 +387,8 @@ def time_round_robin(cands: dict[str, Callable[[], Any]], reps: int, warmup: int
 def bench_model(s: Subject, batch: int, reps: int) -> Result:
     x = make_input(batch, s.size)
     targets, targets2 = make_targets(batch)
-    t = torch.tensor(targets)
+    t = torch.tensor(targets, device=DEVICE)
+    targets2 = targets2.to(DEVICE)
     res = Result(s.name, tuple(x.shape), s.layer, notes=list(s.notes))
     others = sorted(k.__name__ for k in rectifier_kinds(s.module) - {nn.ReLU})
     if others:
@@ -436,6 +449,7 @@ def meta(args: argparse.Namespace, batch: int, reps: int) -> dict[str, Any]:
         "captum": _version("captum"),
         "grad_cam": _version("grad-cam"),
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu",
         "batch": batch,
         "reps": reps,
         "quick": args.quick,
@@ -457,7 +471,7 @@ def markdown_table(results: list[Result], info: dict[str, Any]) -> str:
         f"Guided Grad-CAM speed, {info['date_utc']}; CPU: {info['cpu']} "
         f"(platform.processor(): {info['processor'] or 'empty'}); torch {info['torch']}, "
         f"captum {info['captum']}, grad-cam {info['grad_cam']}; threads {info['threads']}; "
-        f"batch {info['batch']}; median of {info['reps']} interleaved reps",
+        f"device {info['device']}; batch {info['batch']}; median of {info['reps']} interleaved reps",
         "",
         "| model | input | floor s | forward s | engine s (ratio) | engine 2 classes s (ratio) "
         "| extra class (backwards) | captum s (ratio) | pytorch-grad-cam s (ratio) |",
@@ -538,6 +552,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(MODELS)} (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: batch 2, 3 reps")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda; CUDA timings synchronize")
     p.add_argument("--json", metavar="PATH", help="also write the raw numbers as JSON")
     args = p.parse_args(argv)
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -552,6 +567,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     batch = args.batch or (2 if args.quick else 8)
     reps = args.reps or (3 if args.quick else 7)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     try:
         import cv2  # pytorch-grad-cam resizes with OpenCV: give it the same thread count
