@@ -29,6 +29,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _stimuli(args: argparse.Namespace) -> int:
+    from stimuli import cli
+
+    return {"build": cli.run_build, "merge": cli.run_merge, "evaluate": cli.run_evaluate}[args.action](args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="camstudy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"camstudy {__version__}")
@@ -49,6 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_explain)
+
+    p = sub.add_parser("stimuli", help="build, merge and evaluate study stimuli")
+    act = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    b = act.add_parser("build", help="plan the trials and render every stimulus of a config")
+    b.add_argument("config", help="stimulus config (TOML)")
+    b.add_argument("--out", help="output folder (default: the config's 'out')")
+    b.add_argument("--shard", metavar="I/N", help="render only shard I of N (0 <= I < N)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = act.add_parser("merge", help="merge the shard folders of one config")
+    m.add_argument("dirs", nargs="+", metavar="DIR")
+    m.add_argument("--out", help="merged folder (default: the first DIR)")
+    e = act.add_parser("evaluate", help="faithfulness, localization and sanity metrics")
+    e.add_argument("target", metavar="CONFIG|DIR", help="a stimulus config, or a build folder")
+    e.add_argument("--out", help="CSV file (default: evaluation.csv beside the build)")
+    e.add_argument("--max-images", type=int, default=0, help="evaluate at most this many images (0: all)")
+    p.set_defaults(func=_stimuli)
 
     p = sub.add_parser("demo", help="render the demo sheet with the offline stronger/weaker pair")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

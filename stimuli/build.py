@@ -1,0 +1,380 @@
+"""``camstudy stimuli build``: predictions, plan, and rendering of every stimulus.
+
+The run, for shard ``I`` of ``N``:
+
+1. load both models and the image source; refuse an output folder that holds stimuli of a
+   different config;
+2. predict every image with both models (one forward pass per batch, no gradients): the
+   trust task keeps only images both models get right, and each category's target class
+   is the model's best-scoring class among that category's classes;
+3. plan both tasks (:mod:`stimuli.plan`), the same in every shard;
+4. cut the images to explain into batches of ``batch_size`` (images with the same number
+   of categories to explain together, in id order), give batch ``j`` to shard ``j % N``,
+   and per batch and model make one engine call for all methods and classes; PNGs are
+   encoded, hashed and written by worker threads while the next batch computes;
+5. write the manifest (CSV and JSON), the plan and the plan report.
+
+Resumable: a batch whose stimuli all exist with their recorded sha256 is skipped. Because
+batches do not depend on ``N``, a shard computes exactly what a single run computes for
+those images, so merged shards give the same manifest rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
+
+from camstudy.errors import UserError
+from camstudy.version import code_version
+from gradcam import explain
+from gradcam.render import render_methods
+from stimuli import manifest as mf
+from stimuli.config import ROLES, StimulusConfig
+from stimuli.images import resolve_device
+from stimuli.models import LoadedModel, load_model
+from stimuli.plan import PHOTO, Plan, Prediction, explanation_id, photo_id, plan_trials
+from stimuli.records import CategoryMap, ImageRecord
+from stimuli.sources import load_source
+
+PNG_LEVEL = 6  # zlib level: deterministic bytes, so the sha256 of a re-render matches
+
+
+@dataclass
+class Stage:
+    """Everything a build needs, loaded once: models, category maps, images, plan."""
+
+    cfg: StimulusConfig
+    device: torch.device
+    models: dict[str, LoadedModel]
+    maps: dict[str, CategoryMap]
+    records: dict[str, ImageRecord]
+    predictions: dict[str, dict[str, Prediction]]
+    plan: Plan
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"I/N"`` with ``0 <= I < N`` (job-array indices start at 0); None means ``0/1``."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise UserError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def prepare(cfg: StimulusConfig) -> Stage:
+    """Load models and images, predict, and plan (every shard does this alike)."""
+    device = resolve_device(cfg.device)
+    models = {}
+    for role in ROLES:
+        mc = cfg.models[role]
+        m = load_model(mc.name, mc.weights, device)
+        if mc.layer:
+            m.layer = mc.layer
+        models[role] = m
+    maps = {role: CategoryMap(models[role].class_names, cfg.categories_for(role)) for role in ROLES}
+    records = load_source(cfg.source, cfg.path.parent)
+    if not records:
+        raise UserError("source: no images")
+    predictions = {role: predict(models[role], maps[role], records, cfg.batch_size, device) for role in ROLES}
+    plan = plan_trials(cfg, records, predictions, maps)
+    return Stage(cfg, device, models, maps, {r.id: r for r in records}, predictions, plan)
+
+
+@torch.no_grad()
+def predict(model: LoadedModel, cmap: CategoryMap, records: list[ImageRecord], batch: int, device) -> dict[str, Prediction]:
+    """Top-5 and, per labelled category, the best-scoring class of that category."""
+    out = {}
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        x = torch.stack([model.preprocess(r.load()) for r in chunk]).to(device)
+        logits = model.module(x).float()
+        probs = logits.softmax(1)
+        p5, i5 = probs.topk(min(5, probs.shape[1]), dim=1)
+        for r, lg, pr, ir in zip(chunk, logits.cpu(), p5.cpu(), i5.cpu(), strict=True):
+            best = {}
+            for c in r.categories:
+                classes = cmap.classes(c)
+                if classes is not None:
+                    best[c] = classes[int(lg[list(classes)].argmax())]
+            top5 = tuple((int(i), round(float(p), 6)) for p, i in zip(pr, ir, strict=True))
+            out[r.id] = Prediction(top5=top5, best_class=best)
+    return out
+
+
+def batches(plan: Plan, size: int) -> list[list[str]]:
+    """Image ids to explain, grouped by how many categories each needs, in id order."""
+    by_k: dict[int, list[str]] = {}
+    for image_id, cats in plan.explanations.items():
+        by_k.setdefault(len(cats), []).append(image_id)
+    out = []
+    for k in sorted(by_k):
+        ids = sorted(by_k[k])
+        out += [ids[i : i + size] for i in range(0, len(ids), size)]
+    photos = sorted(plan.photos)
+    out += [[f"{PHOTO}:{i}" for i in photos[j : j + size]] for j in range(0, len(photos), size)]
+    return out
+
+
+def check_out_dir(out: Path, cfg: StimulusConfig, shard: tuple[int, int]) -> None:
+    """Refuse a folder that holds stimuli of another config or another sharding."""
+    path = out / mf.BUILD
+    if not path.exists():
+        return
+    try:
+        prior = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise UserError(f"{path}: unreadable; delete the folder or use another --out") from None
+    if prior.get("config_sha256") != cfg.sha256:
+        raise UserError(
+            f"{out} holds stimuli from a different config (sha256 {str(prior.get('config_sha256'))[:12]}…, "
+            f"this one {cfg.sha256[:12]}…); use another --out or delete it"
+        )
+    if tuple(prior.get("shard", (0, 1))) != shard and not prior.get("merged"):
+        raise UserError(f"{out} holds shard {prior.get('shard')} of this config, not {list(shard)}; use another --out")
+
+
+def build(cfg: StimulusConfig, out: Path, shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
+    """Render this shard's stimuli into ``out``; return the run's summary (``build.json``)."""
+    check_out_dir(out, cfg, shard)
+    started = time.perf_counter()
+    stage = prepare(cfg)
+    (out / mf.STIMULI_DIR).mkdir(parents=True, exist_ok=True)
+    mf.write_json(out / mf.PLAN, {"config_sha256": cfg.sha256, "seed": cfg.seed, **stage.plan.to_json()})
+    _write_plan_report(out, stage.plan)
+    summary = {
+        "config_sha256": cfg.sha256,
+        "config": str(cfg.path),
+        "shard": list(shard),
+        "code_version": code_version(),
+        "device": str(stage.device),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    mf.write_json(out / mf.BUILD, {**summary, "complete": False})
+    mine = [b for j, b in enumerate(batches(stage.plan, cfg.batch_size)) if j % shard[1] == shard[0]]
+    valid = {r["stimulus_id"]: r for r in mf.read_partial(out) + _final_rows(out) if mf.file_matches(out, r)}
+    rows, stats = _render_batches(stage, out, mine, valid, progress)
+    mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard)})
+    (out / mf.PARTIAL).unlink(missing_ok=True)
+    elapsed = time.perf_counter() - started
+    summary.update(
+        complete=True,
+        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        stimuli=len(rows),
+        rendered=stats["rendered"],
+        reused=len(rows) - stats["rendered"],
+        seconds=round(elapsed, 3),
+        render_seconds=round(stats["render_seconds"], 3),
+        engine_seconds=round(stats["engine_seconds"], 3),
+        items=len(stage.plan.items),
+    )
+    mf.write_json(out / mf.BUILD, summary)
+    return summary
+
+
+def _final_rows(out: Path) -> list[dict]:
+    try:
+        return mf.read_manifest(out)["rows"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return []
+
+
+def _write_plan_report(out: Path, plan: Plan) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["image_id", "categories", "class_discrimination", "trust"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(plan.decisions)
+    mf.write_atomic(out / mf.PLAN_REPORT, buf.getvalue().encode())
+
+
+def _render_batches(stage: Stage, out: Path, mine: list[list[str]], valid: dict, progress: bool):
+    from tqdm import tqdm
+
+    rows: list[dict] = []
+    stats = {"rendered": 0, "engine_seconds": 0.0, "render_seconds": 0.0}
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool, open(out / mf.PARTIAL, "a") as partial:
+        pending: list[tuple[Future, dict]] = []
+        for batch in tqdm(mine, desc="stimuli", unit="batch", disable=not progress):
+            wanted = _batch_ids(stage, batch)
+            if all(i in valid for i in wanted):
+                rows += [valid[i] for i in wanted]
+                continue
+            for png, row in _render_batch(stage, batch, stats):
+                pending.append((pool.submit(_encode_and_write, out, png, row), row))
+            pending = _drain(pending, rows, partial, block=False)
+        _drain(pending, rows, partial, block=True)
+    stats["render_seconds"] = time.perf_counter() - t0
+    stats["rendered"] = sum(1 for r in rows if r["stimulus_id"] not in valid)
+    return rows, stats
+
+
+def _drain(pending, rows, partial, block: bool):
+    """Collect finished writes, append their rows to the partial manifest, keep the rest."""
+    left = []
+    for fut, row in pending:
+        if block or fut.done():
+            fut.result()  # re-raise a write error here
+            rows.append(row)
+            partial.write(json.dumps(row) + "\n")
+        else:
+            left.append((fut, row))
+    partial.flush()
+    return left
+
+
+def _batch_ids(stage: Stage, batch: list[str]) -> list[str]:
+    if batch[0].startswith(f"{PHOTO}:"):
+        return [photo_id(b.split(":", 1)[1]) for b in batch]
+    return [
+        explanation_id(i, role, m, c)
+        for i in batch
+        for role in ROLES
+        for m in stage.cfg.methods
+        for c in stage.plan.explanations[i]
+    ]
+
+
+def _encode_and_write(out: Path, pixels: torch.Tensor, row: dict) -> None:
+    """PNG-encode ``(H, W, 3)`` uint8 pixels, hash them, write atomically; fill the row."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels.numpy(), mode="RGB").save(buf, format="PNG", compress_level=PNG_LEVEL)
+    data = buf.getvalue()
+    row["sha256"] = mf.sha256_bytes(data)
+    mf.write_atomic(out / row["file"], data)
+
+
+def _to_display(img: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 3, h, w)`` in [0, 1] to ``(B, size, size, 3)`` uint8 on the CPU, one resampling rule for all."""
+    if img.shape[-2:] != (size, size):
+        img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+
+
+def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
+    rec = stage.records[image_id]
+    return {
+        "stimulus_id": stimulus_id,
+        "file": f"{mf.STIMULI_DIR}/{stimulus_id}.png",
+        "sha256": "",
+        "image_id": image_id,
+        "image_source": rec.source or (str(rec.path) if rec.path else ""),
+        "display_size": stage.cfg.display_size,
+        "colormap": stage.cfg.render.colormap,
+        "alpha": stage.cfg.render.alpha,
+        "config_sha256": stage.cfg.sha256,
+        "code_version": code_version(),
+    }
+
+
+def _render_batch(stage: Stage, batch: list[str], stats: dict):
+    """Yield ``(pixels, row)`` for every stimulus of one batch."""
+    cfg = stage.cfg
+    if batch[0].startswith(f"{PHOTO}:"):
+        ids = [b.split(":", 1)[1] for b in batch]
+        photos = torch.stack([_photo_pixels(stage.records[i].load(), cfg.display_size) for i in ids])
+        for i, px in zip(ids, _to_display(photos, cfg.display_size), strict=True):
+            row = _base_row(stage, photo_id(i), i)
+            row.update(model_role="none", model="none", weights_sha256="", layer="", method=PHOTO,
+                       category="", target_class=-1, target_name="", top5=[])
+            yield px, row
+        return
+    images = [stage.records[i].load() for i in batch]
+    for role in ROLES:
+        model = stage.models[role]
+        preds = stage.predictions[role]
+        x = torch.stack([model.preprocess(im) for im in images]).to(stage.device)
+        photos = torch.stack([pil_to_tensor(model.preprocess.display(im)) for im in images]).to(stage.device).float().div_(255)
+        cats = [stage.plan.explanations[i] for i in batch]
+        targets = torch.tensor([[preds[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)], device=stage.device)
+        t = time.perf_counter()
+        ex = explain(model.module, x, targets, layer=model.layer, methods=cfg.methods)
+        if stage.device.type == "cuda":
+            torch.cuda.synchronize(stage.device)
+        stats["engine_seconds"] += time.perf_counter() - t
+        rendered = render_methods(ex, photos, cfg.render.colormap, cfg.render.alpha)
+        for method in cfg.methods:
+            imgs = rendered[method]  # (N, K, 3, h, w)
+            pixels = _to_display(imgs.flatten(0, 1), cfg.display_size).view(*imgs.shape[:2], cfg.display_size, cfg.display_size, 3)
+            for n, image_id in enumerate(batch):
+                top5 = [{"index": c, "name": model.class_names[c], "probability": p} for c, p in preds[image_id].top5]
+                for k, cat in enumerate(cats[n]):
+                    target = int(targets[n, k])
+                    row = _base_row(stage, explanation_id(image_id, role, method, cat), image_id)
+                    row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
+                               layer=ex.layer, method=method, category=cat, target_class=target,
+                               target_name=model.class_names[target], top5=top5)
+                    yield pixels[n, k], row
+
+
+def _photo_pixels(image: Image.Image, size: int) -> torch.Tensor:
+    """The photo as shown in trials: the same central 87.5% crop the models see."""
+    from torchvision.transforms.functional import center_crop, resize
+
+    im = center_crop(resize(image.convert("RGB"), round(size / 0.875), antialias=True), size)
+    return pil_to_tensor(im).float().div_(255)
+
+
+def merge(dirs: list[Path], out: Path) -> dict:
+    """Merge the shard folders of one config into ``out`` (which may be one of them).
+
+    Checks that every shard ``0..N-1`` is there once, complete, of the same config and
+    plan; the merged manifest holds the same rows as a single run would.
+    """
+    import shutil
+
+    builds = []
+    for d in dirs:
+        try:
+            b = json.loads((d / mf.BUILD).read_text())
+            rows = mf.read_manifest(d)["rows"]
+            plan = (d / mf.PLAN).read_text()
+        except (OSError, KeyError, json.JSONDecodeError):
+            raise UserError(f"{d}: not a finished stimuli build (no build.json, manifest.json or plan.json)") from None
+        if not b.get("complete"):
+            raise UserError(f"{d}: the build did not finish; rerun it (it resumes) before merging")
+        builds.append((d, b, rows, plan))
+    shas = {b["config_sha256"] for _, b, _, _ in builds}
+    if len(shas) != 1:
+        raise UserError("the folders hold stimuli of different configs; merge shards of one config only")
+    n = {b["shard"][1] for _, b, _, _ in builds}
+    shards = sorted(b["shard"][0] for _, b, _, _ in builds)
+    if len(n) != 1 or shards != list(range(n.pop())):
+        raise UserError(f"need each shard 0..N-1 exactly once, got shards {shards}")
+    if len({p for *_, p in builds}) != 1:
+        raise UserError("the shards planned different trials (different images or predictions); rebuild on one kind of device")
+    rows, seen = [], set()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / mf.STIMULI_DIR).mkdir(exist_ok=True)
+    for d, _, shard_rows, _ in builds:
+        for r in shard_rows:
+            if r["stimulus_id"] in seen:
+                raise UserError(f"stimulus {r['stimulus_id']} appears in two shards")
+            seen.add(r["stimulus_id"])
+            if d.resolve() != out.resolve() and not mf.file_matches(out, r):
+                shutil.copy2(d / r["file"], out / r["file"])
+            rows.append(r)
+    first = builds[0][0]
+    if first.resolve() != out.resolve():
+        for name in (mf.PLAN, mf.PLAN_REPORT):
+            shutil.copy2(first / name, out / name)
+    sha = shas.pop()
+    mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1]})
+    summary = {"config_sha256": sha, "shard": [0, 1], "merged": True, "merged_from": [str(d) for d in dirs],
+               "complete": True, "stimuli": len(rows), "code_version": code_version()}
+    mf.write_json(out / mf.BUILD, summary)
+    return summary

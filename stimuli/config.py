@@ -1,0 +1,279 @@
+"""The study stimulus config: one TOML file, validated field by field.
+
+Example (``examples/demo.toml``)::
+
+    seed = 2026
+    out = "stimuli-out"              # relative to this file's folder; --out overrides
+    methods = ["guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam", "gradcam"]
+    display_size = 224               # every PNG is display_size x display_size
+    batch_size = 8
+    device = "auto"
+
+    [models.stronger]
+    name = "efficientnet_lite2"      # registry name; optional: weights = "path", layer = "..."
+    [models.weaker]
+    name = "mobilenet_v2"
+
+    [source]
+    type = "demo"                    # or folder / csv / voc, with their own keys
+
+    [categories]                     # category -> class indices ("a-b" ranges allowed)
+    cat = ["281-285"]
+
+    [tasks.class_discrimination]     # present = planned
+    attention_checks = 4
+    [tasks.trust]
+    attention_checks = 4
+    baseline = true
+
+    [render]
+    colormap = "jet"
+    alpha = 0.5
+
+Every error names the field and the problem, e.g. ``tasks.trust.attention_checks: must be
+an integer >= 0, got 'four'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camstudy.errors import UserError
+from gradcam import METHODS
+
+DEFAULT_METHODS = ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam", "gradcam")
+ROLES = ("stronger", "weaker")
+DEFAULT_ABSURD = ("airplane", "pizza", "submarine", "volcano", "violin", "lighthouse", "cactus", "tractor")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    role: str
+    name: str
+    weights: str | None = None
+    layer: str | None = None
+    categories: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClassDiscriminationConfig:
+    attention_checks: int = 4
+    max_images: int = 0  # 0: all eligible images
+    balance_categories: bool = True
+    absurd_categories: tuple[str, ...] = DEFAULT_ABSURD
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    attention_checks: int = 4
+    max_images: int = 0
+    baseline: bool = False
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    colormap: str = "jet"
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class StimulusConfig:
+    """A validated config. ``sha256`` fingerprints what decides the stimuli' pixels and plan."""
+
+    path: Path
+    seed: int
+    out: Path
+    methods: tuple[str, ...]
+    display_size: int
+    batch_size: int
+    device: str
+    models: dict[str, ModelConfig]
+    source: dict[str, Any]
+    categories: dict[str, list]
+    class_discrimination: ClassDiscriminationConfig | None
+    trust: TrustConfig | None
+    render: RenderConfig
+    sha256: str
+
+    def categories_for(self, role: str) -> dict[str, list]:
+        """The global category map with the model's own entries on top."""
+        return {**self.categories, **self.models[role].categories}
+
+
+class _Fields:
+    """Pops typed fields from one TOML table and rejects what is left over."""
+
+    def __init__(self, table: Any, where: str) -> None:
+        if not isinstance(table, dict):
+            raise UserError(f"{where or 'config'}: must be a table, got {_show(table)}")
+        self.table = dict(table)
+        self.where = where
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., check=None, problem: str = "") -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise UserError(f"{self._name(key)}: missing (required)")
+            return default
+        value = self.table.pop(key)
+        bad_bool = isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        if bad_bool or not isinstance(value, kind) or (check is not None and not check(value)):
+            raise UserError(f"{self._name(key)}: {problem or 'must be ' + _kind(kind)}, got {_show(value)}")
+        return value
+
+    def table_of(self, key: str, default: Any = ...) -> Any:
+        return self.get(key, dict, default)
+
+    def done(self) -> None:
+        if self.table:
+            key = sorted(self.table)[0]
+            raise UserError(f"{self._name(key)}: unknown key")
+
+
+def _kind(kind) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", float: "a number", list: "a list", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _show(value: Any) -> str:
+    return repr(value) if not isinstance(value, dict) else "a table"
+
+
+def _non_negative(v: int) -> bool:
+    return v >= 0
+
+
+def load_config(path: str | Path) -> StimulusConfig:
+    """Read and validate a stimulus config; every problem is a one-line :class:`UserError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict, path: Path) -> StimulusConfig:
+    """Validate an already-parsed TOML document (``path`` anchors relative paths)."""
+    top = _Fields(raw, "")
+    seed = top.get("seed", int, 0)
+    out = top.get("out", str, "stimuli-out", lambda s: s.strip() != "", "must be a folder name")
+    methods = tuple(top.get("methods", list, list(DEFAULT_METHODS)))
+    for m in methods:
+        if m not in METHODS:
+            raise UserError(f"methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if not methods or len(set(methods)) != len(methods):
+        raise UserError("methods: must be a non-empty list without repeats")
+    display = top.get("display_size", int, 224, lambda v: 32 <= v <= 2048, "must be an integer from 32 to 2048")
+    batch = top.get("batch_size", int, 8, lambda v: v >= 1, "must be an integer >= 1")
+    device = top.get("device", str, "auto")
+
+    models_t = _Fields(top.table_of("models"), "models")
+    models = {role: _model(models_t.table_of(role), role) for role in ROLES}
+    models_t.done()
+
+    source = top.table_of("source")
+    if not isinstance(source.get("type"), str):
+        raise UserError("source.type: missing (folder, csv, voc or demo)")
+    categories = top.table_of("categories", {})
+    for name, spec in categories.items():
+        if not isinstance(spec, list):
+            raise UserError(f"categories.{name}: must be a list of class indices or 'a-b' ranges, got {_show(spec)}")
+
+    tasks = _Fields(top.table_of("tasks"), "tasks")
+    cd = _class_discrimination(tasks.table_of("class_discrimination", None))
+    trust = _trust(tasks.table_of("trust", None))
+    tasks.done()
+    if cd is None and trust is None:
+        raise UserError("tasks: plan at least one of [tasks.class_discrimination] and [tasks.trust]")
+
+    render_t = _Fields(top.table_of("render", {}), "render")
+    render = RenderConfig(
+        colormap=render_t.get("colormap", str, "jet"),
+        alpha=float(render_t.get("alpha", (int, float), 0.5, lambda a: 0 <= a <= 1, "must be a number in [0, 1]")),
+    )
+    render_t.done()
+    top.done()
+    return StimulusConfig(
+        path=path,
+        seed=seed,
+        out=(path.parent / out) if not Path(out).is_absolute() else Path(out),
+        methods=methods,
+        display_size=display,
+        batch_size=batch,
+        device=device,
+        models=models,
+        source=source,
+        categories=categories,
+        class_discrimination=cd,
+        trust=trust,
+        render=render,
+        sha256=_fingerprint(raw),
+    )
+
+
+def _model(table: dict, role: str) -> ModelConfig:
+    f = _Fields(table, f"models.{role}")
+    cfg = ModelConfig(
+        role=role,
+        name=f.get("name", str, ..., lambda s: s.strip() != "", "must be a model name"),
+        weights=f.get("weights", str, None),
+        layer=f.get("layer", str, None),
+        categories=f.table_of("categories", {}),
+    )
+    f.done()
+    return cfg
+
+
+def _class_discrimination(table: dict | None) -> ClassDiscriminationConfig | None:
+    if table is None:
+        return None
+    f = _Fields(table, "tasks.class_discrimination")
+    if "baseline" in f.table:
+        raise UserError(
+            "tasks.class_discrimination.baseline: not available: both categories are visible "
+            "in a photo-only item, so it has no correct answer; use it under [tasks.trust]"
+        )
+    absurd = f.get("absurd_categories", list, list(DEFAULT_ABSURD), lambda v: len(v) > 0 and all(isinstance(s, str) for s in v), "must be a non-empty list of names")
+    cfg = ClassDiscriminationConfig(
+        attention_checks=f.get("attention_checks", int, 4, _non_negative, "must be an integer >= 0"),
+        max_images=f.get("max_images", int, 0, _non_negative, "must be an integer >= 0 (0: all)"),
+        balance_categories=f.get("balance_categories", bool, True),
+        absurd_categories=tuple(absurd),
+    )
+    f.done()
+    return cfg
+
+
+def _trust(table: dict | None) -> TrustConfig | None:
+    if table is None:
+        return None
+    f = _Fields(table, "tasks.trust")
+    cfg = TrustConfig(
+        attention_checks=f.get("attention_checks", int, 4, _non_negative, "must be an integer >= 0"),
+        max_images=f.get("max_images", int, 0, _non_negative, "must be an integer >= 0 (0: all)"),
+        baseline=f.get("baseline", bool, False),
+    )
+    f.done()
+    return cfg
+
+
+def _fingerprint(raw: dict) -> str:
+    """sha256 of the config's content, normalized (key order and formatting do not count).
+
+    ``out`` and ``device`` are left out: they change where the stimuli are made, not what
+    they are. ``batch_size`` stays in: batches are the unit of work and of sharding, and
+    the same batches give bit-identical pixels on the same kind of device.
+    """
+    content = {k: v for k, v in raw.items() if k not in ("out", "device")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()

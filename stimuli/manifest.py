@@ -1,0 +1,112 @@
+"""The stimulus manifest: one row per PNG, what ``camstudy study create`` reads.
+
+Files in a build folder:
+
+* ``stimuli/<stimulus_id>.png``: the stimuli, all ``display_size`` square.
+* ``manifest.json`` / ``manifest.csv``: the rows (CSV: ``top5`` as a JSON string), sorted
+  by ``stimulus_id``, written atomically at the end of a run.
+* ``manifest.partial.jsonl``: rows appended as stimuli are written, so an interrupted run
+  resumes; removed when the run completes.
+* ``build.json``: the config's sha256, the shard, timings and counts.
+* ``plan.json``: the items of both tasks; ``plan_report.csv``: why each image was kept or
+  dropped, per task.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+FIELDS = (
+    "stimulus_id",
+    "file",
+    "sha256",
+    "image_id",
+    "image_source",
+    "model_role",
+    "model",
+    "weights_sha256",
+    "layer",
+    "method",
+    "category",
+    "target_class",
+    "target_name",
+    "top5",
+    "display_size",
+    "colormap",
+    "alpha",
+    "config_sha256",
+    "code_version",
+)
+
+MANIFEST_JSON = "manifest.json"
+MANIFEST_CSV = "manifest.csv"
+PARTIAL = "manifest.partial.jsonl"
+BUILD = "build.json"
+PLAN = "plan.json"
+PLAN_REPORT = "plan_report.csv"
+STIMULI_DIR = "stimuli"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_manifest(out: Path, rows: Iterable[dict], extra: dict | None = None) -> list[dict]:
+    """Write ``manifest.json`` and ``manifest.csv`` (rows sorted by id); return the rows."""
+    rows = sorted(rows, key=lambda r: r["stimulus_id"])
+    write_json(out / MANIFEST_JSON, {**(extra or {}), "fields": list(FIELDS), "rows": rows})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "top5": json.dumps(r["top5"])})
+    write_atomic(out / MANIFEST_CSV, buf.getvalue().encode())
+    return rows
+
+
+def read_manifest(out: Path) -> dict:
+    """The ``manifest.json`` of a build folder (``rows`` and the run's metadata)."""
+    return json.loads((out / MANIFEST_JSON).read_text())
+
+
+def read_partial(out: Path) -> list[dict]:
+    """Rows of an interrupted run; a torn last line (killed mid-write) is ignored."""
+    path = out / PARTIAL
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def file_matches(out: Path, row: dict) -> bool:
+    """True when the row's PNG exists and has the recorded sha256."""
+    path = out / row["file"]
+    try:
+        return sha256_bytes(path.read_bytes()) == row["sha256"]
+    except OSError:
+        return False
