@@ -32,7 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _stimuli(args: argparse.Namespace) -> int:
     from stimuli import cli
 
-    return {"build": cli.run_build, "merge": cli.run_merge, "evaluate": cli.run_evaluate}[args.action](args)
+    return getattr(cli, f"run_{args.action}")(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -255,7 +255,9 @@ def _encode_and_write(out: Path, pixels: torch.Tensor, row: dict) -> None:
     Image.fromarray(pixels.numpy(), mode="RGB").save(buf, format="PNG", compress_level=PNG_LEVEL)
     data = buf.getvalue()
     row["sha256"] = mf.sha256_bytes(data)
-    mf.write_atomic(out / row["file"], data)
+    path = out / row["file"]
+    path.parent.mkdir(parents=True, exist_ok=True)  # folder sources keep "/" in image ids
+    mf.write_atomic(path, data)
 
 
 def _to_display(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -359,13 +361,13 @@ def merge(dirs: list[Path], out: Path) -> dict:
         raise UserError("the shards planned different trials (different images or predictions); rebuild on one kind of device")
     rows, seen = [], set()
     out.mkdir(parents=True, exist_ok=True)
-    (out / mf.STIMULI_DIR).mkdir(exist_ok=True)
     for d, _, shard_rows, _ in builds:
         for r in shard_rows:
             if r["stimulus_id"] in seen:
                 raise UserError(f"stimulus {r['stimulus_id']} appears in two shards")
             seen.add(r["stimulus_id"])
             if d.resolve() != out.resolve() and not mf.file_matches(out, r):
+                (out / r["file"]).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(d / r["file"], out / r["file"])
             rows.append(r)
     first = builds[0][0]

@@ -6,7 +6,8 @@
   installed with ``--no-deps``, located without importing foolbox),
 * two-category composites: two photos side by side in one square image, each half a
   centred portrait crop, so the ground truth of each half (class and box) is known. No
-  wheel holds a natural cat-and-dog photo, hence the composites.
+  wheel holds a natural cat-and-dog photo, hence the composites. :data:`PAIR_LAYOUT` pairs
+  cat, dog and bird photos, each category on either side equally often.
 """
 
 from __future__ import annotations
@@ -24,6 +25,33 @@ from camstudy.errors import UserError
 EGYPTIAN_CAT = 285  # both offline models' top-1 for chelsea
 BULL_MASTIFF = 243
 DALMATIAN = 251
+ESPRESSO = 967
+BALD_EAGLE = 22
+GOOSE = 99
+SPOONBILL = 129  # foolbox holds no white stork (127); its stork-like bird is a spoonbill
+
+# The photos the two-category composites are made of: short name -> (category, ImageNet
+# class). "cat" is scikit-image's chelsea; the others are foolbox's ImageNet photos.
+PAIR_PHOTOS: dict[str, tuple[str, int]] = {
+    "cat": ("cat", EGYPTIAN_CAT),
+    "mastiff": ("dog", BULL_MASTIFF),
+    "dalmatian": ("dog", DALMATIAN),
+    "eagle": ("bird", BALD_EAGLE),
+    "goose": ("bird", GOOSE),
+    "spoonbill": ("bird", SPOONBILL),
+}
+
+# (left, right) photos of the composites: two per ordered pair of the categories cat, dog
+# and bird, so every category is on the left 4 times and on the right 4 times, each dog
+# photo 2 + 2 times, the birds as evenly as 8 halves over 3 photos allow.
+PAIR_LAYOUT: tuple[tuple[str, str], ...] = (
+    ("cat", "mastiff"), ("cat", "dalmatian"),
+    ("mastiff", "cat"), ("dalmatian", "cat"),
+    ("cat", "eagle"), ("cat", "goose"),
+    ("goose", "cat"), ("spoonbill", "cat"),
+    ("mastiff", "spoonbill"), ("dalmatian", "eagle"),
+    ("eagle", "mastiff"), ("spoonbill", "dalmatian"),
+)
 
 COMPOSITE_SIZE = 512
 
@@ -65,11 +93,19 @@ def foolbox_photos() -> list[DemoImage]:
     return out
 
 
+def foolbox_file(label: int) -> Path:
+    """The first foolbox ImageNet photo of class ``label`` (``imagenet_XX_<label>.jpg``)."""
+    files = sorted(foolbox_folder().glob(f"imagenet_*_{label}.jpg"))
+    if not files:
+        raise UserError(f"foolbox photo with label {label} not found in {foolbox_folder()}")
+    return files[0]
+
+
+@lru_cache(maxsize=32)
 def _foolbox_photo(label: int) -> Image.Image:
-    for d in foolbox_photos():
-        if d.labels == [label]:
-            return d.image
-    raise UserError(f"foolbox photo with label {label} not found in {foolbox_folder()}")
+    """The photo of :func:`foolbox_file`, opened once (callers must not modify it)."""
+    with Image.open(foolbox_file(label)) as im:
+        return im.convert("RGB")
 
 
 def chelsea() -> Image.Image:
@@ -78,17 +114,22 @@ def chelsea() -> Image.Image:
     return Image.fromarray(data.chelsea())
 
 
+def coffee() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.coffee())
+
+
 def named_photos() -> list[DemoImage]:
     """Photos from scikit-image and matplotlib (labels where an ImageNet class fits)."""
     import matplotlib
-    from skimage import data
 
     hopper = Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
     with Image.open(hopper) as im:
         hopper_img = im.convert("RGB")
     return [
         DemoImage("chelsea", chelsea(), [EGYPTIAN_CAT], "scikit-image data.chelsea (CC0)"),
-        DemoImage("coffee", Image.fromarray(data.coffee()), [967], "scikit-image data.coffee (CC0)"),
+        DemoImage("coffee", coffee(), [ESPRESSO], "scikit-image data.coffee (CC0)"),
         DemoImage("grace-hopper", hopper_img, [906, 652], "matplotlib sample_data/grace_hopper.jpg"),
     ]
 
@@ -102,6 +143,11 @@ def portrait_crop(image: Image.Image, height: int) -> Image.Image:
     return image.crop((left, top, left + cw, top + ch)).resize((height // 2, height), Image.BICUBIC)
 
 
+def half_boxes(size: int = COMPOSITE_SIZE) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The left and right halves of a composite, as ``(x0, y0, x1, y1)`` pixel boxes."""
+    return (0, 0, size // 2, size), (size // 2, 0, size, size)
+
+
 def composite(
     left: Image.Image, right: Image.Image, left_label: int, right_label: int, id: str, source: str
 ) -> DemoImage:
@@ -110,25 +156,48 @@ def composite(
     canvas = Image.new("RGB", (s, s))
     canvas.paste(portrait_crop(left, s), (0, 0))
     canvas.paste(portrait_crop(right, s), (s // 2, 0))
-    boxes = {left_label: (0, 0, s // 2, s), right_label: (s // 2, 0, s, s)}
+    left_box, right_box = half_boxes(s)
+    boxes = {left_label: left_box, right_label: right_box}
     return DemoImage(id, canvas, [left_label, right_label], source, boxes)
+
+
+def _pair_photo(name: str) -> Image.Image:
+    """A :data:`PAIR_PHOTOS` photo ("cat" is chelsea, the others foolbox photos)."""
+    return chelsea() if name == "cat" else _foolbox_photo(PAIR_PHOTOS[name][1])
+
+
+def _pair_photo_source(name: str) -> str:
+    return "scikit-image chelsea" if name == "cat" else f"foolbox {foolbox_file(PAIR_PHOTOS[name][1]).stem}"
+
+
+def pair_source(left: str, right: str) -> str:
+    """Where the pixels of composite ``"<left>-<right>"`` come from (no image is opened)."""
+    return f"composite of {_pair_photo_source(left)} (left) and {_pair_photo_source(right)} (right)"
+
+
+def pair_composite(left: str, right: str) -> DemoImage:
+    """The composite of two :data:`PAIR_PHOTOS` photos, id ``"<left>-<right>"``."""
+    if left not in PAIR_PHOTOS or right not in PAIR_PHOTOS or PAIR_PHOTOS[left][0] == PAIR_PHOTOS[right][0]:
+        raise ValueError(f"no demo composite {left}-{right}: need two photos of different categories")
+    labels = PAIR_PHOTOS[left][1], PAIR_PHOTOS[right][1]
+    images = _pair_photo(left), _pair_photo(right)
+    return composite(*images, *labels, f"{left}-{right}", pair_source(left, right))
+
+
+def pair_composites() -> list[DemoImage]:
+    """All :data:`PAIR_LAYOUT` composites (cat, dog and bird on either side), in that order."""
+    return [pair_composite(left, right) for left, right in PAIR_LAYOUT]
 
 
 def composites() -> list[DemoImage]:
     """cat|dog composites, the cat on either side so a side bias cannot pass for skill."""
-    cat = chelsea()
-    mastiff, dalmatian = _foolbox_photo(BULL_MASTIFF), _foolbox_photo(DALMATIAN)
-    src = "composite of scikit-image chelsea and foolbox imagenet_{:02d}"
-    return [
-        composite(cat, mastiff, EGYPTIAN_CAT, BULL_MASTIFF, "cat-mastiff", src.format(0)),
-        composite(dalmatian, cat, DALMATIAN, EGYPTIAN_CAT, "dalmatian-cat", src.format(16)),
-    ]
+    return [pair_composite("cat", "mastiff"), pair_composite("dalmatian", "cat")]
 
 
 @lru_cache(maxsize=1)
 def demo_images() -> tuple[DemoImage, ...]:
-    """The whole demo set: named photos, foolbox photos, composites."""
-    return tuple(named_photos() + foolbox_photos() + composites())
+    """The whole demo set: named photos, foolbox photos, all pair composites."""
+    return tuple(named_photos() + foolbox_photos() + pair_composites())
 
 
 def demo_sheet_images() -> list[DemoImage]:

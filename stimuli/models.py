@@ -216,9 +216,23 @@ def _weights_or_packaged(weights: str | None, packaged: Callable[[], Path]) -> t
 
 def _load_or_random(m: nn.Module, path: Path | None) -> str:
     if path is None:
-        return "random"
+        return state_dict_sha256(m)
     _load_state(m, path)
     return sha256_file(path)
+
+
+def state_dict_sha256(m: nn.Module) -> str:
+    """sha256 over the state dict's names, shapes and bytes: the identity of in-memory weights.
+
+    Used where there is no weights file (random weights, factories), so a manifest still
+    tells two different sets of weights apart.
+    """
+    h = hashlib.sha256()
+    for name, t in m.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _torchvision(name: str, weights: str | None) -> LoadedModel:
@@ -273,8 +287,8 @@ def _factory(spec: str, weights: str | None) -> LoadedModel:
     m = factory()
     if not isinstance(m, nn.Module):
         raise UserError(f"{spec} returned {type(m).__name__}, not an nn.Module")
-    path, source = _weights_or_packaged(weights or "random", lambda: Path())
-    sha = _load_or_random(m, path) if path else "random"
+    path, source = (None, "factory") if weights is None else _weights_or_packaged(weights, lambda: Path())
+    sha = _load_or_random(m, path)
     size = int(getattr(m, "camstudy_input_size", 224))
     names = getattr(m, "camstudy_class_names", None)
     return LoadedModel(

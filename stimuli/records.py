@@ -20,7 +20,11 @@ from camstudy.errors import UserError
 
 @dataclass(frozen=True)
 class Box:
-    """An annotated object: its category and pixel box ``(x0, y0, x1, y1)`` in the image."""
+    """An annotated object: its category and pixel box ``(x0, y0, x1, y1)`` in the image.
+
+    Coordinates are 0-based and half-open (``x1``, ``y1`` exclusive), in the original
+    image's pixels; VOC's 1-based inclusive boxes are converted on reading.
+    """
 
     category: str
     x0: float
@@ -52,6 +56,13 @@ class ImageRecord:
     path: Path | None = None
     source: str = ""
     loader: Callable[[], Image.Image] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if list(self.categories) != sorted(set(self.categories)):
+            raise ValueError(f"image {self.id!r}: categories must be sorted and unique")
+        for b in self.boxes:
+            if b.category not in self.categories:
+                raise ValueError(f"image {self.id!r}: box of {b.category!r}, not one of its categories")
 
     def load(self) -> Image.Image:
         """The RGB pixels; a missing or unreadable file is a :class:`UserError`."""

@@ -1,0 +1,192 @@
+"""The stimulus build end to end on tiny fixtures: CSV source, colour models, all methods.
+
+Checks rendering, the manifest, resume, shards + merge, an interrupted run, and the errors
+a user can cause.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from camstudy.cli import main
+from camstudy.errors import UserError
+from stimuli import build as build_mod
+from stimuli.build import build, merge
+from stimuli.config import load_config
+from stimuli.manifest import FIELDS, read_manifest
+
+RGB = {"cat": (230, 30, 30), "dog": (30, 230, 30), "bird": (30, 30, 230)}
+
+
+def _photo(path: Path, left: str, right: str | None = None) -> None:
+    im = Image.new("RGB", (48, 48), (20, 20, 20))
+    if right is None:
+        im.paste(RGB[left], (8, 8, 40, 40))
+    else:
+        im.paste(RGB[left], (2, 4, 22, 44))
+        im.paste(RGB[right], (26, 4, 46, 44))
+    im.save(path)
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A CSV source with single-colour photos and two-colour composites, and its config."""
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    rows = ["path,labels,boxes"]
+    for i, cat in enumerate(["cat", "cat", "dog", "bird"]):
+        _photo(imgs / f"single{i}.png", cat)
+        rows.append(f"images/single{i}.png,{cat},")
+    for left, right in [("cat", "dog"), ("dog", "bird"), ("bird", "cat"), ("dog", "cat")]:
+        name = f"{left}-{right}.png"
+        _photo(imgs / name, left, right)
+        rows.append(f"images/{name},{left};{right},{left} 0 0 24 48; {right} 24 0 48 48")
+    (tmp_path / "images.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "study.toml"
+    config.write_text(
+        """
+seed = 3
+out = "out"
+display_size = 40
+batch_size = 2
+device = "cpu"
+[models.stronger]
+name = "tests.stimuli.tiny_models:strong"
+[models.weaker]
+name = "tests.stimuli.tiny_models:weak"
+[source]
+type = "csv"
+path = "images.csv"
+[tasks.class_discrimination]
+attention_checks = 2
+[tasks.trust]
+attention_checks = 2
+baseline = true
+"""
+    )
+    return config
+
+
+def test_build_renders_every_planned_stimulus(study):
+    cfg = load_config(study)
+    summary = build(cfg, cfg.out, progress=False)
+    out = cfg.out
+    manifest = read_manifest(out)
+    rows = manifest["rows"]
+    plan = json.loads((out / "plan.json").read_text())
+    used = {s for it in plan["items"] for s in it["stimulus_ids"]}
+    ids = {r["stimulus_id"] for r in rows}
+    assert used <= ids and summary["stimuli"] == len(rows) == summary["rendered"]
+    for r in rows:
+        assert set(r) == set(FIELDS)
+        with Image.open(out / r["file"]) as im:
+            assert im.size == (40, 40) and im.mode == "RGB"
+    expl = [r for r in rows if r["method"] != "photo"]
+    assert {r["method"] for r in expl} == set(cfg.methods)
+    assert {r["model_role"] for r in expl} == {"stronger", "weaker"}
+    for r in expl:
+        assert r["target_name"] == r["category"]  # colour models: the category's own class
+        assert len(r["weights_sha256"]) == 64 and r["layer"] == "relu" and r["top5"][0]["probability"] > 0
+    # The CSV mirrors the JSON.
+    csv_lines = (out / "manifest.csv").read_text().splitlines()
+    assert len(csv_lines) == len(rows) + 1 and csv_lines[0].split(",")[0] == "stimulus_id"
+    report = (out / "plan_report.csv").read_text()
+    assert "has 1 categories; needs exactly 2" in report
+    assert not (out / "manifest.partial.jsonl").exists()
+
+
+def test_resume_skips_what_exists_and_repairs_what_does_not(study):
+    cfg = load_config(study)
+    build(cfg, cfg.out, progress=False)
+    first = read_manifest(cfg.out)["rows"]
+    again = build(cfg, cfg.out, progress=False)
+    assert again["rendered"] == 0 and again["reused"] == len(first)
+    (cfg.out / first[0]["file"]).unlink()
+    (cfg.out / first[-1]["file"]).write_bytes(b"corrupt")
+    repaired = build(cfg, cfg.out, progress=False)
+    assert 2 <= repaired["rendered"] < len(first)
+    assert read_manifest(cfg.out)["rows"] == first
+
+
+def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch):
+    cfg = load_config(study)
+    real = build_mod._encode_and_write
+    calls = {"n": 0}
+
+    def flaky(out, pixels, row):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise OSError("disk full (simulated)")
+        real(out, pixels, row)
+
+    monkeypatch.setattr(build_mod, "_encode_and_write", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        build(cfg, cfg.out, progress=False)
+    assert not (cfg.out / "manifest.json").exists() and not (cfg.out / "manifest.csv").exists()
+    partial = (cfg.out / "manifest.partial.jsonl").read_text().splitlines()
+    assert 0 < len(partial) <= 10 and all(json.loads(line)["sha256"] for line in partial)
+    monkeypatch.setattr(build_mod, "_encode_and_write", real)
+    done = build(cfg, cfg.out, progress=False)
+    assert done["reused"] >= 1 and done["rendered"] >= 1
+    fresh = study.parent / "fresh"
+    build(cfg, fresh, progress=False)
+    assert read_manifest(cfg.out)["rows"] == read_manifest(fresh)["rows"]
+
+
+def test_two_shards_merged_equal_one_run(study):
+    cfg = load_config(study)
+    one = study.parent / "one"
+    build(cfg, one, progress=False)
+    parts = [study.parent / f"shard{i}" for i in range(2)]
+    sizes = [build(cfg, p, (i, 2), progress=False)["stimuli"] for i, p in enumerate(parts)]
+    assert all(sizes) and sum(sizes) == len(read_manifest(one)["rows"])
+    merged = study.parent / "merged"
+    merge(parts, merged)
+    assert read_manifest(merged)["rows"] == read_manifest(one)["rows"]
+    for r in read_manifest(merged)["rows"]:
+        assert (merged / r["file"]).read_bytes() == (one / r["file"]).read_bytes()
+    with pytest.raises(UserError, match="each shard 0..N-1 exactly once"):
+        merge(parts[:1], study.parent / "partial")
+
+
+def test_output_folder_of_another_config_is_refused(study, capsys):
+    cfg = load_config(study)
+    build(cfg, cfg.out, progress=False)
+    study.write_text(study.read_text().replace("seed = 3", "seed = 4"))
+    rc = main(["stimuli", "build", str(study), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds stimuli from a different config" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace('name = "tests.stimuli.tiny_models:weak"', 'name = "nonet"'), "unknown model 'nonet'"),
+        (lambda t: t.replace("seed = 3", "seed = 3\nsed = 4"), "sed: unknown key"),
+        (lambda t: t.replace("batch_size = 2", 'batch_size = "two"'), "batch_size: must be an integer >= 1"),
+    ],
+)
+def test_config_errors_exit_2(study, capsys, edit, message):
+    study.write_text(edit(study.read_text()))
+    rc = main(["stimuli", "build", str(study), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+    assert not (study.parent / "out" / "manifest.json").exists()
+
+
+def test_missing_image_and_bad_shard(study, capsys):
+    (study.parent / "images" / "single0.png").unlink()
+    rc = main(["stimuli", "build", str(study), "--quiet"])
+    assert rc == 2 and "single0.png" in capsys.readouterr().err
+    rc = main(["stimuli", "build", str(study), "--shard", "2/2"])
+    assert rc == 2 and "need 0 <= I < N" in capsys.readouterr().err
+
+
+def test_cli_build_prints_plan_and_manifest(study, capsys):
+    rc = main(["stimuli", "build", str(study), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "| class_discrimination | check | none | 2 |" in out and "manifest:" in out
+    shutil.rmtree(study.parent / "out")
