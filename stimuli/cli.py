@@ -38,6 +38,12 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from stimuli.evaluate import run_evaluate as run
+
+    return run(args)
+
+
 def plan_table(items: list[dict]) -> str:
     """Item counts per task, method and model, attention checks apart."""
     counts = Counter(

@@ -1,0 +1,57 @@
+"""Fixtures of the stimulus-stage tests: a tiny study on a CSV source with colour models."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+RGB = {"cat": (230, 30, 30), "dog": (30, 230, 30), "bird": (30, 30, 230)}
+
+
+def _photo(path: Path, left: str, right: str | None = None) -> None:
+    im = Image.new("RGB", (48, 48), (20, 20, 20))
+    if right is None:
+        im.paste(RGB[left], (8, 8, 40, 40))
+    else:
+        im.paste(RGB[left], (2, 4, 22, 44))
+        im.paste(RGB[right], (26, 4, 46, 44))
+    im.save(path)
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A CSV source with single-colour photos and two-colour composites, and its config."""
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    rows = ["path,labels,boxes"]
+    for i, cat in enumerate(["cat", "cat", "dog", "bird"]):
+        _photo(imgs / f"single{i}.png", cat)
+        rows.append(f"images/single{i}.png,{cat},")
+    for left, right in [("cat", "dog"), ("dog", "bird"), ("bird", "cat"), ("dog", "cat")]:
+        name = f"{left}-{right}.png"
+        _photo(imgs / name, left, right)
+        rows.append(f"images/{name},{left};{right},{left} 0 0 24 48; {right} 24 0 48 48")
+    (tmp_path / "images.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "study.toml"
+    config.write_text(
+        """
+seed = 3
+out = "out"
+display_size = 40
+batch_size = 2
+device = "cpu"
+[models.stronger]
+name = "tests.stimuli.tiny_models:strong"
+[models.weaker]
+name = "tests.stimuli.tiny_models:weak"
+[source]
+type = "csv"
+path = "images.csv"
+[tasks.class_discrimination]
+attention_checks = 2
+[tasks.trust]
+attention_checks = 2
+baseline = true
+"""
+    )
+    return config
