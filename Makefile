@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/gradcam_speed.py
+	$(PY) bench/stimuli_throughput.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

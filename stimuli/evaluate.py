@@ -65,7 +65,7 @@ def evaluate(cfg: StimulusConfig, patch: int = 48, stride: int = 24, fill: float
         model = loaded[role]
         if cfg.models[role].layer:
             model.layer = cfg.models[role].layer
-        preds = predict(model, maps[role], images, cfg.batch_size, device)
+        preds = predict({role: model}, maps, images, cfg.batch_size, device)[role]
         acc: dict[tuple[str, str], list[float]] = {}
         for start in range(0, len(pairs), cfg.batch_size):
             chunk = pairs[start : start + cfg.batch_size]

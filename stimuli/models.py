@@ -64,10 +64,17 @@ class Preprocess:
         image = TF.resize(image.convert("RGB"), self.resize, interpolation=mode, antialias=True)
         return TF.center_crop(image, self.crop)
 
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """``(3, crop, crop)`` uint8: the crop the model sees, as display pixels."""
+        return TF.pil_to_tensor(self.display(image))
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(..., 3, crop, crop)`` pixels to the model's normalized float input."""
+        return TF.normalize(pixels.float().div_(255), self.mean, self.std)
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """``(3, crop, crop)`` float tensor ready for the model."""
-        t = TF.pil_to_tensor(self.display(image)).float().div_(255)
-        return TF.normalize(t, self.mean, self.std)
+        return self.normalize(self.pixels(image))
 
 
 @dataclass

@@ -66,16 +66,16 @@ def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch)
 
     def flaky(out, pixels, row):
         calls["n"] += 1
-        if calls["n"] > 10:
+        if calls["n"] > 45:  # a few (batch, model) jobs complete, then writes fail
             raise OSError("disk full (simulated)")
-        real(out, pixels, row)
+        return real(out, pixels, row)
 
     monkeypatch.setattr(build_mod, "_encode_and_write", flaky)
     with pytest.raises(OSError, match="disk full"):
         build(cfg, cfg.out, progress=False)
     assert not (cfg.out / "manifest.json").exists() and not (cfg.out / "manifest.csv").exists()
     partial = (cfg.out / "manifest.partial.jsonl").read_text().splitlines()
-    assert 0 < len(partial) <= 10 and all(json.loads(line)["sha256"] for line in partial)
+    assert 0 < len(partial) <= 45 and all(json.loads(line)["sha256"] for line in partial)
     monkeypatch.setattr(build_mod, "_encode_and_write", real)
     done = build(cfg, cfg.out, progress=False)
     assert done["reused"] >= 1 and done["rendered"] >= 1
