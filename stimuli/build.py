@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -253,7 +254,10 @@ def _write_plan_report(out: Path, plan: Plan) -> None:
     mf.write_atomic(out / mf.PLAN_REPORT, buf.getvalue().encode())
 
 
-MAX_IN_FLIGHT = 4  # finished engine calls waiting for rendering: bounds memory
+# Rendering, PNG encoding and writing run on this many threads (zlib and hashing release
+# the GIL); finished engine calls waiting for them are bounded to keep memory flat.
+WORKERS = max(2, min(8, os.cpu_count() or 2))
+MAX_IN_FLIGHT = 2 * WORKERS
 
 
 def _render_batches(stage: Stage, out: Path, mine: list[list[str]], valid: dict, progress: bool):
@@ -267,7 +271,7 @@ def _render_batches(stage: Stage, out: Path, mine: list[list[str]], valid: dict,
     rows: list[dict] = []
     stats = {"rendered": 0, "engine_seconds": 0.0, "render_seconds": 0.0}
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool, open(out / mf.PARTIAL, "a") as partial:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool, open(out / mf.PARTIAL, "a") as partial:
         pending: list[Future] = []
         for batch in tqdm(mine, desc="stimuli", unit="batch", disable=not progress):
             wanted = _batch_ids(stage, batch)
