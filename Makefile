@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(VENV)/bin/camstudy demo --out demo-out
+	$(VENV)/bin/camstudy stimuli build examples/demo.toml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check gradcam stimuli study analysis camstudy tests bench
