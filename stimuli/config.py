@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,7 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
     return StimulusConfig(
         path=path,
         seed=seed,
-        out=(path.parent / out) if not Path(out).is_absolute() else Path(out),
+        out=Path(os.path.normpath(path.parent / out)),
         methods=methods,
         display_size=display,
         batch_size=batch,

@@ -15,7 +15,7 @@ from gradcam import explain
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+    return float(((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).detach())
 
 
 @pytest.fixture(scope="module", params=["vgg16", "alexnet", "resnet18"])
