@@ -39,12 +39,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from camstudy.errors import UserError
+from camstudy.tomlconfig import Fields, load_toml, show
 from gradcam import METHODS
 
 DEFAULT_METHODS = ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam", "gradcam")
@@ -106,48 +106,6 @@ class StimulusConfig:
         return {**self.categories, **self.models[role].categories}
 
 
-class _Fields:
-    """Pops typed fields from one TOML table and rejects what is left over."""
-
-    def __init__(self, table: Any, where: str) -> None:
-        if not isinstance(table, dict):
-            raise UserError(f"{where or 'config'}: must be a table, got {_show(table)}")
-        self.table = dict(table)
-        self.where = where
-
-    def _name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def get(self, key: str, kind: type | tuple, default: Any = ..., check=None, problem: str = "") -> Any:
-        if key not in self.table:
-            if default is ...:
-                raise UserError(f"{self._name(key)}: missing (required)")
-            return default
-        value = self.table.pop(key)
-        bad_bool = isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,))
-        if bad_bool or not isinstance(value, kind) or (check is not None and not check(value)):
-            raise UserError(f"{self._name(key)}: {problem or 'must be ' + _kind(kind)}, got {_show(value)}")
-        return value
-
-    def table_of(self, key: str, default: Any = ...) -> Any:
-        return self.get(key, dict, default)
-
-    def done(self) -> None:
-        if self.table:
-            key = sorted(self.table)[0]
-            raise UserError(f"{self._name(key)}: unknown key")
-
-
-def _kind(kind) -> str:
-    names = {int: "an integer", str: "a string", bool: "true or false", float: "a number", list: "a list", dict: "a table"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, dict) else "a table"
-
-
 def _non_negative(v: int) -> bool:
     return v >= 0
 
@@ -155,18 +113,12 @@ def _non_negative(v: int) -> bool:
 def load_config(path: str | Path) -> StimulusConfig:
     """Read and validate a stimulus config; every problem is a one-line :class:`UserError`."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"config file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(raw, path)
+    return parse_config(load_toml(path), path)
 
 
 def parse_config(raw: dict, path: Path) -> StimulusConfig:
     """Validate an already-parsed TOML document (``path`` anchors relative paths)."""
-    top = _Fields(raw, "")
+    top = Fields(raw, "")
     seed = top.get("seed", int, 0)
     out = top.get("out", str, "stimuli-out", lambda s: s.strip() != "", "must be a folder name")
     methods = tuple(top.get("methods", list, list(DEFAULT_METHODS)))
@@ -179,7 +131,7 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
     batch = top.get("batch_size", int, 8, lambda v: v >= 1, "must be an integer >= 1")
     device = top.get("device", str, "auto")
 
-    models_t = _Fields(top.table_of("models"), "models")
+    models_t = Fields(top.table_of("models"), "models")
     models = {role: _model(models_t.table_of(role), role) for role in ROLES}
     models_t.done()
 
@@ -189,16 +141,16 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
     categories = top.table_of("categories", {})
     for name, spec in categories.items():
         if not isinstance(spec, list):
-            raise UserError(f"categories.{name}: must be a list of class indices or 'a-b' ranges, got {_show(spec)}")
+            raise UserError(f"categories.{name}: must be a list of class indices or 'a-b' ranges, got {show(spec)}")
 
-    tasks = _Fields(top.table_of("tasks"), "tasks")
+    tasks = Fields(top.table_of("tasks"), "tasks")
     cd = _class_discrimination(tasks.table_of("class_discrimination", None))
     trust = _trust(tasks.table_of("trust", None))
     tasks.done()
     if cd is None and trust is None:
         raise UserError("tasks: plan at least one of [tasks.class_discrimination] and [tasks.trust]")
 
-    render_t = _Fields(top.table_of("render", {}), "render")
+    render_t = Fields(top.table_of("render", {}), "render")
     render = RenderConfig(
         colormap=render_t.get("colormap", str, "jet"),
         alpha=float(render_t.get("alpha", (int, float), 0.5, lambda a: 0 <= a <= 1, "must be a number in [0, 1]")),
@@ -224,7 +176,7 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
 
 
 def _model(table: dict, role: str) -> ModelConfig:
-    f = _Fields(table, f"models.{role}")
+    f = Fields(table, f"models.{role}")
     cfg = ModelConfig(
         role=role,
         name=f.get("name", str, ..., lambda s: s.strip() != "", "must be a model name"),
@@ -239,7 +191,7 @@ def _model(table: dict, role: str) -> ModelConfig:
 def _class_discrimination(table: dict | None) -> ClassDiscriminationConfig | None:
     if table is None:
         return None
-    f = _Fields(table, "tasks.class_discrimination")
+    f = Fields(table, "tasks.class_discrimination")
     if "baseline" in f.table:
         raise UserError(
             "tasks.class_discrimination.baseline: not available: both categories are visible "
@@ -259,7 +211,7 @@ def _class_discrimination(table: dict | None) -> ClassDiscriminationConfig | Non
 def _trust(table: dict | None) -> TrustConfig | None:
     if table is None:
         return None
-    f = _Fields(table, "tasks.trust")
+    f = Fields(table, "tasks.trust")
     cfg = TrustConfig(
         attention_checks=f.get("attention_checks", int, 4, _non_negative, "must be an integer >= 0"),
         max_images=f.get("max_images", int, 0, _non_negative, "must be an integer >= 0 (0: all)"),

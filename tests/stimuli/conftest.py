@@ -21,6 +21,11 @@ def _photo(path: Path, left: str, right: str | None = None) -> None:
 @pytest.fixture
 def study(tmp_path):
     """A CSV source with single-colour photos and two-colour composites, and its config."""
+    return make_study(tmp_path)
+
+
+def make_study(tmp_path: Path) -> Path:
+    """Write the tiny study (images, CSV, config) into ``tmp_path``; return the config path."""
     imgs = tmp_path / "images"
     imgs.mkdir()
     rows = ["path,labels,boxes"]

@@ -1,0 +1,175 @@
+"""The JSON API the browser module talks to: the plan, answers, events, completion.
+
+Every route needs the participant's token (``X-Participant-Token``, or the session cookie
+the pages set) for this study; a bad request gets a 4xx JSON error and writes nothing.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, session
+from sqlalchemy import select
+
+from study.answers import AnswerError, progress, record
+from study.db import transaction
+from study.models import Answer, Event, Item, Participant, PlanEntry, Stimulus, Study, utcnow
+from study.tokens import verify
+
+bp = Blueprint("api", __name__, url_prefix="/api/s/<slug>")
+
+EVENT_KINDS = ("load", "focus", "blur", "visibility", "resize", "retry", "offline", "online")
+
+
+def sessions():
+    return current_app.extensions["camstudy.sessions"]
+
+
+def error(status: int, message: str):
+    return jsonify(error=message), status
+
+
+def study_by_slug(slug: str) -> Study | None:
+    with sessions()() as s:
+        return s.scalar(select(Study).where(Study.slug == slug))
+
+
+def current_participant_id(study: Study) -> int | None:
+    token = request.headers.get("X-Participant-Token") or session.get(f"p{study.id}")
+    return verify(current_app.config["SECRET_KEY"], token, study.id)
+
+
+def _json_body() -> dict | None:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def _authorized(slug: str):
+    """``(study, participant_id)`` or an error response."""
+    if len(slug) > 64:
+        return None, error(404, "unknown study")
+    study = study_by_slug(slug)
+    if study is None:
+        return None, error(404, "unknown study")
+    pid = current_participant_id(study)
+    if pid is None:
+        return None, error(403, "missing or invalid participant token")
+    return (study, pid), None
+
+
+def stimulus_urls(s, study: Study, ids: list[str]) -> list[str]:
+    """Opaque image URLs (by row id): the file names would give the answer away."""
+    rows = dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
+        Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(ids))).all())
+    return [f"/s/{study.slug}/img/{rows[i]}" for i in ids]
+
+
+@bp.get("/plan")
+def plan(slug: str):
+    ok, err = _authorized(slug)
+    if err:
+        return err
+    study, pid = ok
+    with sessions()() as s:
+        p = s.get(Participant, pid)
+        entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
+        done, total = progress(s, p)
+        trials = []
+        for e in entries:
+            trial = {"position": e.position, "task": study.kind, "images": stimulus_urls(s, study, e.layout["stimuli"])}
+            if study.kind == "class_discrimination":
+                trial["options"] = e.layout["options"]
+            trials.append(trial)
+        practice = _practice(s, study, {e.item_pk for e in entries}) if study.settings.get("practice") else None
+    return jsonify(study=study.slug, task=study.kind, status=p.status, next=done, total=total, trials=trials,
+                   practice=practice)
+
+
+def _practice(s, study: Study, planned: set[int]) -> dict | None:
+    """A practice trial with feedback, from an attention-check item this participant will not see."""
+    check = s.scalars(
+        select(Item).where(Item.study_id == study.id, Item.is_attention_check.is_(True), Item.id.not_in(planned))
+        .order_by(Item.id)
+    ).first()
+    if check is None:
+        return None
+    images = stimulus_urls(s, study, list(check.stimulus_ids))
+    if study.kind == "class_discrimination":
+        return {"images": images, "options": check.options, "correct": check.correct_answer,
+                "explanation": f"Not quite: the image shows a {check.correct_answer}. Look for the evidence the model highlights."}
+    return {"images": images, "correct": 0,
+            "explanation": "Not quite: both sides show the same explanation, so the models are equally reliable (3)."}
+
+
+@bp.post("/answers")
+def answers(slug: str):
+    ok, err = _authorized(slug)
+    if err:
+        return err
+    _study, pid = ok
+    body = _json_body()
+    if body is None:
+        return error(400, "the body must be a JSON object")
+    unknown = set(body) - {"position", "answer", "rt_ms", "shown_at", "client_time"}
+    if unknown:
+        return error(400, f"unknown field {sorted(unknown)[0]!r}")
+    try:
+        return jsonify(record(sessions(), pid, body))
+    except AnswerError as e:
+        return error(e.status, e.message)
+
+
+@bp.post("/events")
+def events(slug: str):
+    ok, err = _authorized(slug)
+    if err:
+        return err
+    _study, pid = ok
+    body = _json_body()
+    if body is None or body.get("kind") not in EVENT_KINDS:
+        return error(400, f"kind must be one of {', '.join(EVENT_KINDS)}")
+    position = body.get("position")
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+        return error(400, "position must be a non-negative integer")
+    detail = body.get("detail")
+    if detail is not None and (not isinstance(detail, dict) or len(str(detail)) > 2000):
+        return error(400, "detail must be a small JSON object")
+    with transaction(sessions()) as s:
+        s.add(Event(participant_id=pid, kind=body["kind"], position=position, detail=detail))
+    return "", 204
+
+
+@bp.post("/complete")
+def complete(slug: str):
+    """Finish the trials: allowed only once every answer is stored."""
+    ok, err = _authorized(slug)
+    if err:
+        return err
+    study, pid = ok
+    with transaction(sessions()) as s:
+        p = s.get(Participant, pid)
+        done, total = progress(s, p)
+        if done < total:
+            return error(409, f"{total - done} trial(s) still unanswered")
+        if p.status == "active":
+            p.stage = "questionnaire" if study.settings.get("questionnaire") else "debrief"
+            if not study.settings.get("questionnaire"):
+                finish(s, study, p)
+        return jsonify(status=p.status, stage=p.stage, next_url=f"/s/{study.slug}/{p.stage}")
+
+
+def failed_checks(s, p: Participant) -> int:
+    """Attention checks this participant got wrong."""
+    rows = s.execute(
+        select(Answer.correct)
+        .join(PlanEntry, (PlanEntry.participant_id == Answer.participant_id) & (PlanEntry.position == Answer.position))
+        .join(Item, Item.id == PlanEntry.item_pk)
+        .where(Answer.participant_id == p.id, Item.is_attention_check.is_(True))
+    ).all()
+    return sum(1 for (c,) in rows if c is False)
+
+
+def finish(s, study: Study, p: Participant) -> None:
+    """Mark the participation finished: completed, or screened out by the attention checks."""
+    limit = study.settings["exclusions"]["max_failed_attention_checks"]
+    p.status = "screened_out" if failed_checks(s, p) > limit else "completed"
+    p.stage = "debrief"
+    p.completed_at = utcnow()

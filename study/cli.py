@@ -1,0 +1,108 @@
+"""``camstudy db | study | serve | admin``: the study server's commands (no torch needed)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from camstudy.errors import UserError
+
+
+def run_db(args: argparse.Namespace) -> int:
+    from study.db import database_url, upgrade
+
+    head = upgrade(args.db)
+    print(f"database {database_url(args.db).split('@')[-1]} is at revision {head}")
+    return 0
+
+
+def run_study_create(args: argparse.Namespace) -> int:
+    from study.db import check_current, make_engine, session_factory, transaction
+    from study.settings import load_study_config
+    from study.setup import create_study
+
+    cfg = load_study_config(args.config)
+    stimuli = Path(args.stimuli) if args.stimuli else cfg.stimuli
+    if stimuli is None:
+        raise UserError("no stimuli folder: pass --stimuli DIR or set `stimuli` in the config")
+    engine = make_engine(args.db)
+    check_current(engine)
+    with transaction(session_factory(engine)) as s:
+        study = create_study(s, cfg, stimuli)
+        n_items = len(study.items)
+        slug = study.slug
+    print(f"study {slug!r} ({cfg.task}, {n_items} items, conditions: {', '.join(study.settings['conditions'])})")
+    print(f"participant link: /s/{slug}/")
+    print(slug)
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from study.app import create_app
+
+    if args.db:
+        os.environ["CAMSTUDY_DATABASE_URL"] = args.db
+    if args.dev:
+        create_app().run(host=args.host, port=args.port, debug=False)
+        return 0
+    create_app()  # fail here, with one line, on an unmigrated database
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    cmd = [str(gunicorn), "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
+           "--access-logfile", "-", "study.wsgi:app"]
+    os.execv(cmd[0], cmd)
+    return 0  # pragma: no cover - execv does not return
+
+
+def run_admin_create_user(args: argparse.Namespace) -> int:
+    from werkzeug.security import generate_password_hash
+
+    from study.db import check_current, make_engine, session_factory, transaction
+    from study.models import AdminUser
+
+    password = os.environ.get("CAMSTUDY_ADMIN_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+    if len(password) < 10:
+        raise UserError("the password needs at least 10 characters")
+    engine = make_engine(args.db)
+    check_current(engine)
+    from sqlalchemy import select
+
+    with transaction(session_factory(engine)) as s:
+        if s.scalar(select(AdminUser).where(AdminUser.name == args.name)) is not None:
+            raise UserError(f"admin user {args.name!r} exists already")
+        s.add(AdminUser(name=args.name, password_hash=generate_password_hash(password)))
+    print(f"admin user {args.name!r} created")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the study server's subcommands on the ``camstudy`` parser."""
+    p = sub.add_parser("db", help="database schema (Alembic)")
+    p.add_argument("action", choices=["upgrade"])
+    p.add_argument("--db", help="database URL (default: CAMSTUDY_DATABASE_URL or sqlite:///instance/camstudy.db)")
+    p.set_defaults(func=run_db)
+
+    p = sub.add_parser("study", help="create a study from a study config and a stimulus build")
+    act = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = act.add_parser("create", help="create a study")
+    c.add_argument("config")
+    c.add_argument("--stimuli", help="stimulus build folder (default: the config's `stimuli`)")
+    c.add_argument("--db")
+    c.set_defaults(func=run_study_create)
+
+    p = sub.add_parser("serve", help="serve the studies (gunicorn; --dev for Flask's server)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--dev", action="store_true", help="Flask's development server, one process")
+    p.add_argument("--db")
+    p.set_defaults(func=run_serve)
+
+    p = sub.add_parser("admin", help="admin users")
+    act = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = act.add_parser("create-user", help="create an admin user (password from CAMSTUDY_ADMIN_PASSWORD or a prompt)")
+    c.add_argument("name")
+    c.add_argument("--db")
+    c.set_defaults(func=run_admin_create_user)

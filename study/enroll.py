@@ -1,0 +1,159 @@
+"""Enrollment: the condition, the whole trial plan and its counterbalancing, drawn once.
+
+Server-authoritative: at enrollment the server draws the participant's plan from a stored
+seed and stores it, so a reload, a new tab or a server restart resumes it unchanged.
+
+Concurrency: the enrollment transaction starts by incrementing the study's enrollment
+counter. That UPDATE takes the study row's write lock (PostgreSQL: a row lock; SQLite: the
+database write lock, and because it is the transaction's first statement the snapshot is
+taken under that lock), so concurrent enrollments of a study run one after another and
+each sees every earlier one: least-filled assignment and rater counts stay exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from study.models import MODES, PLATFORMS, Item, Participant, PlanEntry, Study
+
+
+@dataclass(frozen=True)
+class Recruitment:
+    """Who is enrolling, as the recruitment platform tells it."""
+
+    mode: str = "live"
+    platform: str = "plain"
+    worker_id: str | None = None
+    assignment_id: str | None = None
+    hit_id: str | None = None
+    platform_study_id: str | None = None
+    session_id: str | None = None
+    turk_submit_to: str | None = None
+    user_agent: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES or self.platform not in PLATFORMS:
+            raise ValueError(f"unknown mode {self.mode!r} or platform {self.platform!r}")
+
+
+class AlreadyParticipated(Exception):
+    """The worker finished this study before and the study allows one participation."""
+
+
+def pseudonym(study: Study, key: str) -> str:
+    """A stable pseudonymous id: HMAC-SHA256 of the worker key with the study's secret."""
+    return hmac.new(study.secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def enroll(session: Session, study_id: int, who: Recruitment) -> Participant:
+    """Enroll (or resume) a participant; call inside a transaction, as its first statement."""
+    session.execute(update(Study).where(Study.id == study_id).values(enrollments=Study.enrollments + 1))
+    study = session.get(Study, study_id)
+    attempt = 1
+    if who.worker_id:
+        prior = session.scalars(
+            select(Participant)
+            .where(Participant.study_id == study_id, Participant.mode == who.mode, Participant.worker_id == who.worker_id)
+            .order_by(Participant.attempt.desc())
+        ).first()
+        if prior is not None:
+            if prior.status == "active":
+                return prior  # the same worker again: resume, never reshuffle
+            if not study.settings.get("allow_repeat"):
+                raise AlreadyParticipated(f"worker already took part in study {study.slug}")
+            attempt = prior.attempt + 1
+    cell = least_filled_condition(session, study, who.mode)
+    seed = secrets.randbelow(2**31)
+    p = Participant(
+        study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, attempt=attempt,
+        assignment_id=who.assignment_id, hit_id=who.hit_id, platform_study_id=who.platform_study_id,
+        session_id=who.session_id, turk_submit_to=who.turk_submit_to, user_agent=who.user_agent,
+        pseudonym=pseudonym(study, f"{who.platform}:{who.worker_id}" if who.worker_id else secrets.token_hex(16)),
+        condition=cell, seed=seed,
+    )
+    session.add(p)
+    session.flush()
+    for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed)):
+        session.add(PlanEntry(participant_id=p.id, position=position, item_pk=item.id, layout=layout))
+    session.flush()
+    return p
+
+
+def least_filled_condition(session: Session, study: Study, mode: str) -> str:
+    """The condition with the fewest participants of this study and mode (ties: first)."""
+    cells = study.settings["conditions"]
+    counts = dict(
+        session.execute(
+            select(Participant.condition, func.count())
+            .where(Participant.study_id == study.id, Participant.mode == mode)
+            .group_by(Participant.condition)
+        ).all()
+    )
+    return min(cells, key=lambda c: (counts.get(c, 0), cells.index(c)))
+
+
+def _rater_counts(session: Session, study: Study, mode: str) -> Counter:
+    rows = session.execute(
+        select(PlanEntry.item_pk, func.count())
+        .join(Participant, Participant.id == PlanEntry.participant_id)
+        .where(Participant.study_id == study.id, Participant.mode == mode)
+        .group_by(PlanEntry.item_pk)
+    ).all()
+    return Counter(dict(rows))
+
+
+def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -> list[tuple[Item, dict]]:
+    """The participant's trials in order, each with its counterbalanced layout.
+
+    Trials: the condition's items with the fewest raters so far (ties broken by the seed),
+    at most one per image, so items fill up to ``raters_per_item`` evenly. Attention
+    checks: the least-used check items, at random positions after the first trial.
+    Counterbalancing: half of the trials show the options (class discrimination) or the
+    stronger model as "Model 1" (trust) one way round, half the other, shuffled.
+    """
+    settings = study.settings
+    rng = random.Random(seed)
+    items = session.scalars(select(Item).where(Item.study_id == study.id).order_by(Item.id)).all()
+    counts = _rater_counts(session, study, mode)
+    pool = [it for it in items if not it.is_attention_check and (cell == "all" or it.method == cell)]
+    checks = [it for it in items if it.is_attention_check]
+    trials = _least_rated(pool, counts, settings["trials_per_participant"], rng, one_per_image=True)
+    chosen_checks = _least_rated(checks, counts, settings["attention_checks"], rng, one_per_image=False)
+    order = list(trials)
+    for check in chosen_checks:
+        order.insert(rng.randint(1, len(order)) if order else 0, check)
+    flips = [i % 2 == 1 for i in range(len(order))]
+    rng.shuffle(flips)
+    return [(it, _layout(it, flip)) for it, flip in zip(order, flips, strict=True)]
+
+
+def _least_rated(pool: list[Item], counts: Counter, n: int, rng: random.Random, one_per_image: bool) -> list[Item]:
+    ranked = sorted(pool, key=lambda it: (counts[it.id], rng.random()))
+    chosen, images = [], set()
+    for it in ranked:
+        if len(chosen) == n:
+            break
+        if one_per_image and it.image_id in images:
+            continue
+        chosen.append(it)
+        images.add(it.image_id)
+    if len(chosen) < n and one_per_image:  # fewer images than trials: allow repeats of an image
+        chosen += [it for it in ranked if it not in chosen][: n - len(chosen)]
+    return chosen
+
+
+def _layout(item: Item, flip: bool) -> dict:
+    if item.task == "trust":
+        stronger, weaker = item.stimulus_ids
+        first = "weaker" if flip else "stronger"
+        return {"model_1": first, "stimuli": [weaker, stronger] if flip else [stronger, weaker]}
+    options = list(item.options or [])
+    return {"options": options[::-1] if flip else options, "stimuli": list(item.stimulus_ids)}

@@ -1,0 +1,179 @@
+"""The study database: SQLAlchemy 2.0 typed models. Alembic (``migrations/``) owns the schema.
+
+Every timestamp is timezone-aware UTC. A study holds its stimuli and items (copied from a
+stimulus build's manifest and plan); a participant holds the trial plan drawn at
+enrollment (``PlanEntry``, one row per position) and at most one answer per position
+(``Answer``, unique on participant and position: a retried POST cannot write twice).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON, list: JSON}
+
+
+MODES = ("live", "sandbox", "debug")
+PLATFORMS = ("plain", "mturk", "prolific")
+STATUSES = ("active", "completed", "screened_out")
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # class_discrimination | trust
+    config_toml: Mapped[str] = mapped_column(Text)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict]  # the validated study config, as JSON
+    stimuli_dir: Mapped[str] = mapped_column(Text)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str] = mapped_column(String(64))  # HMAC key of the export's pseudonyms
+    enrollments: Mapped[int] = mapped_column(Integer, default=0)  # bumped first: the enrollment lock
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    items: Mapped[list[Item]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+
+class Stimulus(Base):
+    __tablename__ = "stimulus"
+    __table_args__ = (UniqueConstraint("study_id", "stimulus_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    stimulus_id: Mapped[str] = mapped_column(String(300))
+    file: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    model_role: Mapped[str] = mapped_column(String(16))
+    provenance: Mapped[dict]  # the whole manifest row
+
+
+class Item(Base):
+    __tablename__ = "item"
+    __table_args__ = (UniqueConstraint("study_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(300))
+    task: Mapped[str] = mapped_column(String(32))
+    image_id: Mapped[str] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(32))
+    model_role: Mapped[str | None] = mapped_column(String(16))
+    stimulus_ids: Mapped[list]
+    options: Mapped[list | None]
+    correct_answer: Mapped[str | None] = mapped_column(String(200))
+    expected_answer: Mapped[int | None]
+    is_attention_check: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    study: Mapped[Study] = relationship(back_populates="items")
+
+
+class Participant(Base):
+    __tablename__ = "participant"
+    __table_args__ = (
+        # One participation per worker per study and mode; ``attempt`` > 1 only where the
+        # study allows repeats. Rows without a worker id (plain links) are not constrained.
+        UniqueConstraint("study_id", "mode", "worker_id", "attempt"),
+        Index("ix_participant_cell", "study_id", "mode", "condition"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(16))
+    platform: Mapped[str] = mapped_column(String(16))
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    assignment_id: Mapped[str | None] = mapped_column(String(200))
+    hit_id: Mapped[str | None] = mapped_column(String(200))
+    platform_study_id: Mapped[str | None] = mapped_column(String(200))
+    session_id: Mapped[str | None] = mapped_column(String(200))
+    turk_submit_to: Mapped[str | None] = mapped_column(Text)
+    pseudonym: Mapped[str] = mapped_column(String(64))
+    condition: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    stage: Mapped[str] = mapped_column(String(16), default="consent")
+    questionnaire: Mapped[dict | None]
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+    plan: Mapped[list[PlanEntry]] = relationship(
+        back_populates="participant", order_by="PlanEntry.position", cascade="all, delete-orphan"
+    )
+
+
+class PlanEntry(Base):
+    __tablename__ = "plan_entry"
+    __table_args__ = (UniqueConstraint("participant_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    item_pk: Mapped[int] = mapped_column(ForeignKey("item.id"))
+    # Counterbalancing drawn at enrollment: the option order (class discrimination) or which
+    # model is shown as "Model 1" on the left (trust).
+    layout: Mapped[dict]
+
+    participant: Mapped[Participant] = relationship(back_populates="plan")
+    item: Mapped[Item] = relationship()
+
+
+class Answer(Base):
+    __tablename__ = "answer"
+    __table_args__ = (UniqueConstraint("participant_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(String(200))
+    correct: Mapped[bool | None]
+    score_stronger: Mapped[int | None]
+    rt_ms: Mapped[float] = mapped_column(Float)
+    shown_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int | None]
+    detail: Mapped[dict | None]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,118 @@
+"""``camstudy study create``: a study from a study config and a stimulus build folder.
+
+The build's ``plan.json`` supplies the items of the config's task and its ``manifest.json``
+the stimuli they show; every stimulus file is checked against its recorded sha256 before
+anything is written, so a study never points at a missing or altered PNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from camstudy.errors import UserError
+from study.models import Item, Stimulus, Study
+from study.settings import StudyConfig
+
+PHOTO = "photo"
+
+
+def read_build(stimuli_dir: Path) -> tuple[list[dict], list[dict], str]:
+    """``(manifest rows, plan items, manifest sha256)`` of a finished stimulus build."""
+    manifest = stimuli_dir / "manifest.json"
+    plan = stimuli_dir / "plan.json"
+    if not manifest.is_file() or not plan.is_file():
+        raise UserError(f"{stimuli_dir}: not a finished stimuli build (needs manifest.json and plan.json)")
+    raw = manifest.read_bytes()
+    try:
+        rows = json.loads(raw)["rows"]
+        items = json.loads(plan.read_text())["items"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise UserError(f"{stimuli_dir}: unreadable manifest or plan ({e})") from None
+    return rows, items, hashlib.sha256(raw).hexdigest()
+
+
+def select_items(cfg: StudyConfig, items: list[dict]) -> list[dict]:
+    """The plan's items of the config's task, restricted to the config's methods."""
+    mine = [it for it in items if it["task"] == cfg.task]
+    if not mine:
+        raise UserError(f"the stimuli hold no {cfg.task} items; was the task planned in the stimulus config?")
+    methods = {it["method"] for it in mine if not it["is_attention_check"]}
+    if cfg.methods:
+        unknown = sorted(set(cfg.methods) - methods)
+        if unknown:
+            raise UserError(f"methods: {', '.join(unknown)} not among the stimuli's methods ({', '.join(sorted(methods))})")
+        mine = [it for it in mine if it["is_attention_check"] or it["method"] in cfg.methods]
+    if cfg.attention_checks and not any(it["is_attention_check"] for it in mine):
+        raise UserError("attention_checks: the stimuli hold no attention-check items for this task")
+    return mine
+
+
+def conditions(cfg: StudyConfig, items: list[Item] | list[dict]) -> list[str]:
+    """The between-subject cells: one per method, or a single cell for a within design."""
+    if cfg.design == "within":
+        return ["all"]
+    get = (lambda it: (it["method"], it["is_attention_check"])) if items and isinstance(items[0], dict) else (
+        lambda it: (it.method, it.is_attention_check))
+    return sorted({m for m, check in map(get, items) if not check})
+
+
+def create_study(session: Session, cfg: StudyConfig, stimuli_dir: Path) -> Study:
+    """Insert the study, its stimuli and its items; raise UserError before writing anything."""
+    if session.scalar(select(Study.id).where(Study.slug == cfg.slug)) is not None:
+        raise UserError(f"a study with slug {cfg.slug!r} exists already; set another `slug` in the config")
+    rows, plan_items, manifest_sha = read_build(stimuli_dir)
+    items = select_items(cfg, plan_items)
+    by_id = {r["stimulus_id"]: r for r in rows}
+    used = sorted({s for it in items for s in it["stimulus_ids"]})
+    for sid in used:
+        row = by_id.get(sid)
+        if row is None:
+            raise UserError(f"item stimulus {sid!r} is not in {stimuli_dir}/manifest.json")
+        path = stimuli_dir / row["file"]
+        try:
+            ok = hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+        except OSError:
+            raise UserError(f"stimulus file missing: {path}") from None
+        if not ok:
+            raise UserError(f"stimulus file changed since the build (sha256 mismatch): {path}")
+    study = Study(
+        slug=cfg.slug,
+        title=cfg.title,
+        kind=cfg.task,
+        config_toml=cfg.source_text,
+        config_sha256=cfg.sha256,
+        settings={**cfg.as_json(), "conditions": conditions(cfg, items)},
+        stimuli_dir=str(stimuli_dir.resolve()),
+        manifest_sha256=manifest_sha,
+        secret=secrets.token_hex(32),
+    )
+    session.add(study)
+    session.flush()
+    for sid in used:
+        r = by_id[sid]
+        session.add(Stimulus(study_id=study.id, stimulus_id=sid, file=r["file"], sha256=r["sha256"],
+                             method=r["method"], model=r["model"], model_role=r["model_role"], provenance=r))
+    for it in items:
+        session.add(
+            Item(
+                study_id=study.id,
+                item_id=it["item_id"],
+                task=it["task"],
+                image_id=it["image_id"],
+                category=it["category"],
+                method=it["method"],
+                model_role=it.get("model_role"),
+                stimulus_ids=it["stimulus_ids"],
+                options=it.get("options"),
+                correct_answer=it.get("correct_answer"),
+                expected_answer=it.get("expected_answer"),
+                is_attention_check=it["is_attention_check"],
+            )
+        )
+    return study

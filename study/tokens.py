@@ -1,0 +1,26 @@
+"""Participant tokens: a signed participant id, so each participant reads and answers
+only their own trials. Sent by the browser module in the ``X-Participant-Token`` header
+(and kept in the signed session cookie for the server-rendered pages)."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+SALT = "camstudy.participant"
+
+
+def issue(secret: str, participant_id: int, study_id: int) -> str:
+    return URLSafeSerializer(secret, salt=SALT).dumps({"p": participant_id, "s": study_id})
+
+
+def verify(secret: str, token: str | None, study_id: int) -> int | None:
+    """The participant id if ``token`` is genuine and for this study, else None."""
+    if not token or len(token) > 500:
+        return None
+    try:
+        data = URLSafeSerializer(secret, salt=SALT).loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("s") != study_id or not isinstance(data.get("p"), int):
+        return None
+    return data["p"]
