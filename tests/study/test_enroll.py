@@ -54,7 +54,7 @@ def test_items_fill_up_evenly_and_modes_are_apart(migrated, studies):
     engine = make_engine(migrated)
     factory = session_factory(engine)
     sid = _study_id(factory, studies["trust"])
-    for i in range(6):
+    for _ in range(6):
         with transaction(factory) as s:
             enroll(s, sid, Recruitment(platform="plain"))
     with transaction(factory) as s:
