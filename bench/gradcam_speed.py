@@ -365,12 +365,23 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_round_robin(cands: dict[str, Callable[[], Any]], reps: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Warm each callable up, then time ``reps`` rounds over all of them, interleaved."""
+def time_round_robin(
+    cands: dict[str, Callable[[], Any]], reps: int, warmup: int = 2, budget: float = 0.0
+) -> dict[str, list[float]]:
+    """Warm each callable up, then time rounds over all of them, interleaved.
+
+    ``reps`` rounds at least; with a ``budget`` (seconds), as many more rounds as fit in it
+    (at most 41): cheap models get many repetitions, so a median on this shared machine is
+    not at the mercy of a few disturbed runs.
+    """
+    t_warm = time.perf_counter()
     for fn in cands.values():
         for _ in range(warmup):
             fn()
     _sync()
+    per_round = (time.perf_counter() - t_warm) / warmup
+    if budget > 0 and per_round > 0:
+        reps = max(reps, min(41, int(budget / per_round)))
     names = list(cands)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(reps):
@@ -384,7 +395,7 @@ def time_round_robin(cands: dict[str, Callable[[], Any]], reps: int, warmup: int
     return times
 
 
-def bench_model(s: Subject, batch: int, reps: int) -> Result:
+def bench_model(s: Subject, batch: int, reps: int, budget: float = 0.0) -> Result:
     x = make_input(batch, s.size)
     targets, targets2 = make_targets(batch)
     t = torch.tensor(targets, device=DEVICE)
@@ -415,7 +426,7 @@ def bench_model(s: Subject, batch: int, reps: int) -> Result:
             res.unavailable[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             continue
         cands[key] = fn
-    res.times = time_round_robin(cands, reps)
+    res.times = time_round_robin(cands, reps, budget=budget)
     return res
 
 
@@ -471,11 +482,11 @@ def markdown_table(results: list[Result], info: dict[str, Any]) -> str:
         f"Guided Grad-CAM speed, {info['date_utc']}; CPU: {info['cpu']} "
         f"(platform.processor(): {info['processor'] or 'empty'}); torch {info['torch']}, "
         f"captum {info['captum']}, grad-cam {info['grad_cam']}; threads {info['threads']}; "
-        f"device {info['device']}; batch {info['batch']}; median of {info['reps']} interleaved reps",
+        f"device {info['device']}; batch {info['batch']}; medians of interleaved reps (n per model below)",
         "",
-        "| model | input | floor s | forward s | engine s (ratio) | engine 2 classes s (ratio) "
+        "| model | input | reps | floor s | forward s | engine s (ratio) | engine 2 classes s (ratio) "
         "| extra class (backwards) | captum s (ratio) | pytorch-grad-cam s (ratio) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         extra = r.extra_class_backwards()
@@ -485,6 +496,7 @@ def markdown_table(results: list[Result], info: dict[str, Any]) -> str:
                 [
                     DISPLAY[r.name],
                     "x".join(map(str, r.input_shape)),
+                    str(len(r.times.get(FLOOR, []))),
                     _cell(r, FLOOR, with_ratio=False),
                     _cell(r, FORWARD, with_ratio=False),
                     _cell(r, ENGINE),
@@ -552,6 +564,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(MODELS)} (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: batch 2, 3 reps")
+    p.add_argument("--budget", type=float, default=90.0,
+                   help="seconds of timed rounds per model: more reps where they are cheap (default 90)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda; CUDA timings synchronize")
     p.add_argument("--json", metavar="PATH", help="also write the raw numbers as JSON")
     args = p.parse_args(argv)
@@ -583,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for s in subjects:
         print(f"timing {DISPLAY[s.name]} ...", flush=True)
-        results.append(bench_model(s, batch, reps))
+        results.append(bench_model(s, batch, reps, 0.0 if args.quick else args.budget))
         gc.collect()
 
     info = meta(args, batch, reps)
