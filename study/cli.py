@@ -106,3 +106,14 @@ def add_parsers(sub) -> None:
     c.add_argument("name")
     c.add_argument("--db")
     c.set_defaults(func=run_admin_create_user)
+
+    from study.export import MODE_CHOICES, run_export
+
+    p = sub.add_parser("export", help="a study's answers in long format, one row per answer (CSV or Parquet)")
+    p.add_argument("study", metavar="STUDY", help="the study's slug")
+    p.add_argument("--format", choices=["csv", "parquet"], help="default: from the --out suffix")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--raw-ids", action="store_true", help="add the platforms' raw worker ids (default: pseudonyms only)")
+    p.add_argument("--mode", choices=MODE_CHOICES, default="live", help="live (default), sandbox, debug or all")
+    p.add_argument("--db")
+    p.set_defaults(func=run_export)

@@ -1,0 +1,425 @@
+"""The admin pages: login, progress per study, mode and condition, live results, export.
+
+Security:
+
+- Admin users come from ``camstudy admin create-user`` (werkzeug password hashes). A login
+  form carries a CSRF token; wrong passwords are counted per client address and per user
+  name, and after ``ADMIN_LOGIN_MAX_FAILURES`` (5) failures within
+  ``ADMIN_LOGIN_WINDOW_S`` (15 minutes) that address or name gets 429 until the window has
+  passed (an in-process limiter: with several gunicorn workers each counts on its own).
+- A successful login clears the session first (no fixation), then stores the admin's id,
+  the login time and a fingerprint of the password hash: a session ends after
+  ``ADMIN_SESSION_HOURS`` (12) or as soon as the password changes or the user is deleted.
+- Pages redirect to the login when there is no admin session; data (the exports) answer 401
+  JSON. Logout is a POST with the CSRF token. Every admin response is ``no-store``.
+- Worker ids and questionnaire answers are shown through Jinja's autoescape only; the
+  dashboard's export is always pseudonymous (raw ids only through ``camstudy export --raw-ids``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+import statistics
+import threading
+import time
+from collections import defaultdict, deque
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import and_, case, func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from study.models import (
+    MODES,
+    STATUSES,
+    AdminUser,
+    Answer,
+    Item,
+    Participant,
+    PlanEntry,
+    Stimulus,
+    Study,
+)
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+CSRF_KEY = "admin_csrf"
+ADMIN_KEY = "admin_id"
+DEFAULTS = {"ADMIN_LOGIN_MAX_FAILURES": 5, "ADMIN_LOGIN_WINDOW_S": 15 * 60, "ADMIN_SESSION_HOURS": 12}
+MAX_NAME = 100
+MAX_PASSWORD = 1024
+MAX_KEYS = 10_000  # failure records kept before expired ones are swept
+RECENT = 50  # participants listed per mode on a study's page
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown user names against, so they take as long as known ones."""
+    return generate_password_hash(secrets.token_hex(16))
+
+
+class LoginLimiter:
+    """Failed logins per key (an address or a user name) in a sliding window; thread-safe."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.failures: dict[str, deque] = defaultdict(deque)
+        self.lock = threading.Lock()
+        self.clock = clock
+
+    def _trim(self, q: deque, now: float, window: float) -> None:
+        while q and now - q[0] >= window:
+            q.popleft()
+
+    def retry_after(self, keys: list[str], limit: int, window: float) -> int:
+        """Seconds until every key is under the limit again (0: allowed now)."""
+        now = self.clock()
+        wait = 0.0
+        with self.lock:
+            for key in keys:
+                q = self.failures.get(key)
+                if q is None:
+                    continue
+                self._trim(q, now, window)
+                if len(q) >= limit:
+                    wait = max(wait, window - (now - q[-limit]))
+                if not q:
+                    del self.failures[key]
+        return int(wait) + 1 if wait > 0 else 0
+
+    def fail(self, keys: list[str], window: float) -> None:
+        now = self.clock()
+        with self.lock:
+            for key in keys:
+                self.failures[key].append(now)
+            if len(self.failures) > MAX_KEYS:  # many names tried: forget the expired ones
+                for key in [k for k, q in self.failures.items() if now - q[-1] >= window]:
+                    del self.failures[key]
+
+    def reset(self, keys: list[str]) -> None:
+        with self.lock:
+            for key in keys:
+                self.failures.pop(key, None)
+
+
+@bp.record_once
+def _setup(state) -> None:
+    for k, v in DEFAULTS.items():
+        state.app.config.setdefault(k, v)
+    state.app.extensions["camstudy.admin_limiter"] = LoginLimiter()
+
+
+def _sessions():
+    return current_app.extensions["camstudy.sessions"]
+
+
+def _limiter() -> LoginLimiter:
+    return current_app.extensions["camstudy.admin_limiter"]
+
+
+@bp.after_request
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+# --- CSRF and login --------------------------------------------------------------------------
+
+def csrf_token() -> str:
+    if CSRF_KEY not in session:
+        session[CSRF_KEY] = secrets.token_urlsafe(32)
+    return session[CSRF_KEY]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get(CSRF_KEY, "")
+    if not sent or not expected or not secrets.compare_digest(sent, expected):
+        abort(400, "the form expired or did not come from this site; reload the page")
+
+
+def _fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def current_admin() -> AdminUser | None:
+    """The logged-in admin of this request, or None (expired, deleted, password changed)."""
+    if "admin" in g:
+        return g.admin
+    admin = None
+    aid, at, fp = session.get(ADMIN_KEY), session.get("admin_at"), session.get("admin_fp")
+    max_age = current_app.config["ADMIN_SESSION_HOURS"] * 3600
+    if isinstance(aid, int) and isinstance(at, (int, float)) and 0 <= time.time() - at < max_age:
+        with _sessions()() as s:
+            user = s.get(AdminUser, aid)
+        if user is not None and fp == _fingerprint(user.password_hash):
+            admin = user
+    g.admin = admin
+    return admin
+
+
+def login_required(data: bool = False):
+    """Pages redirect to the login form; data routes answer 401 JSON."""
+
+    def wrap(view):
+        @functools.wraps(view)
+        def inner(*args, **kwargs):
+            if current_admin() is None:
+                if data:
+                    return jsonify(error="admin login required"), 401
+                return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+            return view(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this app's admin area: never an open redirect."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and parts.path.startswith("/admin/") and "\\" not in target:
+            return target
+    return url_for("admin.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        if current_admin() is not None:
+            return redirect(_safe_next(request.args.get("next")))
+        return render_template("admin_login.html", csrf_token=csrf_token(), next=request.args.get("next", ""))
+    _check_csrf()
+    name = request.form.get("username", "").strip()[:MAX_NAME]
+    password = request.form.get("password", "")[:MAX_PASSWORD]
+    keys = [f"addr:{request.remote_addr or '?'}", f"user:{name.lower()}"]
+    cfg = current_app.config
+    limit, window = cfg["ADMIN_LOGIN_MAX_FAILURES"], cfg["ADMIN_LOGIN_WINDOW_S"]
+    wait = _limiter().retry_after(keys, limit, window)
+    if wait:
+        minutes = max(1, round(wait / 60))
+        page = render_template("admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""),
+                               error=f"Too many failed logins. Try again in about {minutes} minute(s).")
+        return page, 429, {"Retry-After": str(wait)}
+    with _sessions()() as s:
+        user = s.scalar(select(AdminUser).where(AdminUser.name == name)) if name else None
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password) and user is not None
+    if not ok:
+        _limiter().fail(keys, window)
+        current_app.logger.warning("admin login failed for %r from %s", name, request.remote_addr)
+        page = render_template("admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""),
+                               error="Wrong user name or password.", username=name)
+        return page, 401
+    _limiter().reset(keys)
+    target = _safe_next(request.form.get("next"))
+    session.clear()  # a fresh session: nothing from before the login carries over
+    session[ADMIN_KEY] = user.id
+    session["admin_at"] = time.time()
+    session["admin_fp"] = _fingerprint(user.password_hash)
+    csrf_token()
+    current_app.logger.info("admin %r logged in from %s", name, request.remote_addr)
+    return redirect(target)
+
+
+@bp.post("/logout")
+def logout():
+    _check_csrf()
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+def _study_or_404(s, slug: str) -> Study:
+    study = s.scalar(select(Study).where(Study.slug == slug)) if len(slug) <= 64 else None
+    if study is None:
+        abort(404)
+    return study
+
+
+@bp.get("/")
+@login_required()
+def index():
+    with _sessions()() as s:
+        studies = s.scalars(select(Study).order_by(Study.created_at, Study.id)).all()
+        people = defaultdict(lambda: defaultdict(int))
+        for sid, mode, status, n in s.execute(
+            select(Participant.study_id, Participant.mode, Participant.status, func.count())
+            .group_by(Participant.study_id, Participant.mode, Participant.status)
+        ):
+            people[(sid, mode)][status] += n
+            people[(sid, mode)]["enrolled"] += n
+        answers = dict(((sid, mode), n) for sid, mode, n in s.execute(
+            select(Participant.study_id, Participant.mode, func.count(Answer.id))
+            .join(Participant, Participant.id == Answer.participant_id)
+            .group_by(Participant.study_id, Participant.mode)
+        ))
+    rows = [
+        {"study": st, "modes": [{"mode": m, "answers": answers.get((st.id, m), 0), **_counts(people[(st.id, m)])}
+                                for m in MODES]}
+        for st in studies
+    ]
+    return render_template("admin_index.html", rows=rows, admin=current_admin(), csrf_token=csrf_token())
+
+
+def _counts(c: dict) -> dict:
+    return {"enrolled": c.get("enrolled", 0), **{st: c.get(st, 0) for st in STATUSES}}
+
+
+def _spread(values: list[int]) -> dict:
+    if not values:
+        return {"min": 0, "median": 0, "max": 0}
+    median = statistics.median(values)
+    return {"min": min(values), "median": int(median) if median == int(median) else median, "max": max(values)}
+
+
+def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
+    """``(per mode: participants per condition, answers, raters per item, live results,
+    recent participants; model name per role)``."""
+    conditions = list(study.settings.get("conditions", []))
+    target = int(study.settings.get("raters_per_item", 0))
+    items = s.scalars(select(Item).where(Item.study_id == study.id).order_by(Item.id)).all()
+    role_models = dict(s.execute(
+        select(Stimulus.model_role, Stimulus.model).where(Stimulus.study_id == study.id,
+                                                          Stimulus.model_role.in_(("stronger", "weaker"))).distinct()
+    ).all())
+    out = {m: {"conditions": {c: _counts({}) for c in conditions}, "answers": 0, "raters": {}, "results": [],
+               "checks": {"n": 0, "passed": 0}, "participants": []} for m in MODES}
+
+    for mode, cond, status, n in s.execute(
+        select(Participant.mode, Participant.condition, Participant.status, func.count())
+        .where(Participant.study_id == study.id).group_by(Participant.mode, Participant.condition, Participant.status)
+    ):
+        cell = out[mode]["conditions"].setdefault(cond, _counts({}))
+        cell[status] = cell.get(status, 0) + n
+        cell["enrolled"] += n
+
+    # Raters per item: participants who were assigned it and who answered it.
+    answer_join = and_(Answer.participant_id == PlanEntry.participant_id, Answer.position == PlanEntry.position)
+    assigned: dict = defaultdict(int)
+    answered: dict = defaultdict(int)
+    for mode, item_pk, n_plan, n_ans in s.execute(
+        select(Participant.mode, PlanEntry.item_pk, func.count(PlanEntry.id), func.count(Answer.id))
+        .join(Participant, Participant.id == PlanEntry.participant_id)
+        .outerjoin(Answer, answer_join)
+        .where(Participant.study_id == study.id).group_by(Participant.mode, PlanEntry.item_pk)
+    ):
+        assigned[(mode, item_pk)] = n_plan
+        answered[(mode, item_pk)] = n_ans
+    by_method: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        if not it.is_attention_check:
+            by_method[it.method].append(it)
+    for mode in MODES:
+        for method, its in sorted(by_method.items()):
+            done = [answered[(mode, it.id)] for it in its]
+            out[mode]["raters"][method] = {
+                "items": len(its), "assigned": _spread([assigned[(mode, it.id)] for it in its]),
+                "answered": _spread(done), "full": sum(1 for d in done if d >= target),
+            }
+
+    # Live results over every stored answer (before analysis/'s exclusions).
+    correct = func.sum(case((Answer.correct.is_(True), 1), else_=0))
+    decided = func.count(Answer.correct)
+    plan_join = and_(PlanEntry.participant_id == Answer.participant_id, PlanEntry.position == Answer.position)
+    groups = s.execute(
+        select(Participant.mode, Item.method, Item.model_role, Item.is_attention_check, func.count(Answer.id),
+               correct, decided, func.avg(Answer.score_stronger), func.count(Answer.score_stronger))
+        .join(Participant, Participant.id == Answer.participant_id)
+        .join(PlanEntry, plan_join).join(Item, Item.id == PlanEntry.item_pk)
+        .where(Participant.study_id == study.id)
+        .group_by(Participant.mode, Item.method, Item.model_role, Item.is_attention_check)
+    ).all()
+    results: dict = defaultdict(lambda: {"n": 0, "correct": 0, "score_sum": 0.0, "score_n": 0, "by_model": {}})
+    for mode, method, role, check, n, n_correct, n_decided, mean_score, n_score in groups:
+        out[mode]["answers"] += n
+        if check:
+            out[mode]["checks"]["n"] += n_decided
+            out[mode]["checks"]["passed"] += int(n_correct or 0)
+            continue
+        r = results[(mode, method)]
+        r["n"] += n
+        r["correct"] += int(n_correct or 0)
+        if n_score:
+            r["score_sum"] += float(mean_score) * n_score
+            r["score_n"] += n_score
+        if study.kind != "trust" and role:
+            name = role_models.get(role, role)
+            r["by_model"][f"{role} ({name})" if name != role else role] = {
+                "n": n, "accuracy": (int(n_correct or 0) / n) if n else None}
+    for (mode, method), r in sorted(results.items()):
+        out[mode]["results"].append({
+            "method": method, "n": r["n"] if study.kind != "trust" else r["score_n"],
+            "accuracy": r["correct"] / r["n"] if study.kind != "trust" and r["n"] else None,
+            "mean_score_stronger": r["score_sum"] / r["score_n"] if r["score_n"] else None,
+            "by_model": dict(sorted(r["by_model"].items())),
+        })
+    for mode in MODES:
+        c = out[mode]["checks"]
+        c["rate"] = c["passed"] / c["n"] if c["n"] else None
+
+    # The latest participants (support: a worker writes in about a payment or a problem).
+    answered_n = (select(func.count(Answer.id)).where(Answer.participant_id == Participant.id)
+                  .correlate(Participant).scalar_subquery())
+    total_n = (select(func.count(PlanEntry.id)).where(PlanEntry.participant_id == Participant.id)
+               .correlate(Participant).scalar_subquery())
+    for mode in MODES:
+        for p, n_done, n_total in s.execute(
+            select(Participant, answered_n, total_n)
+            .where(Participant.study_id == study.id, Participant.mode == mode)
+            .order_by(Participant.id.desc()).limit(RECENT)
+        ):
+            out[mode]["participants"].append({"p": p, "answered": n_done, "total": n_total,
+                                              "enrolled_at": _utc_minute(p.created_at)})
+    return out, role_models
+
+
+def _utc_minute(t: datetime | None) -> str:
+    if t is None:
+        return ""
+    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).strftime("%Y-%m-%d %H:%M")
+
+
+@bp.get("/s/<slug>")
+@login_required()
+def study_page(slug: str):
+    with _sessions()() as s:
+        study = _study_or_404(s, slug)
+        progress, role_models = study_progress(s, study)
+    return render_template("admin_study.html", study=study, progress=progress, modes=MODES,
+                           statuses=STATUSES, role_models=role_models, recent=RECENT,
+                           target=study.settings.get("raters_per_item"), admin=current_admin(),
+                           csrf_token=csrf_token())
+
+
+@bp.get("/s/<slug>/export.<any(csv, parquet):fmt>")
+@login_required(data=True)
+def export(slug: str, fmt: str):
+    from study.export import export_bytes, export_rows
+
+    mode = request.args.get("mode", "live")
+    if mode not in (*MODES, "all"):
+        return jsonify(error="mode must be live, sandbox, debug or all"), 400
+    with _sessions()() as s:
+        study = _study_or_404(s, slug)
+        df = export_rows(s, study, mode=mode, raw_ids=False)  # the download is always pseudonymous
+    body = export_bytes(df, fmt)
+    mimetype = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
+    current_app.logger.info("admin %r exported %s (%s, %d rows)", current_admin().name, slug, mode, len(df))
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{study.slug}-{mode}.{fmt}"'})

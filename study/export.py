@@ -1,0 +1,225 @@
+"""The export: a study's answers in long format, one row per answer (what analysis/ reads).
+
+Columns, in order (``study.kind`` decides the task-specific ones):
+
+- every study: ``study, study_kind, mode, participant`` (the stored pseudonym, an HMAC of the
+  worker id with the study's secret; ``worker_id`` follows it only with ``raw_ids=True``),
+  ``condition, position, item_id, is_attention_check, image_id, method``;
+- class discrimination: ``model`` (the name of the model whose explanation was shown; "none"
+  for the photo of an attention check), ``model_role`` (stronger | weaker | none),
+  ``stimulus_ids, options`` (";"-joined, options in the order shown), ``correct_answer,
+  answer, correct``;
+- trust: ``model_left, model_right`` ("ROLE:NAME" of the model shown on each side, e.g.
+  "stronger:efficientnet_lite2"), ``stimulus_ids`` (left;right), ``answer`` (the rating as
+  given, Model 1 = left against Model 2 = right, -2..2), ``correct`` (attention checks only:
+  the answer was the expected "equally"), ``score_stronger`` (the answer re-signed so that
+  positive favours the stronger model; empty for attention checks);
+- every study: ``rt_ms, shown_at, answered_at`` (UTC, ISO 8601 with "+00:00"; ``shown_at`` is
+  empty where the browser did not send it), the stimulus provenance ``weights_sha256, layer,
+  code_version`` (from the manifest row; trust: left;right) and ``participant_status``
+  (active | completed | screened_out: exclusions are for analysis/ to apply).
+
+Rows are ordered by mode, participant (enrollment order) and position. The module imports
+pandas and SQLAlchemy lazily, so the ``camstudy`` command line stays quick to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from camstudy.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.orm import Session
+
+    from study.models import Study
+
+FORMATS = ("csv", "parquet")
+MODE_CHOICES = ("live", "sandbox", "debug", "all")
+
+HEAD = ["study", "study_kind", "mode", "participant", "condition", "position", "item_id",
+        "is_attention_check", "image_id", "method"]
+CD_COLUMNS = ["model", "model_role", "stimulus_ids", "options", "correct_answer", "answer", "correct"]
+TRUST_COLUMNS = ["model_left", "model_right", "stimulus_ids", "answer", "correct", "score_stronger"]
+TAIL = ["rt_ms", "shown_at", "answered_at", "weights_sha256", "layer", "code_version", "participant_status"]
+ROLES = ("stronger", "weaker")
+
+
+def columns(kind: str, raw_ids: bool = False) -> list[str]:
+    """The export's columns, in order, for a study of ``kind``."""
+    head = HEAD[:4] + (["worker_id"] if raw_ids else []) + HEAD[4:]
+    return head + (TRUST_COLUMNS if kind == "trust" else CD_COLUMNS) + TAIL
+
+
+def iso_utc(t: datetime | None) -> str | None:
+    """ISO 8601 in UTC with an explicit "+00:00" (SQLite hands back naive UTC times)."""
+    if t is None:
+        return None
+    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).isoformat()
+
+
+def _study(session: Session, study: Study | str) -> Study:
+    from sqlalchemy import select
+
+    from study.models import Study
+
+    if isinstance(study, Study):
+        return study
+    found = session.scalar(select(Study).where(Study.slug == study))
+    if found is None:
+        known = session.scalars(select(Study.slug).order_by(Study.slug)).all()
+        raise UserError(f"no study {study!r} (known: {', '.join(known) or 'none'})")
+    return found
+
+
+def _modes(mode: str | None) -> tuple[str, ...]:
+    from study.models import MODES
+
+    if mode is None or mode == "all":
+        return MODES
+    if mode not in MODES:
+        raise UserError(f"mode must be one of {', '.join(MODE_CHOICES)}, not {mode!r}")
+    return (mode,)
+
+
+def export_rows(session: Session, study: Study | str, mode: str | None = None, raw_ids: bool = False) -> pd.DataFrame:
+    """One row per stored answer of ``study`` (a Study or its slug) in long format.
+
+    ``mode``: live, sandbox, debug, or None / "all" for every mode (the ``mode`` column tells
+    them apart). ``raw_ids``: add the platform's ``worker_id`` beside the pseudonym; leave it
+    False for anything that leaves the research team.
+    """
+    import pandas as pd
+    from sqlalchemy import and_, case, select
+
+    from study.models import MODES, Answer, Item, Participant, PlanEntry, Stimulus
+
+    study = _study(session, study)
+    modes = _modes(mode)
+    trust = study.kind == "trust"
+    stimuli = {s.stimulus_id: s for s in session.scalars(select(Stimulus).where(Stimulus.study_id == study.id))}
+    role_models = {s.model_role: s.model for s in stimuli.values() if s.model_role in ROLES}
+    mode_order = case({m: i for i, m in enumerate(MODES)}, value=Participant.mode)
+    q = (
+        select(
+            Participant.mode, Participant.pseudonym, Participant.worker_id, Participant.condition,
+            Participant.status, Answer.position, Answer.answer, Answer.correct, Answer.score_stronger,
+            Answer.rt_ms, Answer.shown_at, Answer.answered_at, PlanEntry.layout, Item.item_id,
+            Item.is_attention_check, Item.image_id, Item.method, Item.correct_answer,
+        )
+        .join(Participant, Participant.id == Answer.participant_id)
+        .join(PlanEntry, and_(PlanEntry.participant_id == Answer.participant_id, PlanEntry.position == Answer.position))
+        .join(Item, Item.id == PlanEntry.item_pk)
+        .where(Participant.study_id == study.id, Participant.mode.in_(modes))
+        .order_by(mode_order, Participant.id, Answer.position)
+    )
+    out: dict[str, list] = {c: [] for c in columns(study.kind, raw_ids)}
+    for r in session.execute(q):
+        shown = list(r.layout.get("stimuli") or [])
+        rows = [stimuli.get(sid) for sid in shown]
+        prov = [dict(s.provenance or {}) if s is not None else {} for s in rows]
+        values = {
+            "study": study.slug, "study_kind": study.kind, "mode": r.mode, "participant": r.pseudonym,
+            "worker_id": r.worker_id, "condition": r.condition, "position": r.position, "item_id": r.item_id,
+            "is_attention_check": bool(r.is_attention_check), "image_id": r.image_id, "method": r.method,
+            "stimulus_ids": ";".join(shown), "correct": r.correct,
+            "rt_ms": r.rt_ms, "shown_at": iso_utc(r.shown_at), "answered_at": iso_utc(r.answered_at),
+            "weights_sha256": ";".join(str(p.get("weights_sha256") or "") for p in prov),
+            "layer": ";".join(str(p.get("layer") or "") for p in prov),
+            "code_version": ";".join(str(p.get("code_version") or "") for p in prov),
+            "participant_status": r.status,
+        }
+        if trust:
+            left_role = r.layout.get("model_1", "stronger")
+            sides = (left_role, "weaker" if left_role == "stronger" else "stronger")
+            names = [_side(rows[i] if i < len(rows) else None, sides[i], role_models) for i in range(2)]
+            values.update(model_left=names[0], model_right=names[1], answer=_int(r.answer),
+                          score_stronger=r.score_stronger)
+        else:
+            first = rows[0] if rows else None
+            values.update(model=first.model if first else None, model_role=first.model_role if first else None,
+                          options=";".join(r.layout.get("options") or []), correct_answer=r.correct_answer,
+                          answer=r.answer)
+        for c in out:
+            out[c].append(values[c])
+    df = pd.DataFrame(out, columns=list(out))
+    df["position"] = df["position"].astype("int64")
+    df["is_attention_check"] = df["is_attention_check"].astype(bool)
+    df["correct"] = df["correct"].astype("boolean")
+    df["rt_ms"] = df["rt_ms"].astype("float64")
+    if trust:
+        df["answer"] = df["answer"].astype("Int64")
+        df["score_stronger"] = df["score_stronger"].astype("Int64")
+    return df
+
+
+def _side(stim, layout_role: str, role_models: dict[str, str]) -> str:
+    """"ROLE:NAME" of one side. The stimulus's own model where it shows one (an attention
+    check repeats one model's map on both sides); the layout's role for a photo baseline."""
+    if stim is not None and stim.model_role in ROLES:
+        return f"{stim.model_role}:{stim.model}"
+    return f"{layout_role}:{role_models.get(layout_role, '?')}"
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def write_export(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
+    """Write ``df`` as CSV (UTF-8, no index) or Parquet (pyarrow), atomically."""
+    if fmt not in FORMATS:
+        raise UserError(f"format must be csv or parquet, not {fmt!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "csv":
+            df.to_csv(tmp, index=False, lineterminator="\n")
+        else:
+            df.to_parquet(tmp, engine="pyarrow", index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export_bytes(df: pd.DataFrame, fmt: str) -> bytes:
+    """The export as the bytes of a CSV or Parquet file (for the admin download)."""
+    import io
+
+    if fmt == "csv":
+        return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, engine="pyarrow", index=False)
+        return buf.getvalue()
+    raise UserError(f"format must be csv or parquet, not {fmt!r}")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``camstudy export STUDY --format csv|parquet --out FILE [--raw-ids] [--mode M] [--db URL]``."""
+    from study.db import check_current, make_engine, session_factory
+
+    fmt = args.format or Path(args.out).suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise UserError("pass --format csv or --format parquet (or an --out file ending .csv or .parquet)")
+    _modes(args.mode)
+    engine = make_engine(args.db)
+    try:
+        check_current(engine)
+        with session_factory(engine)() as s:
+            df = export_rows(s, args.study, mode=args.mode, raw_ids=args.raw_ids)
+    finally:
+        engine.dispose()
+    path = write_export(df, args.out, fmt)
+    ids = "raw worker ids and pseudonyms" if args.raw_ids else "pseudonymous"
+    print(f"wrote {len(df)} answer rows of study {args.study!r} (mode {args.mode}, {ids}) to {path}")
+    return 0
