@@ -45,7 +45,10 @@ def create_app(config: dict | None = None) -> Flask:
     ``CHECK_SCHEMA`` (default True: refuse a database that is not at the Alembic head)."""
     app = Flask(__name__, instance_path=str(Path(os.environ.get("CAMSTUDY_INSTANCE", "instance")).resolve()))
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      CHECK_SCHEMA=True, ENROLL_RATE_PER_MINUTE=120)
+                      CHECK_SCHEMA=True, ENROLL_RATE_PER_MINUTE=120,
+                      # Where an MTurk debrief may post the assignment: nowhere else, so a
+                      # crafted link cannot send completion codes to another site.
+                      MTURK_SUBMIT_HOSTS=("https://www.mturk.com", "https://workersandbox.mturk.com"))
     app.config.update(config or {})
     app.config.setdefault("DATABASE_URL", database_url(None))
     if not app.config.get("SECRET_KEY"):

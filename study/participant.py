@@ -50,6 +50,8 @@ def _param(name: str) -> str | None:
 def recruitment_from_request(study: Study) -> Recruitment:
     """Platform ids from the query string (or the consent form that carries them on)."""
     turk_submit_to = _param("turkSubmitTo")
+    if turk_submit_to and turk_submit_to.rstrip("/") not in current_app.config["MTURK_SUBMIT_HOSTS"]:
+        abort(400, "turkSubmitTo is not an MTurk submit host")
     mode = _param("mode") or ("sandbox" if turk_submit_to and "sandbox" in turk_submit_to else "live")
     if mode not in ("live", "sandbox", "debug"):
         abort(400, "mode must be live, sandbox or debug")

@@ -12,6 +12,8 @@ const TRUST_LABELS = [
   "Model 1 clearly less reliable", "Model 1 slightly less reliable", "Equally reliable",
   "Model 1 slightly more reliable", "Model 1 clearly more reliable",
 ];
+const OFFLINE_TEXT = (n) =>
+  `Connection problem: your answers are kept in this browser (${n} waiting) and will be sent when the connection is back. You can go on.`;
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -19,12 +21,38 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let queue = readQueue();
 let flushing = null;
 let failures = 0;
+let wake = null; // ends the current retry wait early (connection back, a new answer)
 
 function readQueue() {
-  try { return JSON.parse(localStorage.getItem(QUEUE_KEY)) || []; } catch { return []; }
+  try {
+    const q = JSON.parse(localStorage.getItem(QUEUE_KEY));
+    return Array.isArray(q) ? q : [];
+  } catch { return []; }
 }
-function saveQueue() { localStorage.setItem(QUEUE_KEY, JSON.stringify(queue)); }
+function saveQueue() {
+  // Storage can be full or switched off (private windows): the queue then lives in memory.
+  try { localStorage.setItem(QUEUE_KEY, JSON.stringify(queue)); } catch { /* in memory only */ }
+}
 function setStatus(text) { $("status").textContent = text; }
+
+function enqueue(answer) {
+  queue.push(answer);
+  saveQueue();
+  if (failures) setStatus(OFFLINE_TEXT(queue.length));
+  retryNow();
+  flush();
+}
+
+function retryNow() {
+  if (wake && navigator.onLine !== false) wake();
+}
+
+function backoff(ms) {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    wake = () => { clearTimeout(t); resolve(); };
+  }).finally(() => { wake = null; });
+}
 
 function flush() {
   if (!flushing) flushing = sendAll().finally(() => { flushing = null; });
@@ -33,9 +61,10 @@ function flush() {
 
 async function sendAll() {
   while (queue.length) {
+    const answer = queue[0];
     let res = null;
     try {
-      res = await fetch(api("/answers"), { method: "POST", headers, body: JSON.stringify(queue[0]) });
+      res = await fetch(api("/answers"), { method: "POST", headers, body: JSON.stringify(answer) });
     } catch {
       res = null; // offline or the server is down: keep the answer, retry later
     }
@@ -43,18 +72,21 @@ async function sendAll() {
       if (!res.ok) console.warn("answer rejected", res.status, await res.text());
       queue.shift();
       saveQueue();
+      if (failures) event("retry", { failures }, answer.position);
       failures = 0;
       setStatus(queue.length ? `Sending ${queue.length} answer(s)…` : "");
       continue;
     }
     failures += 1;
-    setStatus("Connection problem: your answers are kept and will be sent when it is back.");
-    await sleep(Math.min(500 * 2 ** Math.min(failures, 5), 10000));
+    setStatus(OFFLINE_TEXT(queue.length));
+    await backoff(Math.min(500 * 2 ** Math.min(failures, 5), 10000));
   }
 }
 
-function event(kind, detail) {
-  fetch(api("/events"), { method: "POST", headers, body: JSON.stringify({ kind, detail }), keepalive: true })
+function event(kind, detail, position) {
+  const body = { kind, detail };
+  if (Number.isInteger(position)) body.position = position;
+  fetch(api("/events"), { method: "POST", headers, body: JSON.stringify(body), keepalive: true })
     .catch(() => {});
 }
 
@@ -71,26 +103,27 @@ function preload(trial) {
 }
 
 function answerButtons(trial, onAnswer) {
+  // Disabled until the trial is on screen; none is focused or highlighted, so no option
+  // stands out and Enter or Space cannot answer by accident.
   const box = $("answers");
-  box.replaceChildren();
   const choices = task === "trust"
     ? TRUST_LABELS.map((label, i) => ({ label: `${i + 1}. ${label}`, value: i - 2 }))
     : trial.options.map((o, i) => ({ label: `${i + 1}. ${o}`, value: o }));
-  choices.forEach((c) => {
+  const buttons = choices.map((c) => {
     const b = document.createElement("button");
     b.type = "button";
+    b.disabled = true;
     b.textContent = c.label;
-    b.addEventListener("click", () => onAnswer(c.value));
-    box.append(b);
+    b.addEventListener("click", () => onAnswer(c.value, b));
+    return b;
   });
-  box.firstChild?.focus();
-  return choices;
+  box.replaceChildren(...buttons);
+  return { choices, buttons };
 }
 
 function showImages(trial) {
   const box = $("images");
-  box.replaceChildren();
-  trial.images.forEach((src, i) => {
+  const figures = trial.images.map((src, i) => {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
     img.src = src;
@@ -101,31 +134,50 @@ function showImages(trial) {
       cap.textContent = `Model ${i + 1}`;
       fig.append(cap);
     }
-    box.append(fig);
+    return fig;
   });
-  return Promise.all([...box.querySelectorAll("img")].map((img) => img.decode().catch(() => {})));
+  // Decode before showing, so the trial appears at once and the clock starts on a full screen.
+  return Promise.all(figures.map((f) => f.querySelector("img").decode().catch(() => {})))
+    .then(() => box.replaceChildren(...figures));
 }
 
-function ask(trial) {
+const nextFrame = () => new Promise((r) => {
+  // The frame after the one that paints the trial; a hidden tab waits until it is shown.
+  requestAnimationFrame(() => requestAnimationFrame(r));
+});
+
+async function ask(trial) {
   // Resolves with {value, rt_ms, shown_at} once the participant answers.
-  return new Promise(async (resolve) => {
-    await showImages(trial);
-    const shownAt = new Date().toISOString();
-    const t0 = performance.now();
-    let done = false;
-    const choose = (value) => {
-      if (done) return;
-      done = true;
-      document.removeEventListener("keydown", onKey);
-      resolve({ value, rt_ms: Math.max(performance.now() - t0, 1), shown_at: shownAt });
-    };
-    const choices = answerButtons(trial, choose);
-    const onKey = (e) => {
-      const k = Number(e.key);
-      if (Number.isInteger(k) && k >= 1 && k <= choices.length) choose(choices[k - 1].value);
-    };
-    document.addEventListener("keydown", onKey);
-  });
+  $("answers").replaceChildren(); // no stale buttons while the next images load
+  await showImages(trial);
+  let resolveAnswer;
+  const answered = new Promise((r) => { resolveAnswer = r; });
+  let t0 = null;
+  let shownAt = null;
+  const choose = (value, button) => {
+    if (t0 === null) return;
+    const rt = performance.now() - t0;
+    t0 = null;
+    document.removeEventListener("keydown", onKey);
+    buttons.forEach((b) => { b.disabled = true; });
+    button.setAttribute("aria-pressed", "true");
+    resolveAnswer({ value, rt_ms: Math.max(rt, 1), shown_at: shownAt });
+  };
+  const { choices, buttons } = answerButtons(trial, choose);
+  const onKey = (e) => {
+    // Digits only, typed on purpose: no held-down repeats, no browser shortcuts (Ctrl+1).
+    if (e.repeat || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+    const k = Number(e.key);
+    if (!Number.isInteger(k) || k < 1 || k > choices.length) return;
+    e.preventDefault();
+    choose(choices[k - 1].value, buttons[k - 1]);
+  };
+  await nextFrame(); // the clock starts once the images and the buttons are on screen
+  shownAt = new Date().toISOString();
+  t0 = performance.now();
+  buttons.forEach((b) => { b.disabled = false; });
+  document.addEventListener("keydown", onKey);
+  return answered;
 }
 
 async function practice() {
@@ -141,15 +193,14 @@ async function practice() {
 async function run() {
   $("instructions").hidden = true;
   $("trial").hidden = false;
+  $("trial").focus({ preventScroll: true });
   if (current === 0 && app.dataset.practice === "yes") await practice();
   while (current < plan.trials.length) {
     const trial = plan.trials[current];
     preload(plan.trials[current + 1]);
     $("progress").textContent = `Trial ${current + 1} of ${plan.trials.length}`;
     const a = await ask(trial);
-    queue.push({ position: trial.position, answer: a.value, rt_ms: Math.round(a.rt_ms * 10) / 10, shown_at: a.shown_at });
-    saveQueue();
-    flush();
+    enqueue({ position: trial.position, answer: a.value, rt_ms: Math.round(a.rt_ms * 10) / 10, shown_at: a.shown_at });
     current += 1;
   }
   $("images").replaceChildren();
@@ -157,35 +208,64 @@ async function run() {
   $("progress").textContent = "Saving your answers…";
   await flush(); // no completion until every answer is acknowledged
   while (true) {
+    let res = null;
     try {
-      const res = await fetch(api("/complete"), { method: "POST", headers, body: "{}" });
-      if (res.ok) {
-        localStorage.removeItem(QUEUE_KEY);
-        window.location.assign((await res.json()).next_url);
-        return;
-      }
-    } catch { /* retry */ }
+      res = await fetch(api("/complete"), { method: "POST", headers, body: "{}" });
+    } catch { /* offline: retry */ }
+    if (res?.ok) {
+      try { localStorage.removeItem(QUEUE_KEY); } catch { /* nothing stored */ }
+      window.location.assign((await res.json()).next_url);
+      return;
+    }
+    if (res?.status === 409) {
+      // The server lacks an answer (one was rejected): start again at the first it lacks.
+      window.location.reload();
+      return;
+    }
     setStatus("Could not finish yet; retrying…");
     await sleep(2000);
   }
 }
 
+async function loadPlan() {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const res = await fetch(api("/plan"), { headers });
+      if (res.ok) return await res.json();
+      if (res.status >= 400 && res.status < 500 && ![408, 429].includes(res.status)) {
+        setStatus("This page has expired. Please open the study link again.");
+        return null;
+      }
+    } catch { /* offline: retry */ }
+    setStatus("Cannot reach the study server; retrying…");
+    await sleep(Math.min(1000 * attempt, 5000));
+  }
+}
+
 async function start() {
-  const res = await fetch(api("/plan"), { headers });
-  plan = await res.json();
+  plan = await loadPlan();
+  if (!plan) return;
+  setStatus("");
   // Resume: after the answers the server has, and those still waiting in this browser.
   const queued = queue.map((a) => a.position + 1);
   current = Math.max(plan.next, ...queued, 0);
   event("load", { resumed_at: current });
+  const button = $("start");
   if (current > 0) {
-    $("start").textContent = "Continue";
+    button.textContent = "Continue";
+    app.dataset.practice = "no";
+  } else if (!plan.practice) {
+    button.textContent = "Start";
     app.dataset.practice = "no";
   }
-  $("start").addEventListener("click", run, { once: true });
+  button.addEventListener("click", run, { once: true });
+  button.disabled = false;
+  button.focus();
   flush();
 }
 
 window.addEventListener("focus", () => event("focus"));
 window.addEventListener("blur", () => event("blur"));
-window.addEventListener("online", () => flush());
+document.addEventListener("visibilitychange", () => event("visibility", { state: document.visibilityState }));
+window.addEventListener("online", () => { retryNow(); flush(); });
 start();

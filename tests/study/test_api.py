@@ -154,6 +154,12 @@ def test_completion_waits_for_every_answer(app, client):
     assert r.status_code == 409
 
 
+def test_foreign_turk_submit_host_is_refused(app, client):
+    slug = app.config["STUDIES"]["trust"]
+    r = client.get(f"/s/{slug}/?workerId=W&assignmentId=A&hitId=H&turkSubmitTo=https://evil.example")
+    assert r.status_code == 400
+
+
 def test_mturk_preview_enrolls_no_one(app, client):
     slug = app.config["STUDIES"]["trust"]
     page = client.get(f"/s/{slug}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H")
