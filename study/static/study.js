@@ -59,6 +59,9 @@ function flush() {
   return flushing;
 }
 
+const EXPIRED_TEXT = "This page has expired. Please open the study link again; your answers are kept.";
+let expired = false;
+
 async function sendAll() {
   while (queue.length) {
     const answer = queue[0];
@@ -67,6 +70,13 @@ async function sendAll() {
       res = await fetch(api("/answers"), { method: "POST", headers, body: JSON.stringify(answer) });
     } catch {
       res = null; // offline or the server is down: keep the answer, retry later
+    }
+    if (res?.status === 403) {
+      // The token is no longer accepted: keep the answers (they are in localStorage) and
+      // say so, rather than drop them or retry forever.
+      setStatus(EXPIRED_TEXT);
+      expired = true;
+      return;
     }
     if (res && (res.ok || (res.status >= 400 && res.status < 500 && ![408, 429].includes(res.status)))) {
       if (!res.ok) console.warn("answer rejected", res.status, await res.text());
@@ -217,6 +227,10 @@ async function run() {
       window.location.assign((await res.json()).next_url);
       return;
     }
+    if (expired || res?.status === 403) {
+      setStatus(EXPIRED_TEXT);
+      return;
+    }
     if (res?.status === 409) {
       // The server lacks an answer (one was rejected): start again at the first it lacks.
       window.location.reload();
@@ -225,6 +239,18 @@ async function run() {
     setStatus("Could not finish yet; retrying…");
     await sleep(2000);
   }
+}
+
+function showExample(example) {
+  // The instructions' example: what a trial shows (the practice item, never a real trial).
+  const box = $("example-images");
+  box.replaceChildren(...example.images.map((src, i) => {
+    const img = document.createElement("img");
+    img.src = src;
+    img.alt = task === "trust" ? `example: Model ${i + 1}` : "example of highlighted evidence";
+    return img;
+  }));
+  $("example").hidden = false;
 }
 
 async function loadPlan() {
@@ -250,6 +276,7 @@ async function start() {
   const queued = queue.map((a) => a.position + 1);
   current = Math.max(plan.next, ...queued, 0);
   event("load", { resumed_at: current });
+  if (plan.practice && current === 0) showExample(plan.practice);
   const button = $("start");
   if (current > 0) {
     button.textContent = "Continue";

@@ -204,3 +204,50 @@ def test_security_headers(app, client):
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert client.get("/console").status_code == 404
+
+
+def test_no_answer_after_completion(app, client):
+    slug = app.config["STUDIES"]["trust"]
+    enroll(client, slug)
+    answer_all(client, app, slug)
+    h = headers(client, app, slug)
+    client.post(f"/api/s/{slug}/complete", headers=h, json={})
+    client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/questionnaire")})
+    with app.extensions["camstudy.sessions"]() as s:
+        assert s.query(Participant).one().status in ("completed", "screened_out")
+        n = s.query(Answer).count()
+    late = client.post(f"/api/s/{slug}/answers", headers=h, json={"position": n, "answer": 0, "rt_ms": 500})
+    assert late.status_code in (404, 409)
+    with app.extensions["camstudy.sessions"]() as s:
+        assert s.query(Answer).count() == n
+
+
+def test_enrollment_is_rate_limited(app):
+    app.config["ENROLL_RATE_PER_MINUTE"] = 2
+    slug = app.config["STUDIES"]["class_discrimination"]
+    codes = []
+    for _ in range(3):
+        c = app.test_client()
+        token = csrf(c, f"/s/{slug}/")
+        codes.append(c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes"},
+                            environ_base={"REMOTE_ADDR": "127.0.0.9"}).status_code)
+    assert codes == [302, 302, 429]
+
+
+def test_consent_needs_the_form_token(app, client):
+    slug = app.config["STUDIES"]["class_discrimination"]
+    client.get(f"/s/{slug}/")
+    assert client.post(f"/s/{slug}/consent", data={"agree": "yes"}).status_code == 400
+    assert client.post(f"/s/{slug}/consent", data={"agree": "yes", "csrf_token": "forged"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [({"kind": "blur"}, 204), ({"kind": "focus", "position": 2}, 204), ({"kind": "hack"}, 400),
+     ({"kind": "blur", "position": -1}, 400), ({"kind": "blur", "detail": "x"}, 400), ([], 400)],
+)
+def test_events(app, client, body, status):
+    slug = app.config["STUDIES"]["class_discrimination"]
+    enroll(client, slug)
+    r = client.post(f"/api/s/{slug}/events", headers=headers(client, app, slug), json=body)
+    assert r.status_code == status
