@@ -85,9 +85,6 @@ class RateLimit:
             return True
 
 
-_limiter = RateLimit()
-
-
 def _study_or_404(slug: str) -> Study:
     study = study_by_slug(slug) if len(slug) <= 64 else None
     if study is None:
@@ -133,7 +130,8 @@ def consent(slug: str):
     _check_csrf()
     if request.form.get("agree") != "yes":
         return render_template("declined.html", study=study)
-    if not _limiter.allow(request.remote_addr or "?", current_app.config["ENROLL_RATE_PER_MINUTE"]):
+    limiter = current_app.extensions.setdefault("camstudy.enroll_limiter", RateLimit())  # one per app
+    if not limiter.allow(request.remote_addr or "?", current_app.config["ENROLL_RATE_PER_MINUTE"]):
         abort(429, "too many enrollments from this address; wait a minute")
     who = recruitment_from_request(study)
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
