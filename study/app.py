@@ -62,6 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
     from study import api, participant
 
     app.register_blueprint(participant.bp)
+    app.extensions["camstudy.enroll_limiter"] = participant.RateLimit()
     app.register_blueprint(api.bp)
     try:
         from study import admin

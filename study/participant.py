@@ -130,8 +130,7 @@ def consent(slug: str):
     _check_csrf()
     if request.form.get("agree") != "yes":
         return render_template("declined.html", study=study)
-    limiter = current_app.extensions.setdefault("camstudy.enroll_limiter", RateLimit())  # one per app
-    if not limiter.allow(request.remote_addr or "?", current_app.config["ENROLL_RATE_PER_MINUTE"]):
+    if not current_app.extensions["camstudy.enroll_limiter"].allow(request.remote_addr or "?", current_app.config["ENROLL_RATE_PER_MINUTE"]):
         abort(429, "too many enrollments from this address; wait a minute")
     who = recruitment_from_request(study)
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
