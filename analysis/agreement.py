@@ -1,0 +1,472 @@
+"""Inter-rater agreement: Fleiss, Randolph and Cohen kappa, Krippendorff alpha, per method.
+
+The estimates come from the field's libraries (statsmodels ``inter_rater``, the
+``krippendorff`` package); written here by hand are only what neither has: the z statistic
+of Fleiss' kappa, the percentile bootstrap over units, the Landis & Koch labels and the
+per-method table over a long-format export.
+
+Agreement that cannot be computed (no item with two raters, every answer in one category)
+is reported as NaN with a reason string, never as 0: a kappa of 0 means "chance agreement",
+which is a finding, whereas NaN means "no evidence either way".
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+LEVELS = ("nominal", "ordinal", "interval")
+
+
+# --------------------------------------------------------------------------------------
+# Landis & Koch
+
+
+def landis_koch(k: float) -> str:
+    """The Landis & Koch (1977) label of an agreement coefficient ``k``.
+
+    < 0 poor, 0-0.20 slight, 0.21-0.40 fair, 0.41-0.60 moderate, 0.61-0.80 substantial,
+    0.81-1 almost perfect (upper bounds inclusive). NaN gives "not computable".
+    """
+    if k is None or not math.isfinite(k):
+        return "not computable"
+    if k < 0:
+        return "poor"
+    for upper, label in ((0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial")):
+        if k <= upper:
+            return label
+    return "almost perfect"
+
+
+# --------------------------------------------------------------------------------------
+# Fleiss and Randolph kappa
+
+
+@dataclass(frozen=True)
+class FleissResult:
+    """Fleiss' kappa over ``n_subjects`` subjects rated by ``n_raters`` raters each.
+
+    ``z`` and ``p`` test kappa = 0 (two-sided, normal approximation); ``se0`` is the standard
+    error under that null. ``category_totals``: how many ratings fell in each category.
+    """
+
+    kappa: float
+    se0: float
+    z: float
+    p: float
+    n_subjects: int
+    n_raters: int
+    category_totals: np.ndarray
+
+
+def counts_from_ratings(ratings: np.ndarray | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Subjects x raters codes -> (subjects x categories count table, the categories).
+
+    statsmodels ``aggregate_raters``; the categories are the sorted unique codes, one column
+    each, in that order.
+    """
+    from statsmodels.stats.inter_rater import aggregate_raters
+
+    counts, categories = aggregate_raters(np.asarray(ratings))
+    return counts, categories
+
+
+def _check_counts(counts: np.ndarray | pd.DataFrame) -> np.ndarray:
+    table = np.asarray(counts, dtype=float)
+    if table.ndim != 2 or table.shape[0] < 1:
+        raise ValueError("counts must be a subjects x categories table")
+    per_subject = table.sum(axis=1)
+    if not np.allclose(per_subject, per_subject[0]):
+        raise ValueError("Fleiss' kappa needs the same number of raters for every subject")
+    if per_subject[0] < 2:
+        raise ValueError("Fleiss' kappa needs at least two raters per subject")
+    return table
+
+
+def fleiss_z(counts: np.ndarray | pd.DataFrame, kappa: float) -> tuple[float, float, float]:
+    """Standard error under kappa = 0, z and two-sided p for Fleiss' kappa.
+
+    The large-sample variance of Fleiss (1971) in its corrected form (Fleiss, Nee & Landis
+    1979; the one R's ``irr::kappam.fleiss`` uses), with N subjects, n raters each and
+    category proportions p_j, q_j = 1 - p_j::
+
+        var0 = 2 / (N n (n - 1)) * [(sum p_j q_j)^2 - sum p_j q_j (q_j - p_j)] / (sum p_j q_j)^2
+
+    Returns (se0, z = kappa / se0, p = 2 (1 - Phi(|z|))).
+    """
+    table = _check_counts(counts)
+    n_subjects, n = table.shape[0], table.sum(axis=1)[0]
+    p = table.sum(axis=0) / table.sum()
+    q = 1 - p
+    s = float((p * q).sum())
+    if s == 0:
+        return math.nan, math.nan, math.nan
+    var0 = 2 / (s**2 * n_subjects * n * (n - 1)) * (s**2 - float((p * q * (q - p)).sum()))
+    se0 = math.sqrt(var0)
+    z = kappa / se0
+    return se0, z, float(2 * sps.norm.sf(abs(z)))
+
+
+def fleiss_kappa(counts: np.ndarray | pd.DataFrame) -> FleissResult:
+    """Fleiss' kappa of a subjects x categories count table, with its z test.
+
+    kappa = (P_bar - P_e) / (1 - P_e), P_bar the mean pairwise agreement within subjects,
+    P_e = sum p_j^2 from the pooled category proportions (statsmodels
+    ``fleiss_kappa(method="fleiss")``). Every subject must have the same number of raters.
+    kappa is NaN (not 0) when all ratings fall in one category (P_e = 1).
+    """
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    table = _check_counts(counts)
+    totals = table.sum(axis=0)
+    n_raters = int(round(table.sum(axis=1)[0]))
+    if np.count_nonzero(totals) < 2:
+        nan = math.nan
+        return FleissResult(nan, nan, nan, nan, table.shape[0], n_raters, totals)
+    kappa = float(sm_fleiss(table, method="fleiss"))
+    se0, z, p = fleiss_z(table, kappa)
+    return FleissResult(kappa, se0, z, p, table.shape[0], n_raters, totals)
+
+
+def randolph_kappa(counts: np.ndarray | pd.DataFrame) -> float:
+    """Randolph's (2005) free-marginal multirater kappa: chance agreement 1 / (categories).
+
+    statsmodels ``fleiss_kappa(method="randolph")``; the number of categories is the number
+    of columns of ``counts`` (include a zero column for a category nobody chose).
+    """
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    return float(sm_fleiss(_check_counts(counts), method="randolph"))
+
+
+# --------------------------------------------------------------------------------------
+# Cohen kappa
+
+
+@dataclass(frozen=True)
+class CohenResult:
+    """Cohen's kappa of a two-rater table.
+
+    ``ase``: the asymptotic standard error of kappa (Fleiss, Cohen & Everitt 1969), giving the
+    Wald interval ``ci_low..ci_high`` = kappa -/+ z_(1-alpha/2) ase. ``z`` and ``p`` test
+    kappa = 0 with the standard error under that null (``ase0``), two-sided.
+    """
+
+    kappa: float
+    ase: float
+    ci_low: float
+    ci_high: float
+    ase0: float
+    z: float
+    p: float
+    n: int
+    weights: str | None
+
+
+def cohen_kappa(table: np.ndarray | Sequence[Sequence[float]], weights: str | None = None,
+                alpha: float = 0.05) -> CohenResult:
+    """Cohen's kappa of a square rater-1 x rater-2 contingency table (statsmodels ``cohens_kappa``).
+
+    ``weights``: None (unweighted), "linear" or "quadratic" (statsmodels' ``wt``; categories
+    taken as equally spaced in table order). ``alpha``: 1 - the CI's coverage.
+    When the expected agreement is 1 (both raters used a single, common category) kappa is
+    undefined: every field is NaN.
+    """
+    from statsmodels.stats.inter_rater import cohens_kappa as sm_cohen
+
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError("Cohen's kappa needs a square contingency table")
+    n = int(round(t.sum()))
+    pe = float((t.sum(axis=0) * t.sum(axis=1)).sum()) / t.sum() ** 2 if n else 1.0
+    if n == 0 or math.isclose(pe, 1.0):
+        nan = math.nan
+        return CohenResult(nan, nan, nan, nan, nan, nan, nan, n, weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 in the SEs of a perfect table
+        r = sm_cohen(t, wt=weights)
+    kappa, ase = float(r.kappa), float(r.std_kappa)
+    half = float(sps.norm.ppf(1 - alpha / 2)) * ase  # statsmodels' own interval at alpha 0.05
+    return CohenResult(kappa, ase, kappa - half, kappa + half, float(r.std_kappa0),
+                       float(r.z_value), float(r.pvalue_two_sided), n, weights)
+
+
+# --------------------------------------------------------------------------------------
+# Krippendorff alpha and the bootstrap
+
+
+def _check_level(level: str) -> str:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    return level
+
+
+def krippendorff_alpha(reliability_data: np.ndarray | pd.DataFrame, level: str = "nominal",
+                       value_domain: Sequence[float] | None = None) -> float:
+    """Krippendorff's alpha of a raters x units table (NaN = not rated), ``krippendorff`` package.
+
+    alpha = 1 - D_o / D_e with the distance of ``level`` (nominal, ordinal, interval).
+    ``value_domain``: the ordered possible values (default: the values seen). Units with
+    fewer than two ratings carry no pairable value and drop out. Returns NaN when it is not
+    computable (no unit with two ratings, or a single value overall so D_e = 0).
+    """
+    import krippendorff
+
+    data = np.asarray(reliability_data, dtype=float)
+    if not _alpha_computable(data):
+        return math.nan
+    domain = None if value_domain is None else np.asarray(value_domain, dtype=float)
+    return float(krippendorff.alpha(reliability_data=data, value_domain=domain,
+                                    level_of_measurement=_check_level(level)))
+
+
+def _alpha_computable(data: np.ndarray) -> bool:
+    """At least one unit with two ratings, and two distinct values among pairable units."""
+    rated = ~np.isnan(data)
+    pairable = rated.sum(axis=0) >= 2
+    if not pairable.any():
+        return False
+    values = data[:, pairable][rated[:, pairable]]
+    return np.unique(values).size >= 2
+
+
+def _value_counts(data: np.ndarray, domain: np.ndarray) -> np.ndarray:
+    """units x values count table of a raters x units table over ``domain``."""
+    return np.stack([(data == v).sum(axis=0) for v in domain], axis=1)
+
+
+def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
+                 statistic: Callable[[np.ndarray], float] | None = None, *,
+                 level: str = "nominal", n_boot: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI over units (columns) of a raters x units table.
+
+    Each replicate draws as many units as there are, with replacement (numpy
+    ``default_rng(seed)``), and recomputes ``statistic`` (a function of a raters x units
+    array); the interval is the (1 - confidence)/2 and (1 + confidence)/2 quantiles of the
+    finite replicates (replicates where the statistic is undefined, e.g. a resample with a
+    single value, are left out). Default statistic: Krippendorff's alpha at ``level``,
+    computed from per-unit value counts over the full sample's value domain (same numbers,
+    much faster). Returns (low, high); (NaN, NaN) when no replicate is finite.
+    """
+    data = np.asarray(reliability_data, dtype=float)
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    n_units = data.shape[1]
+    if n_units == 0:
+        return math.nan, math.nan
+    draws = rng.integers(0, n_units, size=(n_boot, n_units))
+    if statistic is None:
+        reps = _alpha_replicates(data, draws, _check_level(level))
+    else:
+        reps = np.array([statistic(data[:, idx]) for idx in draws], dtype=float)
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(reps, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _alpha_replicates(data: np.ndarray, draws: np.ndarray, level: str) -> np.ndarray:
+    import krippendorff
+
+    domain = np.unique(data[~np.isnan(data)])
+    counts = _value_counts(data, domain)
+    out = np.full(draws.shape[0], math.nan)
+    for b, idx in enumerate(draws):
+        vc = counts[idx]
+        pairable = vc[vc.sum(axis=1) >= 2]
+        if pairable.size == 0 or np.count_nonzero(pairable.sum(axis=0)) < 2:
+            continue
+        out[b] = krippendorff.alpha(value_counts=vc, value_domain=domain, level_of_measurement=level)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The per-method table over a long-format export
+
+
+def _ratings_matrix(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """items x participants table of ``column`` (NaN = not rated); a repeated answer by the
+    same participant to the same item keeps the first."""
+    first = df.drop_duplicates(["item_id", "participant"], keep="first")
+    return first.pivot(index="item_id", columns="participant", values=column)
+
+
+def _fleiss_cell(codes: pd.DataFrame, n_categories: int) -> dict:
+    """Fleiss' kappa over the items with the most common rater count (>= 2; ties: the
+    larger count)."""
+    per_item = codes.notna().sum(axis=1)
+    multi = per_item[per_item >= 2]
+    if multi.empty:
+        return {"fleiss_kappa": math.nan, "fleiss_n_items": 0, "fleiss_n_raters": 0,
+                "fleiss_note": "not computable: no item has two or more raters"}
+    freq = multi.value_counts()
+    m = int(max(freq[freq == freq.max()].index))
+    used = codes.loc[multi.index[multi == m]]
+    counts = np.zeros((len(used), n_categories))
+    for i, row in enumerate(used.to_numpy()):
+        vals = row[~np.isnan(row)].astype(int)
+        counts[i] = np.bincount(vals, minlength=n_categories)
+    res = fleiss_kappa(counts)
+    note = f"{len(used)} of {len(per_item)} items (those with {m} raters)"
+    if math.isnan(res.kappa):
+        note = f"not computable: every answer in one category ({note})"
+    return {"fleiss_kappa": res.kappa, "fleiss_z": res.z, "fleiss_p": res.p,
+            "fleiss_n_items": len(used), "fleiss_n_raters": m, "fleiss_note": note}
+
+
+def _alpha_cell(codes: pd.DataFrame, level: str, domain: np.ndarray, n_boot: int,
+                confidence: float, seed: int) -> dict:
+    data = codes.to_numpy(dtype=float).T  # raters x units
+    pairable = (~np.isnan(data)).sum(axis=0) >= 2
+    out = {"alpha_level": level, "alpha_n_items": int(pairable.sum()),
+           "alpha": math.nan, "alpha_low": math.nan, "alpha_high": math.nan}
+    if not pairable.any():
+        return out | {"alpha_note": "not computable: no item has two or more raters"}
+    data = data[:, pairable]
+    if not _alpha_computable(data):
+        return out | {"alpha_note": "not computable: every answer in one category"}
+    alpha = krippendorff_alpha(data, level, value_domain=domain)
+    low, high = bootstrap_ci(data, level=level, n_boot=n_boot, confidence=confidence, seed=seed)
+    note = f"{int(pairable.sum())} of {len(pairable)} items; bootstrap {n_boot} x items, seed {seed}"
+    return out | {"alpha": alpha, "alpha_low": low, "alpha_high": high, "alpha_note": note}
+
+
+def _cohen_cell(codes: pd.DataFrame, n_categories: int, weights: str | None, min_shared: int) -> dict:
+    """Mean Cohen kappa over participant pairs sharing >= ``min_shared`` items."""
+    arr = codes.to_numpy(dtype=float)
+    rated = ~np.isnan(arr)
+    kappas, eligible = [], 0
+    for a in range(arr.shape[1]):
+        for b in range(a + 1, arr.shape[1]):
+            shared = rated[:, a] & rated[:, b]
+            if shared.sum() < min_shared:
+                continue
+            eligible += 1
+            table = np.zeros((n_categories, n_categories))
+            np.add.at(table, (arr[shared, a].astype(int), arr[shared, b].astype(int)), 1)
+            k = cohen_kappa(table, weights=weights).kappa
+            if math.isfinite(k):
+                kappas.append(k)
+    base = {"cohen_weights": weights or "none", "cohen_n_pairs": len(kappas)}
+    if not kappas:
+        why = (f"no pair of participants shares {min_shared} or more items" if eligible == 0
+               else "every eligible pair used a single common category")
+        return base | {"cohen_kappa": math.nan, "cohen_note": f"not computable: {why}"}
+    skipped = eligible - len(kappas)
+    note = f"mean over {len(kappas)} pairs sharing >= {min_shared} items"
+    if skipped:
+        note += f" ({skipped} pairs with a single common category left out)"
+    return base | {"cohen_kappa": float(np.mean(kappas)), "cohen_note": note}
+
+
+def _default_level(df: pd.DataFrame) -> str:
+    kinds = set(df["study_kind"].dropna().unique()) if "study_kind" in df else set()
+    return "ordinal" if kinds == {"trust"} else "nominal"
+
+
+def _default_column(df: pd.DataFrame, level: str) -> str:
+    """Trust exports: ``score_stronger`` (the answer re-signed so that positive favours the
+    stronger model), since left/right sides are randomised per participant and the raw
+    ``answer`` of two raters is then not on the same scale. Otherwise ``answer``."""
+    trust = "study_kind" in df and set(df["study_kind"].dropna().unique()) == {"trust"}
+    if level != "nominal" and trust and "score_stronger" in df:
+        return "score_stronger"
+    return "answer"
+
+
+def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str | None = None,
+                    min_shared: int = 5, n_boot: int = 1000, confidence: float = 0.95,
+                    seed: int = 0, exclude_attention_checks: bool = True) -> pd.DataFrame:
+    """Inter-rater agreement per method of a long-format answer frame (one row per answer).
+
+    Needs columns ``method, item_id, participant`` and the rating ``column``; rows with
+    ``is_attention_check`` true are left out unless ``exclude_attention_checks`` is False,
+    rows with a missing rating always. ``level``: "nominal" (class discrimination: categories
+    unordered) or "ordinal" (trust, integer ratings -2..2); None: ordinal when ``study_kind``
+    is "trust" throughout, else nominal. ``column``: None picks ``score_stronger`` for a
+    trust export that has it (sides are randomised per participant) and ``answer``
+    otherwise.
+
+    Per method, one row with:
+
+    - ``fleiss_*``: Fleiss' kappa (nominal by construction) over the items that have the
+      most common number of raters (>= 2; ties go to the larger count), with how many items
+      and raters per item were used, its z and two-sided p;
+    - ``alpha*``: Krippendorff's alpha at ``level`` over every item with >= 2 raters, with a
+      percentile bootstrap CI over items (``n_boot``, ``confidence``, ``seed``);
+    - ``cohen_*``: Cohen's kappa averaged (unweighted mean) over participant pairs sharing at
+      least ``min_shared`` items, linearly weighted for ordinal ratings, unweighted for
+      nominal; pairs where both used one common category only (kappa undefined) are left out;
+    - ``*_label``: the Landis & Koch label of each; ``*_note``: items/pairs used, or why the
+      value is not computable (NaN, never 0).
+    """
+    level = _default_level(df) if level is None else _check_level(level)
+    column = _default_column(df, level) if column is None else column
+    missing = {"method", "item_id", "participant", column} - set(df.columns)
+    if missing:
+        raise ValueError(f"agreement_table needs columns {sorted(missing)}")
+    data = df
+    if exclude_attention_checks and "is_attention_check" in df:
+        data = data[~data["is_attention_check"].astype(bool)]
+    data = data[data[column].notna()]
+    weights = None if level == "nominal" else "linear"
+    rows = []
+    for method, part in data.groupby("method", sort=True):
+        rows.append(_method_row(str(method), part, column, level, weights, min_shared,
+                                n_boot, confidence, seed))
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+_COLUMNS = ["method", "level", "column", "n_items", "n_participants", "n_answers",
+            "fleiss_kappa", "fleiss_z", "fleiss_p", "fleiss_n_items", "fleiss_n_raters",
+            "fleiss_label", "fleiss_note",
+            "alpha", "alpha_low", "alpha_high", "alpha_level", "alpha_n_items", "alpha_label",
+            "alpha_note",
+            "cohen_kappa", "cohen_weights", "cohen_n_pairs", "cohen_label", "cohen_note"]
+
+
+def _method_row(method: str, part: pd.DataFrame, column: str, level: str, weights: str | None,
+                min_shared: int, n_boot: int, confidence: float, seed: int) -> dict:
+    """One row of ``agreement_table``.
+
+    Categories are coded 0..C-1 for the kappas (sorted values; for ordinal integer ratings
+    the whole range min..max, so linear weights see the scale's spacing even where a value
+    was never chosen). Krippendorff's alpha gets the codes (nominal) or the values themselves
+    (ordinal/interval).
+    """
+    matrix = _ratings_matrix(part, column)
+    domain_values = _domain(part[column], level)
+    code_of = {v: i for i, v in enumerate(domain_values)}
+    cat_codes = matrix.apply(lambda s: s.map(code_of)).astype(float)
+    if level == "nominal":
+        values, domain = cat_codes, np.arange(len(domain_values), dtype=float)
+    else:
+        values, domain = matrix.astype(float), np.asarray(domain_values, dtype=float)
+    row = {"method": method, "level": level, "column": column, "n_items": matrix.shape[0],
+           "n_participants": matrix.shape[1], "n_answers": int(matrix.notna().to_numpy().sum())}
+    row |= _fleiss_cell(cat_codes, len(domain_values))
+    row |= _alpha_cell(values, level, domain, n_boot, confidence, seed)
+    row |= _cohen_cell(cat_codes, len(domain_values), weights, min_shared)
+    for key in ("fleiss", "cohen"):
+        row[f"{key}_label"] = landis_koch(row[f"{key}_kappa"])
+    row["alpha_label"] = landis_koch(row["alpha"])
+    return row
+
+
+def _domain(ratings: pd.Series, level: str) -> list:
+    """The ordered categories of one method's ratings."""
+    seen = sorted(ratings.dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
+    numeric = seen and all(isinstance(v, int | float) and float(v).is_integer() for v in seen)
+    if level != "nominal" and numeric:
+        return list(range(int(min(seen)), int(max(seen)) + 1))
+    return seen
