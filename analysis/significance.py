@@ -1,0 +1,374 @@
+"""Method comparisons that respect the study's clustering (statsmodels underneath).
+
+Class discrimination (binary ``correct``; non-check answers with a result):
+
+- :func:`method_comparisons_gee`: a population-averaged (marginal) logistic model fitted by
+  GEE, clustered by *worker only*. Pairwise method odds ratios with Wald tests from the
+  robust (sandwich) covariance, Holm-adjusted across the pairs.
+- :func:`method_comparisons_mixed`: a logistic model with crossed random intercepts for the
+  worker and the image, fitted by variational Bayes. Its effects are *conditional* (for a
+  given worker and image) log-odds, larger in size than the marginal ones.
+
+Trust (``score_stronger``: -2..2, positive favours the stronger model):
+
+- :func:`trust_tests`: per method, the tests of the per-worker mean score against 0 (from
+  :func:`analysis.accuracy.trust_summary`), and paired comparisons between every two methods
+  over the workers who rated both, Holm-adjusted across the pairs.
+- :func:`trust_ordinal`: a proportional-odds (ordinal logit) model of the score on the method
+  and the side the stronger model was shown on; the side coefficient checks counterbalancing.
+
+A worker is a ``(mode, participant)`` pair throughout, as in :mod:`analysis.accuracy`. The
+functions take analysed answers (after :func:`analysis.exclusions.apply_exclusions`);
+attention-check rows, if present, are dropped, and so are rows without a result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.accuracy import trust_summary
+from analysis.stats import holm
+from camstudy.errors import UserError
+
+Z95 = float(stats.norm.ppf(0.975))
+
+GEE_COLUMNS = ["method_a", "method_b", "log_or", "se", "odds_ratio", "ci_low", "ci_high", "z", "p_value",
+               "p_holm", "significant", "model"]
+MIXED_COLUMNS = ["method", "reference", "log_odds", "posterior_sd", "ci_low", "ci_high", "odds_ratio",
+                 "or_low", "or_high", "model"]
+
+
+def _require(df: pd.DataFrame, cols: list[str], who: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise UserError(f"{who}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+
+
+def _trials(df: pd.DataFrame) -> pd.DataFrame:
+    if "is_attention_check" in df.columns:
+        return df[~df["is_attention_check"].astype(bool)]
+    return df
+
+
+def _worker_key(df: pd.DataFrame) -> pd.Series:
+    """One string per worker: ``mode/participant`` (``participant`` alone without ``mode``)."""
+    if "mode" in df.columns:
+        return df["mode"].astype(str) + "/" + df["participant"].astype(str)
+    return df["participant"].astype(str)
+
+
+def _cd_answers(df: pd.DataFrame, who: str, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Non-check class-discrimination answers with a result: y (0/1), method, role, worker, ..."""
+    _require(df, ["participant", "method", "model_role", "correct", *extra], who)
+    rows = _trials(df)
+    rows = rows[rows["correct"].notna() & rows["method"].notna() & rows["model_role"].notna()]
+    if rows.empty:
+        raise UserError(f"{who}: no class-discrimination answers with a result")
+    out = pd.DataFrame({
+        "y": rows["correct"].astype(bool).astype("float64").to_numpy(),
+        "method": rows["method"].astype(str).to_numpy(),
+        "model_role": rows["model_role"].astype(str).to_numpy(),
+        "worker": _worker_key(rows).to_numpy(),
+    })
+    for c in extra:
+        out[c] = rows[c].astype(str).to_numpy()
+    if out["method"].nunique() < 2:
+        raise UserError(f"{who}: need answers for at least two methods")
+    return out
+
+
+def _reference(d: pd.DataFrame, reference: str | None, who: str) -> str:
+    """The given reference method, or the one with the lowest observed accuracy (ties: by name)."""
+    acc = d.groupby("method")["y"].mean()
+    if reference is None:
+        return str(acc.sort_index().idxmin())
+    if reference not in acc.index:
+        raise UserError(f"{who}: reference method {reference!r} has no answers "
+                        f"(methods: {', '.join(sorted(acc.index))})")
+    return reference
+
+
+def _design(d: pd.DataFrame, reference: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Intercept, method dummies (treatment coding against ``reference``) and model-role
+    dummies (against the first role by name). Returns (X, column names, non-reference methods)."""
+    others = sorted(m for m in d["method"].unique() if m != reference)
+    roles = sorted(d["model_role"].unique())
+    cols = [np.ones(len(d))]
+    names = ["const"]
+    for m in others:
+        cols.append((d["method"] == m).to_numpy(dtype=float))
+        names.append(f"method[{m}]")
+    for r in roles[1:]:
+        cols.append((d["model_role"] == r).to_numpy(dtype=float))
+        names.append(f"model_role[{r}]")
+    return np.column_stack(cols), names, others
+
+
+def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
+                           alpha: float = 0.05) -> pd.DataFrame:
+    """Pairwise method comparisons of class-discrimination accuracy by GEE.
+
+    Model: ``logit P(correct) = b0 + b_method + b_role`` (treatment coding; the reference
+    method is ``reference`` or the one with the lowest observed accuracy; the model role
+    enters additively), fitted by statsmodels ``GEE`` with ``families.Binomial()`` (logit
+    link), an exchangeable working correlation within each worker, and the robust (sandwich)
+    covariance. The coefficients are population-averaged (marginal) log odds ratios.
+
+    Clustering: GEE clusters by **worker only**. Answers about the same image by different
+    workers are treated as independent; with image effects the standard errors are somewhat
+    too small (more so when few images are shown many times). The sandwich covariance is
+    also anti-conservative with few workers (say under 40); :func:`method_comparisons_mixed`
+    models both the worker and the image.
+
+    Every pair of methods is compared by a Wald contrast of the fitted coefficients
+    (``b_a - b_b``, variance ``V_aa + V_bb - 2 V_ab``; the reference's coefficient is 0), so
+    the result does not depend on the reference. Pairs are ``method_a`` vs ``method_b`` with
+    ``method_a`` the one of higher observed accuracy, so ``odds_ratio`` = odds(a) / odds(b)
+    is usually >= 1. Columns: ``log_or, se, odds_ratio``, the Wald ``1 - alpha`` interval of
+    the odds ratio ``ci_low, ci_high``, ``z``, two-sided ``p_value``, ``p_holm`` (Holm across
+    all pairs, :func:`analysis.stats.holm`), ``significant`` (``p_holm < alpha``) and
+    ``model`` (a one-line description). ``df.attrs``: ``reference``, ``params`` (Series),
+    ``cov`` (DataFrame), ``n_answers``, ``n_workers``, ``correlation`` (the estimated
+    exchangeable within-worker correlation, on the working scale).
+    """
+    import statsmodels.api as sm
+
+    who = "method_comparisons_gee"
+    d = _cd_answers(df, who)
+    ref = _reference(d, reference, who)
+    X, names, others = _design(d, ref)
+    groups = pd.factorize(d["worker"])[0]
+    model = sm.GEE(d["y"].to_numpy(), X, groups=groups, family=sm.families.Binomial(),
+                   cov_struct=sm.cov_struct.Exchangeable())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        res = model.fit()
+    params = pd.Series(np.asarray(res.params), index=names)
+    cov = pd.DataFrame(np.asarray(res.cov_params()), index=names, columns=names)
+    z_crit = float(stats.norm.ppf(1 - alpha / 2))
+
+    acc = d.groupby("method")["y"].mean()
+    order = sorted(acc.index, key=lambda m: (-acc[m], m))  # highest accuracy first
+    col = {m: f"method[{m}]" for m in others}
+    desc = ("GEE logistic: correct ~ method + model_role; exchangeable within worker; robust SE; "
+            f"reference {ref}; clustered by worker only")
+    records = []
+    for a, b in itertools.combinations(order, 2):
+        c = pd.Series(0.0, index=names)
+        if a in col:
+            c[col[a]] += 1.0
+        if b in col:
+            c[col[b]] -= 1.0
+        est = float(c @ params)
+        se = float(math.sqrt(max(float(c @ cov @ c), 0.0)))
+        z = est / se if se > 0 else math.nan
+        p = float(2 * stats.norm.sf(abs(z))) if se > 0 else math.nan
+        records.append({"method_a": a, "method_b": b, "log_or": est, "se": se, "odds_ratio": math.exp(est),
+                        "ci_low": math.exp(est - z_crit * se), "ci_high": math.exp(est + z_crit * se),
+                        "z": z, "p_value": p, "model": desc})
+    out = pd.DataFrame.from_records(records)
+    _, adjusted = holm(out["p_value"].fillna(1.0).to_numpy(), alpha=alpha)
+    out["p_holm"] = adjusted
+    out["significant"] = out["p_holm"] < alpha
+    out = out[GEE_COLUMNS]
+    out.attrs.update({"reference": ref, "params": params, "cov": cov, "n_answers": len(d),
+                      "n_workers": int(d["worker"].nunique()),
+                      "correlation": float(np.ravel(model.cov_struct.dep_params)[0])})
+    return out
+
+
+def method_comparisons_mixed(df: pd.DataFrame, reference: str | None = None,
+                             level: float = 0.95) -> pd.DataFrame:
+    """Method effects on class-discrimination accuracy with crossed worker and image effects.
+
+    Model: ``logit P(correct) = b0 + b_method + b_role + u_worker + v_image`` with independent
+    ``u ~ N(0, s_w^2)`` and ``v ~ N(0, s_i^2)``, fitted by statsmodels
+    ``BinomialBayesMixedGLM`` (``vc_formulas`` {"worker": "0 + C(participant)", "image":
+    "0 + C(image_id)"}; the participant column is the worker key) with ``fit_vb``: a
+    **variational Bayes** (mean-field Gaussian) approximation to the posterior, under the
+    package's default priors (fixed effects N(0, 10^2); log random-effect SDs N(0, 1)). It is
+    fast (seconds for thousands of answers) but approximate: mean-field posterior SDs tend to
+    be somewhat too small, and the intervals below are ``mean +- z * posterior SD``, not exact
+    credible intervals. No p-values: use it to check the direction and size of the effects.
+
+    The effects are conditional (for a typical worker and image), so they are larger in size
+    than GEE's marginal ones (roughly by ``sqrt(1 + 0.346 (s_w^2 + s_i^2))``).
+
+    Returns one row per non-reference method: ``log_odds`` (vs ``reference``: the given one,
+    or the method with the lowest observed accuracy), ``posterior_sd``, the approximate
+    ``level`` interval ``ci_low, ci_high``, ``odds_ratio`` and its interval ``or_low,
+    or_high``, ``model``; sorted by ``log_odds``. ``df.attrs``: ``reference``, ``worker_sd``
+    and ``image_sd`` (posterior means of the random-effect SDs, ``exp`` of the mean log SD),
+    ``fixed`` (posterior means of every fixed effect).
+    """
+    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+
+    who = "method_comparisons_mixed"
+    d = _cd_answers(df, who, extra=("image_id",))
+    ref = _reference(d, reference, who)
+    others = sorted(m for m in d["method"].unique() if m != ref)
+    d["method"] = pd.Categorical(d["method"], categories=[ref, *others])
+    d["participant"] = pd.factorize(d["worker"])[0]
+    d["image_id"] = pd.factorize(d["image_id"])[0]
+    vc = {"worker": "0 + C(participant)", "image": "0 + C(image_id)"}
+    model = BinomialBayesMixedGLM.from_formula("y ~ C(method) + C(model_role)", vc, d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        res = model.fit_vb()
+    fe = pd.Series(res.fe_mean, index=model.exog_names)
+    fe_sd = pd.Series(res.fe_sd, index=model.exog_names)
+    vcp = pd.Series(res.vcp_mean, index=model.vcp_names)
+    z = float(stats.norm.ppf(1 - (1 - level) / 2))
+    desc = ("Bayesian mixed logistic (variational Bayes): correct ~ method + model_role "
+            f"+ (1|worker) + (1|image); reference {ref}")
+    records = []
+    for m in others:
+        name = f"C(method)[T.{m}]"
+        est, sd = float(fe[name]), float(fe_sd[name])
+        records.append({"method": m, "reference": ref, "log_odds": est, "posterior_sd": sd,
+                        "ci_low": est - z * sd, "ci_high": est + z * sd, "odds_ratio": math.exp(est),
+                        "or_low": math.exp(est - z * sd), "or_high": math.exp(est + z * sd), "model": desc})
+    out = pd.DataFrame.from_records(records, columns=MIXED_COLUMNS).sort_values("log_odds", ignore_index=True)
+    out.attrs.update({"reference": ref, "worker_sd": float(np.exp(vcp["worker"])),
+                      "image_sd": float(np.exp(vcp["image"])), "fixed": fe})
+    return out
+
+
+PAIR_COLUMNS = ["method_a", "method_b", "n_workers", "mean_diff", "wilcoxon_stat", "wilcoxon_p",
+                "wilcoxon_p_holm", "t_stat", "t_p", "t_p_holm"]
+
+
+def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+    """Trust scores per method against 0, and every two methods against each other.
+
+    The worker is the independent unit: every test runs on per-worker mean ``score_stronger``.
+
+    - ``"one_sample"``: :func:`analysis.accuracy.trust_summary` by method (per-worker means;
+      Wilcoxon signed-rank with zero_method="wilcox" and the one-sample t-test against 0),
+      plus ``wilcoxon_p_holm`` and ``t_p_holm``: Holm across the methods.
+    - ``"pairwise"``: for every two methods (``method_a`` before ``method_b`` in name order)
+      the workers who rated both; ``mean_diff`` is the mean over them of (worker's mean for
+      a - worker's mean for b); Wilcoxon signed-rank on those differences (``scipy.stats.
+      wilcoxon``, two-sided, zero differences dropped) and the paired t-test
+      (``scipy.stats.ttest_rel``); ``*_p_holm`` Holm across the pairs, per test. NaN where
+      fewer than 2 workers (t) or no non-zero difference (Wilcoxon) remain.
+    """
+    _require(df, ["participant", "method", "score_stronger"], "trust_tests")
+    rows = _trials(df)
+    rows = rows[rows["score_stronger"].notna() & rows["method"].notna()]
+    if rows.empty:
+        raise UserError("trust_tests: no trust answers with a score")
+    rows = rows.assign(mode=rows["mode"] if "mode" in rows.columns else "")
+    one = trust_summary(rows, "method", alpha=alpha)
+    for col in ("wilcoxon_p", "t_p"):
+        p = one[col].to_numpy(dtype=float)
+        adj = np.full(len(p), np.nan)
+        ok = ~np.isnan(p)
+        if ok.any():
+            adj[ok] = holm(p[ok], alpha=alpha)[1]
+        one[f"{col}_holm"] = adj
+
+    means = (rows.assign(worker=_worker_key(rows), score=rows["score_stronger"].astype("float64"))
+             .pivot_table(index="worker", columns="method", values="score", aggfunc="mean"))
+    records = []
+    for a, b in itertools.combinations(sorted(means.columns), 2):
+        both = means[[a, b]].dropna()
+        diff = (both[a] - both[b]).to_numpy()
+        r = {"method_a": a, "method_b": b, "n_workers": len(diff),
+             "mean_diff": float(diff.mean()) if len(diff) else math.nan,
+             "wilcoxon_stat": math.nan, "wilcoxon_p": math.nan, "t_stat": math.nan, "t_p": math.nan}
+        if np.count_nonzero(diff) >= 1:
+            w = stats.wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
+            r["wilcoxon_stat"], r["wilcoxon_p"] = float(w.statistic), float(w.pvalue)
+        if len(diff) > 1 and np.std(diff) > 0:
+            t = stats.ttest_rel(both[a].to_numpy(), both[b].to_numpy())
+            r["t_stat"], r["t_p"] = float(t.statistic), float(t.pvalue)
+        records.append(r)
+    pairs = pd.DataFrame.from_records(records, columns=[c for c in PAIR_COLUMNS if not c.endswith("_holm")])
+    for col in ("wilcoxon_p", "t_p"):
+        p = pairs[col].to_numpy(dtype=float)
+        adj = np.full(len(p), np.nan)
+        ok = ~np.isnan(p)
+        if ok.any():
+            adj[ok] = holm(p[ok], alpha=alpha)[1]
+        pairs[f"{col}_holm"] = adj
+    pairs = pairs[PAIR_COLUMNS].astype({"n_workers": "int64"})
+    return {"one_sample": one, "pairwise": pairs}
+
+
+ORDINAL_COLUMNS = ["term", "coef", "se", "ci_low", "ci_high", "z", "p_value", "odds_ratio"]
+
+
+def trust_ordinal(df: pd.DataFrame, reference: str | None = None, cluster: bool = True,
+                  level: float = 0.95) -> pd.DataFrame:
+    """Proportional-odds model of the trust score on the method and the side.
+
+    Model: ``P(score_stronger <= k) = expit(t_k - x'b)``, ``k`` in -2..1 (statsmodels
+    ``OrderedModel``, distr="logit", maximum likelihood; the score is an ordered categorical
+    -2 < -1 < 0 < 1 < 2), with ``x``: method dummies (treatment coding against
+    ``reference``: the given method or the one with the lowest mean score; the thresholds
+    take the intercept's place) and ``stronger_left`` (1 when the stronger model was on the
+    left: ``model_left`` starts with "stronger"). A positive coefficient shifts answers
+    towards the stronger model. Because ``score_stronger`` is re-signed to favour the
+    stronger model, a left-side bias shows up as a positive ``stronger_left`` coefficient;
+    with counterbalanced sides and no bias it is near 0, which is what it checks.
+
+    Assumes proportional odds (one shift per term for every threshold) and answers
+    independent given ``x``: the model has no worker effect. With ``cluster=True`` (default)
+    the covariance is cluster-robust by worker (sandwich), which keeps the tests valid under
+    within-worker correlation; ``cluster=False`` gives the model-based covariance.
+
+    Returns one row per term (methods as ``method[m]``, then ``stronger_left``): ``coef``,
+    ``se``, Wald ``level`` interval ``ci_low, ci_high``, ``z``, two-sided ``p_value`` and
+    ``odds_ratio`` = exp(coef). ``df.attrs``: ``reference``, ``thresholds`` (the cut points
+    t_k on the latent scale), ``n_answers``, ``n_workers``, ``converged``.
+    """
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    who = "trust_ordinal"
+    _require(df, ["participant", "method", "score_stronger", "model_left"], who)
+    rows = _trials(df)
+    rows = rows[rows["score_stronger"].notna() & rows["method"].notna() & rows["model_left"].notna()]
+    if rows.empty:
+        raise UserError(f"{who}: no trust answers with a score")
+    score = rows["score_stronger"].astype("int64").to_numpy()
+    method = rows["method"].astype(str).to_numpy()
+    means = pd.Series(score, dtype=float).groupby(method).mean()
+    if reference is None:
+        reference = str(means.sort_index().idxmin())
+    elif reference not in means.index:
+        raise UserError(f"{who}: reference method {reference!r} has no answers")
+    others = sorted(m for m in means.index if m != reference)
+    exog = pd.DataFrame({f"method[{m}]": (method == m).astype(float) for m in others})
+    left = rows["model_left"].astype(str).str.startswith("stronger").to_numpy()
+    if left.all() or not left.any():
+        raise UserError(f"{who}: the stronger model was always on the same side; the side is not estimable")
+    exog["stronger_left"] = left.astype(float)
+    endog = pd.Series(pd.Categorical(score, categories=[-2, -1, 0, 1, 2], ordered=True))
+    workers = pd.factorize(_worker_key(rows))[0]
+    model = OrderedModel(endog, exog, distr="logit")
+    kwargs: dict = {"method": "bfgs", "disp": False, "maxiter": 500}
+    if cluster:
+        kwargs.update(cov_type="cluster", cov_kwds={"groups": workers})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        res = model.fit(**kwargs)
+    k = exog.shape[1]
+    params = np.asarray(res.params)[:k]
+    se = np.asarray(res.bse)[:k]
+    z_crit = float(stats.norm.ppf(1 - (1 - level) / 2))
+    z = params / se
+    out = pd.DataFrame({"term": list(exog.columns), "coef": params, "se": se,
+                        "ci_low": params - z_crit * se, "ci_high": params + z_crit * se, "z": z,
+                        "p_value": 2 * stats.norm.sf(np.abs(z)), "odds_ratio": np.exp(params)})
+    out.attrs.update({"reference": reference,
+                      "thresholds": model.transform_threshold_params(np.asarray(res.params))[1:-1],
+                      "n_answers": len(score), "n_workers": int(workers.max() + 1),
+                      "converged": bool(res.mle_retvals.get("converged", True))})
+    return out[ORDINAL_COLUMNS]
