@@ -372,3 +372,19 @@ def trust_ordinal(df: pd.DataFrame, reference: str | None = None, cluster: bool 
                       "n_answers": len(score), "n_workers": int(workers.max() + 1),
                       "converged": bool(res.mle_retvals.get("converged", True))})
     return out[ORDINAL_COLUMNS]
+
+
+def report_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The clustered tables the report shows, for the task of ``df`` (the analysed answers).
+
+    Class discrimination: GEE pairwise method comparisons (clustered by worker, Holm) and
+    the crossed worker x image mixed model. Trust: one-sample and paired tests per method
+    (Holm) and the ordinal model with the stronger model's side.
+    """
+    kind = str(df["study_kind"].iloc[0]) if len(df) else ""
+    if kind == "trust":
+        tests = trust_tests(df)
+        return {"trust_one_sample": tests["one_sample"], "trust_pairwise": tests["pairwise"],
+                "trust_ordinal": trust_ordinal(df)}
+    return {"gee_method_comparisons": method_comparisons_gee(df),
+            "mixed_model_method_effects": method_comparisons_mixed(df)}

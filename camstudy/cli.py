@@ -75,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fill", type=float, default=0.0, help="occlusion fill in normalized input units (default 0: the mean colour)")
     p.set_defaults(func=_stimuli)
 
+    from analysis.cli import add_analyze_parser
     from analysis.power import add_power_parser
     from study.cli import add_parsers
 
     add_parsers(sub)
+    add_analyze_parser(sub)
     add_power_parser(sub)
 
     p = sub.add_parser("demo", help="render the demo sheet with the offline stronger/weaker pair")
