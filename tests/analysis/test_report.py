@@ -165,3 +165,20 @@ def test_cli_missing_file_and_unknown_study_are_user_errors(tmp_path):
     with pytest.raises(UserError):
         run_analyze(_parse(["analyze", "no-such-study", "--out", str(tmp_path / "o"),
                             "--db", f"sqlite:///{tmp_path / 'empty.db'}"]))
+
+
+@pytest.mark.parametrize("make, tables", [
+    (_cd, ["significance_gee_method_comparisons.csv", "significance_mixed_model_method_effects.csv"]),
+    (_trust, ["significance_trust_one_sample.csv", "significance_trust_pairwise.csv", "significance_trust_ordinal.csv"]),
+])
+def test_camstudy_analyze_includes_the_clustered_comparisons(tmp_path, capsys, make, tables):
+    from camstudy.cli import main
+
+    export = tmp_path / "answers.csv"
+    make().to_csv(export, index=False)
+    assert main(["analyze", str(export), "--out", str(tmp_path / "out"), "--n-boot", "50"]) == 0
+    assert "report:" in capsys.readouterr().out
+    html = (tmp_path / "out" / "report.html").read_text()
+    for name in tables:
+        assert (tmp_path / "out" / name).is_file() and name in html
+    assert "The clustered comparisons failed" not in html
