@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/gradcam_speed.py
 	$(PY) bench/stimuli_throughput.py
+	$(PY) bench/analysis_speed.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -12,10 +12,7 @@
    never the Bayesian/mixed model.
 
 Ratio = whole / floor. Target: <= 10. The per-part times of ``analyze`` are printed so the
-part that dominates is visible. Workers x items matter for agreement: the mean Cohen kappa
-loops over participant pairs of each method, so many workers with few items each is slower
-than few workers with many items; the default keeps the pair count moderate (250 workers per
-method).
+part that dominates is visible.
 """
 
 from __future__ import annotations
