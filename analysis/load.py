@@ -50,7 +50,7 @@ def load_export(path: str | Path) -> pd.DataFrame:
         raise UserError(f"{path}: no such file")
     try:
         if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], engine="pyarrow")
         else:
             df = pd.read_parquet(path, engine="pyarrow")
     except pd.errors.EmptyDataError:
