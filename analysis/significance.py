@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -266,13 +267,7 @@ def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame
         raise UserError("trust_tests: no trust answers with a score")
     rows = rows.assign(mode=rows["mode"] if "mode" in rows.columns else "")
     one = trust_summary(rows, "method", alpha=alpha)
-    for col in ("wilcoxon_p", "t_p"):
-        p = one[col].to_numpy(dtype=float)
-        adj = np.full(len(p), np.nan)
-        ok = ~np.isnan(p)
-        if ok.any():
-            adj[ok] = holm(p[ok], alpha=alpha)[1]
-        one[f"{col}_holm"] = adj
+    _add_holm(one, ("wilcoxon_p", "t_p"), alpha)
 
     means = (rows.assign(worker=_worker_key(rows), score=rows["score_stronger"].astype("float64"))
              .pivot_table(index="worker", columns="method", values="score", aggfunc="mean"))
@@ -291,15 +286,20 @@ def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame
             r["t_stat"], r["t_p"] = float(t.statistic), float(t.pvalue)
         records.append(r)
     pairs = pd.DataFrame.from_records(records, columns=[c for c in PAIR_COLUMNS if not c.endswith("_holm")])
-    for col in ("wilcoxon_p", "t_p"):
-        p = pairs[col].to_numpy(dtype=float)
+    _add_holm(pairs, ("wilcoxon_p", "t_p"), alpha)
+    pairs = pairs[PAIR_COLUMNS].astype({"n_workers": "int64"})
+    return {"one_sample": one, "pairwise": pairs}
+
+
+def _add_holm(frame: pd.DataFrame, columns: Sequence[str], alpha: float) -> None:
+    """Add ``<col>_holm``: Holm-adjusted p-values over the rows where ``col`` is not NaN."""
+    for col in columns:
+        p = frame[col].to_numpy(dtype=float)
         adj = np.full(len(p), np.nan)
         ok = ~np.isnan(p)
         if ok.any():
             adj[ok] = holm(p[ok], alpha=alpha)[1]
-        pairs[f"{col}_holm"] = adj
-    pairs = pairs[PAIR_COLUMNS].astype({"n_workers": "int64"})
-    return {"one_sample": one, "pairwise": pairs}
+        frame[f"{col}_holm"] = adj
 
 
 ORDINAL_COLUMNS = ["term", "coef", "se", "ci_low", "ci_high", "z", "p_value", "odds_ratio"]
