@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.transforms.functional import pil_to_tensor
 
 from camstudy.version import code_version
 from gradcam import explain
@@ -29,8 +28,9 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "guided_backprop": "Guided Backprop", "g
 
 def explain_image(model: LoadedModel, item: DemoImage, device: torch.device, methods=DEMO_METHODS):
     """Explain every labelled class of one image in one engine call (a K axis of classes)."""
-    x = model.preprocess(item.image)[None].to(device)
-    photo = pil_to_tensor(model.preprocess.display(item.image)).float().div(255)[None].to(device)
+    pixels = model.preprocess.pixels(item.image)[None]  # one resize for input and overlay
+    x = model.preprocess.normalize(pixels).to(device)
+    photo = pixels.to(device).float().div_(255)
     ex = explain(model.module, x, torch.tensor([item.labels], device=device), layer=model.layer, methods=methods)
     return ex, render_methods(ex, photo)
 

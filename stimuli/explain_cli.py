@@ -94,8 +94,9 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 
 
 def _explain_batch(model: LoadedModel, images, paths, stems, target, methods, layer, out: Path, device) -> None:
-    x = torch.stack([model.preprocess(im) for im in images]).to(device)
-    photos = torch.stack([_pixels(model.preprocess.display(im)) for im in images]).to(device)
+    pixels = torch.stack([model.preprocess.pixels(im) for im in images])  # one resize per image
+    x = model.preprocess.normalize(pixels).to(device)
+    photos = pixels.to(device).float().div_(255)
     ex = explain(model.module, x, target, layer=layer or model.layer, methods=methods)
     rendered = render_methods(ex, photos)
     targets = ex.targets if ex.targets is not None else ex.logits.argmax(1)
@@ -122,9 +123,3 @@ def _explain_batch(model: LoadedModel, images, paths, stems, target, methods, la
             "code_version": code_version(),
         }
         (out / f"{stem}.{tag}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-
-
-def _pixels(image) -> torch.Tensor:
-    from torchvision.transforms.functional import pil_to_tensor
-
-    return pil_to_tensor(image).float().div_(255)
