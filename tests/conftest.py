@@ -41,6 +41,11 @@ class GapNet(nn.Module):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the reference's largest magnitude."""
+    return float(((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).detach())
+
+
 def snapshot(model: nn.Module) -> dict:
     """Everything explain() must leave as it found it."""
     return {

@@ -10,7 +10,7 @@ import torchvision
 from captum.attr import GuidedBackprop, LayerGradCam
 
 from gradcam import METHODS, explain
-from tests.conftest import assert_same_snapshot, snapshot
+from tests.conftest import assert_same_snapshot, rel_err, snapshot
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
@@ -26,10 +26,6 @@ def _no_tf32():
 
 def rel_l2(a, b):
     return float((a - b).norm() / b.norm().clamp(min=1e-30))
-
-
-def rel_err(a, b):
-    return float(((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).detach())
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "alexnet", "resnet50", "mobilenet_v2"])

@@ -12,10 +12,7 @@ import torchvision
 from captum.attr import GuidedBackprop, LayerGradCam
 
 from gradcam import explain
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).detach())
+from tests.conftest import rel_err
 
 
 @pytest.fixture(scope="module", params=["vgg16", "alexnet", "resnet18"])
