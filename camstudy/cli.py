@@ -77,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from analysis.cli import add_analyze_parser
     from analysis.power import add_power_parser
-    from study.cli import add_parsers
+    from study.cli import add_parsers, add_simulate_parser
 
     add_parsers(sub)
+    add_simulate_parser(sub)
     add_analyze_parser(sub)
     add_power_parser(sub)
 

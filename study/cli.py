@@ -117,3 +117,37 @@ def add_parsers(sub) -> None:
     p.add_argument("--mode", choices=MODE_CHOICES, default="live", help="live (default), sandbox, debug or all")
     p.add_argument("--db")
     p.set_defaults(func=run_export)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from study.bots import simulate
+
+    report = simulate(args.url, args.study, args.participants, concurrency=args.concurrency, profile=args.profile,
+                      seed=args.seed, db_url=args.db, mode=args.mode, pace_s=args.pace_ms / 1000)
+    print(report.summary())
+    ok = True
+    if args.profile != "random":  # the answer key's database is at hand: check it too
+        from study.bots import audit
+
+        check = audit(args.db, args.study, report.results)
+        print(check.line())
+        ok = check.ok
+    return 0 if ok and not report.counts().get("failed") else 1
+
+
+def add_simulate_parser(sub) -> None:
+    from study.bots import PROFILES
+
+    p = sub.add_parser("simulate", help="simulated participants that take a study through the server's HTTP flow")
+    p.add_argument("url", metavar="URL", help="the server's base URL, e.g. http://127.0.0.1:5000")
+    p.add_argument("--study", required=True, metavar="SLUG")
+    p.add_argument("--participants", type=int, required=True, metavar="N")
+    p.add_argument("--concurrency", type=int, default=10, metavar="C", help="bots at a time (default 10)")
+    p.add_argument("--profile", default="paper", choices=sorted(PROFILES),
+                   help="behaviour (default paper: the Grad-CAM paper's accuracies and trust scores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="debug", choices=["live", "sandbox", "debug"],
+                   help="the participants' mode (default debug: kept apart from live data)")
+    p.add_argument("--pace-ms", type=float, default=0.0, help="wait this long before each answer (default 0)")
+    p.add_argument("--db", help="database URL to read the answer key from (default: the configured one)")
+    p.set_defaults(func=run_simulate)

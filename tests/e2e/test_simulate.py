@@ -1,0 +1,90 @@
+"""``camstudy simulate`` against the real server, then ``camstudy analyze`` of the database.
+
+Bots with the ``paper`` profile take a class-discrimination study (the paper's four
+methods, between subjects) and a trust study through gunicorn on loopback; the analysis of
+what they left in the database must recover the profile's accuracies and trust means
+inside its 95% intervals. Each bot draws its answers per method from its own stream, so a
+given seed gives the same per-method outcomes whatever order the trials come in.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from camstudy.cli import main
+from study.bots import PROFILES
+from study.settings import load_study_config
+from tests.study import conftest as study_fixtures
+
+stimuli_dir = study_fixtures.stimuli_dir
+db_url = study_fixtures.db_url
+migrated = study_fixtures.migrated
+
+PAPER_FOUR = ["guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam"]
+CD = f"""
+title = "Which category?"
+task = "class_discrimination"
+slug = "sim-cd"
+trials_per_participant = 16
+raters_per_item = 9
+attention_checks = 2
+design = "between"
+methods = {PAPER_FOUR!r}
+practice = false
+questionnaire = true
+"""
+TRUST = """
+title = "Which model is more reliable?"
+task = "trust"
+slug = "sim-trust"
+trials_per_participant = 10
+raters_per_item = 5
+attention_checks = 1
+design = "within"
+methods = ["guided_backprop", "guided_gradcam"]
+practice = false
+questionnaire = false
+"""
+
+
+def create(migrated: str, stimuli_dir, tmp_path, name: str, body: str) -> str:
+    path = study_fixtures.write_config(tmp_path, name, body)
+    assert main(["study", "create", str(path), "--stimuli", str(stimuli_dir), "--db", migrated]) == 0
+    return load_study_config(path).slug
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_simulated_paper_study_is_recovered_by_the_analysis(gunicorn, migrated, stimuli_dir, tmp_path, capsys):
+    cd = create(migrated, stimuli_dir, tmp_path, "cd", CD)
+    trust = create(migrated, stimuli_dir, tmp_path, "trust", TRUST)
+    server = gunicorn()
+    capsys.readouterr()
+    assert main(["simulate", server.base, "--study", cd, "--participants", "60", "--concurrency", "6",
+                 "--db", migrated, "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "60 simulated participants" in out and "0 resumed at the wrong trial" in out
+    assert main(["simulate", server.base, "--study", trust, "--participants", "40", "--concurrency", "6",
+                 "--db", migrated, "--seed", "7"]) == 0
+
+    # The class-discrimination study: every configured accuracy inside its Wilson interval.
+    report = tmp_path / "cd-report"
+    assert main(["analyze", cd, "--db", migrated, "--mode", "debug", "--out", str(report), "--n-boot", "50"]) == 0
+    acc = pd.read_csv(report / "accuracy_by_method.csv").set_index("method")
+    truth = PROFILES["paper"].accuracy
+    for method in PAPER_FOUR:
+        row = acc.loc[method]
+        assert row["n"] >= 150, (method, row["n"])
+        assert row["ci_low"] <= truth[method] <= row["ci_high"], (method, row.to_dict())
+    flow = pd.read_csv(report / "exclusion_flow.csv")
+    assert flow.iloc[0]["participants"] == 60  # everyone enrolled is accounted for
+    assert (report / "report.html").stat().st_size > 10_000
+
+    # The trust study: the mean score for the stronger model inside its interval.
+    report = tmp_path / "trust-report"
+    assert main(["analyze", trust, "--db", migrated, "--mode", "debug", "--out", str(report), "--n-boot", "50"]) == 0
+    scores = pd.read_csv(report / "trust_by_method.csv").set_index("method")
+    for method, mean in PROFILES["paper"].trust_mean.items():
+        if method in scores.index:
+            row = scores.loc[method]
+            assert row["ci_low"] <= mean <= row["ci_high"], (method, row.to_dict())
