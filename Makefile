@@ -23,7 +23,6 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(VENV)/bin/camstudy demo --out demo-out
-	$(VENV)/bin/camstudy stimuli build examples/demo.toml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check gradcam stimuli study analysis camstudy tests bench
@@ -33,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/gradcam_speed.py
 	$(PY) bench/stimuli_throughput.py
 	$(PY) bench/analysis_speed.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -23,12 +23,6 @@ def _explain(args: argparse.Namespace) -> int:
     return run_explain(args)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from stimuli.demo import run_demo
-
-    return run_demo(args)
-
-
 def _stimuli(args: argparse.Namespace) -> int:
     from stimuli import cli
 
@@ -84,10 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_analyze_parser(sub)
     add_power_parser(sub)
 
-    p = sub.add_parser("demo", help="render the demo sheet with the offline stronger/weaker pair")
-    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_demo)
+    from camstudy.demo import add_demo_parser
+
+    add_demo_parser(sub)
     return parser
 
 

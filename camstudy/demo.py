@@ -1,0 +1,237 @@
+"""``camstudy demo``: the whole pipeline on the defaults, in one command.
+
+1. the explanation sheet of the offline stronger/weaker pair (``stimuli.demo``);
+2. the demo study's stimuli (``examples/demo.toml``);
+3. a SQLite database, migrated to the head;
+4. the paper's two studies (``examples/class-discrimination.toml``, ``examples/trust.toml``)
+   and an admin user whose generated password is printed once;
+5. the server (gunicorn) on 127.0.0.1:5000 with the participant and admin links, until
+   Ctrl-C; with ``--simulate N`` first N simulated participants per study and the analysis
+   report of each.
+
+A second run reuses what is there: the sheet, the stimuli, the database, the studies and
+the admin user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from camstudy.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+STUDIES = ("class-discrimination.toml", "trust.toml")
+ADMIN = "admin"
+
+
+def step(n: int, text: str) -> None:
+    print(f"[{n}/5] {text}", flush=True)
+
+
+def sheet(args: argparse.Namespace, out: Path) -> None:
+    if (out / "sheet.png").exists() and (out / "manifest.json").exists():
+        step(1, f"explanation sheet: {out / 'sheet.png'} (reused)")
+        return
+    from stimuli.demo import run_demo
+
+    step(1, "explanation sheet of the offline stronger/weaker pair")
+    run_demo(argparse.Namespace(out=str(out), device=args.device))
+
+
+def stimuli(out: Path) -> Path:
+    import json
+
+    from stimuli.build import build
+    from stimuli.config import load_config
+
+    cfg = load_config(EXAMPLES / "demo.toml")
+    folder = out / "stimuli"
+    summary = folder / "build.json"
+    if summary.exists() and not (folder / "manifest.partial.jsonl").exists():
+        done = json.loads(summary.read_text())
+        if done.get("config_sha256") == cfg.sha256 and done.get("shard") == [0, 1]:
+            step(2, f"stimuli: {folder} ({done['stimuli']} stimuli, reused)")
+            return folder
+    step(2, f"stimuli of examples/demo.toml into {folder}")
+    done = build(cfg, folder)
+    print(f"      {done['stimuli']} stimuli in {done['seconds']:.1f} s")
+    return folder
+
+
+def database(db: str) -> None:
+    from study.db import upgrade
+
+    head = upgrade(db)
+    step(3, f"database {db} at revision {head}")
+
+
+def studies(db: str, folder: Path) -> list[tuple[str, str]]:
+    """Create the two studies (or find them); returns (slug, task) pairs."""
+    from sqlalchemy import select
+
+    from study.db import make_engine, session_factory, transaction
+    from study.models import Study
+    from study.settings import load_study_config
+    from study.setup import create_study
+
+    engine = make_engine(db)
+    out = []
+    try:
+        with transaction(session_factory(engine)) as s:
+            for name in STUDIES:
+                cfg = load_study_config(EXAMPLES / name)
+                study = s.scalar(select(Study).where(Study.slug == cfg.slug))
+                state = "reused"
+                if study is None:
+                    study, state = create_study(s, cfg, folder), "created"
+                out.append((study.slug, study.kind))
+                step(4, f"study {study.slug!r} ({study.kind}, {len(study.items)} items, {state})")
+    finally:
+        engine.dispose()
+    return out
+
+
+def admin_user(db: str) -> None:
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    from study.db import make_engine, session_factory, transaction
+    from study.models import AdminUser
+
+    engine = make_engine(db)
+    try:
+        with transaction(session_factory(engine)) as s:
+            if s.scalar(select(AdminUser).where(AdminUser.name == ADMIN)) is not None:
+                step(4, f"admin user {ADMIN!r} exists (its password was printed when it was created)")
+                return
+            password = secrets.token_urlsafe(12)
+            s.add(AdminUser(name=ADMIN, password_hash=generate_password_hash(password)))
+    finally:
+        engine.dispose()
+    step(4, f"admin user {ADMIN!r}, password {password}  (shown once; only its hash is stored)")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(db: str, out: Path, host: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "CAMSTUDY_DATABASE_URL": db, "CAMSTUDY_INSTANCE": str(out / "instance")}
+    camstudy = Path(sys.executable).with_name("camstudy")
+    log = open(out / "server.log", "a")  # noqa: SIM115 - the server's own file, kept open for it
+    proc = subprocess.Popen([str(camstudy), "serve", "--host", host, "--port", str(port), "--workers", "2"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise UserError(f"the server did not start; see {out / 'server.log'}")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise UserError(f"the server did not answer within 60 s; see {out / 'server.log'}") from None
+            time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, str]], n: int) -> None:
+    from camstudy.cli import main
+    from study.bots import audit, simulate
+
+    for slug, kind in slugs:
+        print(f"      simulating {n} participants (profile 'paper', mode debug) in {slug!r}", flush=True)
+        report = simulate(base, slug, n, concurrency=min(n, 10), profile="paper", db_url=db, mode="debug")
+        print("      " + report.summary().replace("\n", "\n      "))
+        print("      " + audit(db, slug, report.results).line())
+        target = out / "analysis" / slug
+        if main(["analyze", slug, "--db", db, "--mode", "debug", "--out", str(target)]) != 0:
+            raise UserError(f"the analysis of {slug!r} failed")
+        print(f"      {kind} report: {target / 'report.html'}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_serve and not port_free(args.host, args.port):
+        raise UserError(f"{args.host}:{args.port} is in use (another demo?); pass --port")
+    db = args.db or f"sqlite:///{out / 'camstudy.db'}"
+    sheet(args, out)
+    folder = stimuli(out)
+    database(db)
+    slugs = studies(db, folder)
+    admin_user(db)
+    if not args.simulate and args.no_serve:
+        return 0
+    port = args.port if not args.no_serve else _free_port(args.host)
+    # SIGTERM (a supervisor, `kill`) stops the server as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    proc = serve(db, out, args.host, port)
+    base = f"http://{args.host}:{port}"
+    try:
+        if args.simulate:
+            step(5, f"server on {base}; simulated participants and the analysis")
+            simulate_and_analyze(base, db, out, slugs, args.simulate)
+        if args.no_serve:
+            return 0
+        step(5, f"serving on {base}  (Ctrl-C stops it)")
+        for slug, kind in slugs:
+            print(f"      {kind:<21} {base}/s/{slug}/")
+        print(f"      {'admin':<21} {base}/admin/  (user {ADMIN!r})", flush=True)
+        proc.wait()
+        raise UserError(f"the server stopped; see {out / 'server.log'}")
+    except KeyboardInterrupt:
+        print("\nstopping the server", flush=True)
+        return 0
+    finally:
+        stop(proc)
+        if not args.no_serve:
+            print("server stopped", flush=True)
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on the defaults: stimuli, studies, server (and bots)")
+    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when present)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--db", help="database URL (default: a SQLite file in the output folder)")
+    p.add_argument("--simulate", type=int, default=0, metavar="N",
+                   help="run N simulated participants per study and write each study's analysis report")
+    p.add_argument("--no-serve", action="store_true", help="exit after the simulation instead of serving")
+    p.set_defaults(func=run)
