@@ -5,7 +5,8 @@ For each database (SQLite WAL; PostgreSQL when available) and each of two loads:
 * ``saturated``: every participant answers as fast as the server acknowledges (no think
   time), which measures capacity: answers per second;
 * ``paced``: every participant waits ``--think-ms`` before each answer (people take
-  seconds), which measures the latency a participant feels at that concurrency;
+  seconds) and the participants arrive over ``--ramp-s`` seconds (not all in the same
+  instant), which measures the latency a participant feels at that concurrency;
 
 it runs the same bots (``study.bots``, the real HTTP flow: entry, consent, task page,
 plan, answers, completion) first against ``camstudy serve`` (gunicorn) with a
@@ -138,7 +139,7 @@ class TempPostgres:
 # ---------------------------------------------------------------- runs
 
 
-def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: float) -> dict:
+def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: float, ramp_s: float) -> dict:
     from study.settings import load_study_config
     from study.setup import create_study
 
@@ -156,14 +157,14 @@ def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: f
     server = Server(gunicorn(a.workers, "study.wsgi:app"), env, tmp / "app.log")
     try:
         report = simulate(server.base, "load", a.participants, concurrency=a.participants, profile=PROFILES["steady"],
-                          seed=1, db_url=db, pace_s=think_s, give_up_s=120)
+                          seed=1, db_url=db, pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
         server.stop()
     check = audit(db, "load", report.results)
     return {"report": report, "audit": check}
 
 
-def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float) -> dict:
+def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float, ramp_s: float) -> dict:
     engine = create_engine(database_url(db))
     with engine.begin() as c:
         c.execute(text("CREATE TABLE floor_request (id INTEGER PRIMARY KEY "
@@ -173,7 +174,7 @@ def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float) -> dict
     server = Server(gunicorn(a.workers, "floor_app:app", ROOT / "bench"), env, tmp / "floor.log")
     try:
         report = simulate(server.base, "floor", a.participants, concurrency=a.participants,
-                          profile=PROFILES["random"], seed=1, pace_s=think_s, give_up_s=120)
+                          profile=PROFILES["random"], seed=1, pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
         server.stop()
     with engine.connect() as c:
@@ -196,7 +197,8 @@ def main() -> int:
     p.add_argument("--participants", type=int, default=200)
     p.add_argument("--trials", type=int, default=12, help="trials per participant, plus 2 attention checks")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers of both servers")
-    p.add_argument("--think-ms", type=float, default=2000, help="the paced load's wait before each answer")
+    p.add_argument("--think-ms", type=float, default=3000, help="the paced load's wait before each answer")
+    p.add_argument("--ramp-s", type=float, default=10, help="the paced load's arrivals are spread over this long")
     p.add_argument("--stimuli", type=Path, default=ROOT / "demo-out" / "stimuli")
     p.add_argument("--postgres", default="auto",
                    help="a PostgreSQL URL, 'auto' (CAMSTUDY_BENCH_POSTGRES_URL, else a temporary cluster when "
@@ -228,15 +230,18 @@ def main() -> int:
         ok = True
         try:
             for db in dbs:
-                for load, think in (("saturated", 0.0), (f"paced ({a.think_ms:.0f} ms think)", a.think_ms / 1000)):
+                loads = (("saturated", 0.0, 0.0),
+                         (f"paced ({a.think_ms / 1000:g} s think, {a.ramp_s:g} s ramp)", a.think_ms / 1000, a.ramp_s))
+                for load, think, ramp in loads:
                     run_dir = tmp / f"{db}-{think}"
                     run_dir.mkdir()
-                    app = run_app(fresh_database(db, run_dir, pg_url, "app"), run_dir, a.stimuli, a, think)
-                    floor = run_floor(fresh_database(db, run_dir, pg_url, "floor"), run_dir, a, think)
+                    app = run_app(fresh_database(db, run_dir, pg_url, "app"), run_dir, a.stimuli, a, think, ramp)
+                    floor = run_floor(fresh_database(db, run_dir, pg_url, "floor"), run_dir, a, think, ramp)
                     lines.append(row(db, load, app, floor))
                     print(lines[-1], flush=True)
                     print("   app:", app["report"].summary().replace("\n", "\n   app: "))
                     print("   app:", app["audit"].line())
+                    print("   floor:", floor["report"].summary().split("\n")[0])
                     print(f"   floor: {floor['report'].answers} answers acknowledged, {floor['rows']} rows")
                     ok &= app["audit"].ok and app["report"].counts().get("completed", 0) == a.participants
         finally:

@@ -26,7 +26,6 @@ import math
 import random
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -420,6 +419,7 @@ def _field(html: str, name: str) -> str:
 class Report:
     results: list[BotResult]
     seconds: float
+    client_cpu_s: float = 0.0  # CPU time of the bots themselves (they share the machine)
 
     @property
     def answers(self) -> int:
@@ -440,7 +440,8 @@ class Report:
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts().items()))
         lines = [
-            f"{len(self.results)} simulated participants in {self.seconds:.1f} s: {counts}",
+            f"{len(self.results)} simulated participants in {self.seconds:.1f} s "
+            f"(the bots used {self.client_cpu_s:.1f} s of CPU): {counts}",
             f"{self.answers} answers acknowledged ({self.answers / self.seconds:.1f}/s), "
             f"answer latency p50 {self.latency_ms(0.5):.1f} ms, p99 {self.latency_ms(0.99):.1f} ms, "
             f"{sum(r.retries for r in self.results)} retries, {sum(r.reloads for r in self.results)} reloads "
@@ -452,9 +453,12 @@ class Report:
 
 def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 10, profile: str | Profile = "paper",
              seed: int = 0, db_url: str | None = None, mode: str = "debug", run_id: str | None = None,
-             pace_s: float = 0.0, give_up_s: float = 120.0, backoff_s: float = 0.05,
-             on_result: Callable[[BotResult], None] | None = None) -> Report:
-    """Run ``participants`` bots, ``concurrency`` at a time, against the server at ``base_url``."""
+             pace_s: float = 0.0, ramp_s: float = 0.0, give_up_s: float = 120.0, backoff_s: float = 0.05) -> Report:
+    """Run ``participants`` bots, ``concurrency`` at a time, against the server at ``base_url``.
+
+    ``pace_s``: each bot waits this long before each answer (reading the trial);
+    ``ramp_s``: bot ``i`` starts ``i / participants * ramp_s`` seconds after the first, as
+    people arrive over time rather than in the same instant."""
     prof = PROFILES.get(profile) if isinstance(profile, str) else profile
     if prof is None:
         raise UserError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
@@ -462,21 +466,19 @@ def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 
         raise UserError("--participants and --concurrency must be at least 1")
     oracle = Oracle(db_url, slug) if prof.needs_oracle else None
     run_id = run_id or secrets.token_hex(3)
-    lock = threading.Lock()
+    start = time.perf_counter()
+    cpu = time.process_time()
 
     def one(i: int) -> BotResult:
-        bot = Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, oracle, random.Random(f"{seed}:{run_id}:{i}"),
-                  mode, pace_s, give_up_s, backoff_s)
-        result = bot.run()
-        if on_result is not None:
-            with lock:
-                on_result(result)
-        return result
+        delay = start + ramp_s * i / participants - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        return Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, oracle, random.Random(f"{seed}:{run_id}:{i}"),
+                   mode, pace_s, give_up_s, backoff_s).run()
 
-    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(concurrency, participants)) as pool:
         results = list(pool.map(one, range(participants)))
-    return Report(results, time.perf_counter() - start)
+    return Report(results, time.perf_counter() - start, time.process_time() - cpu)
 
 
 @dataclass

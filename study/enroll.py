@@ -110,7 +110,7 @@ def _rater_counts(session: Session, study: Study, mode: str) -> Counter:
     return Counter(dict(rows))
 
 
-def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -> list[tuple[Item, dict]]:
+def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -> list[tuple]:
     """The participant's trials in order, each with its counterbalanced layout.
 
     Trials: the condition's items with the fewest raters so far (ties broken by the seed),
@@ -121,9 +121,15 @@ def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -
     """
     settings = study.settings
     rng = random.Random(seed)
-    items = session.scalars(select(Item).where(Item.study_id == study.id).order_by(Item.id)).all()
+    # Only the condition's items and the checks, as plain rows: enrollment is on the hot
+    # path when a study opens, and a study has hundreds of items.
+    query = select(Item.id, Item.image_id, Item.task, Item.stimulus_ids, Item.options, Item.method,
+                   Item.is_attention_check).where(Item.study_id == study.id).order_by(Item.id)
+    if cell != "all":  # a between-subject cell: its method's items
+        query = query.where(Item.is_attention_check.is_(True) | (Item.method == cell))
+    items = session.execute(query).all()
     counts = _rater_counts(session, study, mode)
-    pool = [it for it in items if not it.is_attention_check and (cell == "all" or it.method == cell)]
+    pool = [it for it in items if not it.is_attention_check]
     checks = [it for it in items if it.is_attention_check]
     trials = _least_rated(pool, counts, settings["trials_per_participant"], rng, one_per_image=True)
     chosen_checks = _least_rated(checks, counts, settings["attention_checks"], rng, one_per_image=False)
