@@ -39,7 +39,7 @@ def accuracy(df: pd.DataFrame, by: str | Sequence[str] = "method", chance: float
     missing = [c for c in [*by, "correct"] if c not in df.columns]
     if missing:
         raise UserError(f"accuracy: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    rows = _trials(df)
+    rows = _trials(df, [*by, "correct"])
     rows = rows[rows["correct"].notna()]
     g = rows.assign(correct=rows["correct"].astype(bool)).groupby(by, sort=True, dropna=False)["correct"]
     out = pd.DataFrame({"n": g.size(), "k": g.sum()}).astype("int64").reset_index()
@@ -86,7 +86,7 @@ def trust_summary(df: pd.DataFrame, by: str | Sequence[str] = "method", alpha: f
     missing = [c for c in [*by, "score_stronger", "mode", "participant"] if c not in df.columns]
     if missing:
         raise UserError(f"trust_summary: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    rows = _trials(df)
+    rows = _trials(df, [*by, "score_stronger", "mode", "participant"])
     rows = rows[rows["score_stronger"].notna()].assign(score=lambda d: d["score_stronger"].astype("float64"))
     records = []
     for key, g in rows.groupby(by, sort=True, dropna=False):
@@ -121,7 +121,12 @@ def _trust_stats(scores: np.ndarray, per_worker: np.ndarray, alpha: float) -> di
     return out
 
 
-def _trials(df: pd.DataFrame) -> pd.DataFrame:
+def _trials(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The non-check rows of ``df``, of ``columns`` only when given (selecting the columns
+    first, so that a large frame's other columns are not copied)."""
+    out = df if columns is None else df[list(dict.fromkeys(columns))]
     if "is_attention_check" in df.columns:
-        return df[~df["is_attention_check"].astype(bool)]
-    return df
+        check = df["is_attention_check"].astype(bool).to_numpy()
+        if check.any():
+            return out[~check]
+    return out

@@ -238,7 +238,23 @@ def _alpha_computable(data: np.ndarray) -> bool:
 
 def _value_counts(data: np.ndarray, domain: np.ndarray) -> np.ndarray:
     """units x values count table of a raters x units table over ``domain``."""
+    if len(domain) == 0:
+        return np.zeros((data.shape[1], 0), dtype=np.int64)
     return np.stack([(data == v).sum(axis=0) for v in domain], axis=1)
+
+
+def _alpha_from_counts(counts: np.ndarray, domain: np.ndarray, level: str) -> float:
+    """Krippendorff's alpha of a units x values count table (the ``krippendorff`` package,
+    given the counts it would build itself from the raters x units table); NaN when not
+    computable (no unit with two values, or one value overall among those units)."""
+    import krippendorff
+
+    counts = np.asarray(counts)
+    pairable = counts[counts.sum(axis=1) >= 2]
+    if pairable.shape[0] == 0 or np.count_nonzero(pairable.sum(axis=0)) < 2:
+        return math.nan
+    return float(krippendorff.alpha(value_counts=pairable, value_domain=np.asarray(domain, dtype=float),
+                                    level_of_measurement=_check_level(level)))
 
 
 def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
@@ -258,15 +274,21 @@ def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
     data = np.asarray(reliability_data, dtype=float)
     if not 0 < confidence < 1:
         raise ValueError("confidence must lie strictly between 0 and 1")
+    if statistic is None:
+        level = _check_level(level)
+        domain = np.unique(data[~np.isnan(data)])
+        return _bootstrap_alpha(_value_counts(data, domain), domain, level, n_boot=n_boot,
+                                confidence=confidence, seed=seed)
     rng = np.random.default_rng(seed)
     n_units = data.shape[1]
     if n_units == 0:
         return math.nan, math.nan
     draws = rng.integers(0, n_units, size=(n_boot, n_units))
-    if statistic is None:
-        reps = _alpha_replicates(data, draws, _check_level(level))
-    else:
-        reps = np.array([statistic(data[:, idx]) for idx in draws], dtype=float)
+    reps = np.array([statistic(data[:, idx]) for idx in draws], dtype=float)
+    return _percentile_interval(reps, confidence)
+
+
+def _percentile_interval(reps: np.ndarray, confidence: float) -> tuple[float, float]:
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return math.nan, math.nan
@@ -275,32 +297,84 @@ def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
     return float(low), float(high)
 
 
-def _alpha_replicates(data: np.ndarray, draws: np.ndarray, level: str, chunk: int = 64) -> np.ndarray:
-    """Krippendorff's alpha of every bootstrap replicate at once, from coincidence matrices.
+def _bootstrap_alpha(counts: np.ndarray, domain: np.ndarray, level: str, *, n_boot: int,
+                     confidence: float, seed: int) -> tuple[float, float]:
+    """:func:`bootstrap_ci` of Krippendorff's alpha from a units x values count table.
+
+    The units are the table's rows, resampled exactly as :func:`bootstrap_ci` resamples the
+    columns of the raters x units table they were counted from (same generator, same draws).
+    """
+    rng = np.random.default_rng(seed)
+    n_units = counts.shape[0]
+    if n_units == 0:
+        return math.nan, math.nan
+    draws = rng.integers(0, n_units, size=(n_boot, n_units))
+    reps = _alpha_replicates_from_counts(np.asarray(counts, dtype=float), np.asarray(domain, dtype=float),
+                                         draws, level)
+    return _percentile_interval(reps, confidence)
+
+
+def _alpha_replicates(data: np.ndarray, draws: np.ndarray, level: str) -> np.ndarray:
+    """Krippendorff's alpha of every bootstrap replicate (rows of ``draws``: unit indices)
+    of a raters x units table; see :func:`_alpha_replicates_from_counts`."""
+    domain = np.unique(data[~np.isnan(data)])
+    return _alpha_replicates_from_counts(_value_counts(data, domain).astype(float), domain, draws, level)
+
+
+def _draw_weights(draws: np.ndarray, n_units: int) -> np.ndarray:
+    """replicates x units: how often each replicate drew each unit (one bincount for all)."""
+    n = draws.shape[0]
+    flat = (np.arange(n, dtype=np.int64)[:, None] * n_units + draws).ravel()
+    return np.bincount(flat, minlength=n * n_units).reshape(n, n_units).astype(float)
+
+
+def _alpha_replicates_from_counts(counts: np.ndarray, domain: np.ndarray, draws: np.ndarray, level: str,
+                                  chunk: int = 256) -> np.ndarray:
+    """Krippendorff's alpha of every bootstrap replicate at once, from per-unit value counts.
 
     A unit u with m_u >= 2 values contributes C_u[c, k] = n_uc (n_uk - [c = k]) / (m_u - 1)
     to the coincidence matrix; a replicate that draws unit u w times has O = sum_u w C_u, so
-    all replicates are one matrix product of draw counts with the stacked C_u. Then
-    alpha = 1 - (n - 1) sum O * delta^2 / sum n_c n_k delta^2 (Krippendorff 2011), with the
-    metric's delta^2 (ordinal: from the replicate's own marginals). Same numbers as calling
-    the ``krippendorff`` package per replicate, thousands of times faster on large studies.
+    all replicates are matrix products of the draw counts W (replicates x units) with
+    per-unit quantities. alpha = 1 - (n - 1) sum O * delta^2 / sum n_c n_k delta^2
+    (Krippendorff 2011), n_c = sum_k O_ck = sum_u w n_uc.
+
+    Nominal and interval: delta^2 does not depend on the replicate, so the observed
+    disagreement is W @ D with the per-unit D_u = n_u' delta^2 n_u / (m_u - 1) (delta^2 has a
+    zero diagonal), and only the V marginals W @ n need the values. Ordinal: delta^2 depends
+    on the replicate's marginals, so the whole O = W @ [C_u] is formed. Same numbers (to
+    rounding) as calling the ``krippendorff`` package on every replicate.
     """
-    domain = np.unique(data[~np.isnan(data)])
-    counts = _value_counts(data, domain).astype(float)  # units x values
     m = counts.sum(axis=1)
     ok = m >= 2
+    counts = np.where(ok[:, None], counts, 0.0)  # units with < 2 values carry no pairable value
+    seen = counts.sum(axis=0) > 0
+    counts, domain = counts[:, seen], domain[seen]
     v = len(domain)
-    contrib = np.zeros((len(m), v * v))
-    if ok.any():
-        cu = counts[ok]
-        c = (cu[:, :, None] * cu[:, None, :] - cu[:, :, None] * np.eye(v)[None]) / (m[ok] - 1)[:, None, None]
-        contrib[ok] = c.reshape(len(cu), v * v)
     out = np.empty(draws.shape[0])
+    if level == "ordinal":
+        contrib = np.zeros((len(m), v * v))
+        if ok.any():
+            cu = counts[ok]
+            c = (cu[:, :, None] * cu[:, None, :] - cu[:, :, None] * np.eye(v)[None]) / (m[ok] - 1)[:, None, None]
+            contrib[ok] = c.reshape(len(cu), v * v)
+        for start in range(0, draws.shape[0], chunk):
+            weights = _draw_weights(draws[start : start + chunk], len(m))
+            o = (weights @ contrib).reshape(len(weights), v, v)
+            out[start : start + chunk] = _alpha_from_coincidences(o, domain, level)
+        return out
+    delta = 1.0 - np.eye(v) if level == "nominal" else (domain[:, None] - domain[None, :]) ** 2
+    per_unit = np.zeros(len(m))
+    if ok.any():
+        per_unit[ok] = ((counts[ok] @ delta) * counts[ok]).sum(axis=1) / (m[ok] - 1)
+    stacked = np.column_stack([counts, per_unit])  # units x (V marginals + observed disagreement)
     for start in range(0, draws.shape[0], chunk):
-        part = draws[start : start + chunk]
-        weights = np.stack([np.bincount(d, minlength=len(m)) for d in part]).astype(float)
-        o = (weights @ contrib).reshape(len(part), v, v)
-        out[start : start + chunk] = _alpha_from_coincidences(o, domain, level)
+        r = _draw_weights(draws[start : start + chunk], len(m)) @ stacked
+        n_c, observed = r[:, :v], r[:, v]
+        n = n_c.sum(axis=1)
+        expected = ((n_c @ delta) * n_c).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = 1.0 - (n - 1) * observed / expected
+        out[start : start + chunk] = np.where((expected > 0) & (n > 1), alpha, np.nan)
     return out
 
 
@@ -330,29 +404,48 @@ def _alpha_from_coincidences(o: np.ndarray, domain: np.ndarray, level: str) -> n
 # The per-method table over a long-format export
 
 
-def _ratings_matrix(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    """items x participants table of ``column`` (NaN = not rated); a repeated answer by the
-    same participant to the same item keeps the first."""
-    first = df.drop_duplicates(["item_id", "participant"], keep="first")
-    return first.pivot(index="item_id", columns="participant", values=column)
+@dataclass(frozen=True)
+class _Ratings:
+    """One method's answers, one per (item, participant) (a repeated answer keeps the first).
+
+    ``item``, ``rater``: codes into the sorted item ids / participants that answered;
+    ``code``: the category code 0..C-1 (see :func:`_method_row`); ``value``: the rating as a
+    float (NaN where not numeric); ``n_items``, ``n_raters``, ``n_categories``: the sizes.
+    """
+
+    item: np.ndarray
+    rater: np.ndarray
+    code: np.ndarray
+    value: np.ndarray
+    n_items: int
+    n_raters: int
+    n_categories: int
+
+    def counts(self) -> np.ndarray:
+        """items x categories: how many participants gave each category to each item."""
+        flat = self.item.astype(np.int64) * self.n_categories + self.code
+        return np.bincount(flat, minlength=self.n_items * self.n_categories).reshape(
+            self.n_items, self.n_categories)
+
+    def dense(self, what: np.ndarray) -> np.ndarray:
+        """items x participants table of ``what`` (NaN = not rated)."""
+        out = np.full((self.n_items, self.n_raters), np.nan)
+        out[self.item, self.rater] = what
+        return out
 
 
-def _fleiss_cell(codes: pd.DataFrame, n_categories: int) -> dict:
+def _fleiss_from_counts(counts: np.ndarray) -> dict:
     """Fleiss' kappa over the items with the most common rater count (>= 2; ties: the
-    larger count)."""
-    per_item = codes.notna().sum(axis=1)
+    larger count), from the items x categories count table."""
+    per_item = counts.sum(axis=1)
     multi = per_item[per_item >= 2]
-    if multi.empty:
+    if multi.size == 0:
         return {"fleiss_kappa": math.nan, "fleiss_n_items": 0, "fleiss_n_raters": 0,
                 "fleiss_note": "not computable: no item has two or more raters"}
-    freq = multi.value_counts()
-    m = int(max(freq[freq == freq.max()].index))
-    used = codes.loc[multi.index[multi == m]]
-    counts = np.zeros((len(used), n_categories))
-    for i, row in enumerate(used.to_numpy()):
-        vals = row[~np.isnan(row)].astype(int)
-        counts[i] = np.bincount(vals, minlength=n_categories)
-    res = fleiss_kappa(counts)
+    values, freq = np.unique(multi, return_counts=True)
+    m = int(values[freq == freq.max()].max())
+    used = counts[per_item == m]
+    res = fleiss_kappa(used.astype(float))
     note = f"{len(used)} of {len(per_item)} items (those with {m} raters)"
     if math.isnan(res.kappa):
         note = f"not computable: every answer in one category ({note})"
@@ -360,55 +453,96 @@ def _fleiss_cell(codes: pd.DataFrame, n_categories: int) -> dict:
             "fleiss_n_items": len(used), "fleiss_n_raters": m, "fleiss_note": note}
 
 
-def _alpha_cell(codes: pd.DataFrame, level: str, domain: np.ndarray, n_boot: int,
+def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int,
                 confidence: float, seed: int) -> dict:
-    data = codes.to_numpy(dtype=float).T  # raters x units
-    pairable = (~np.isnan(data)).sum(axis=0) >= 2
+    """Krippendorff's alpha over the items with >= 2 raters, with its bootstrap CI.
+
+    Nominal: the category codes over ``domain`` = 0..C-1; ordinal/interval: the ratings
+    themselves over ``domain`` (the ordered values). Both from the items x values count
+    table, which is what the ``krippendorff`` package builds from the raters x items table.
+    """
+    if level == "nominal":
+        counts = ratings.counts()
+    else:
+        if np.isnan(ratings.value).any():
+            raise ValueError(f"{level} agreement needs numeric ratings")
+        pos = np.searchsorted(domain, ratings.value)
+        flat = ratings.item.astype(np.int64) * len(domain) + pos
+        counts = np.bincount(flat, minlength=ratings.n_items * len(domain)).reshape(ratings.n_items, len(domain))
+    pairable = counts.sum(axis=1) >= 2
     out = {"alpha_level": level, "alpha_n_items": int(pairable.sum()),
            "alpha": math.nan, "alpha_low": math.nan, "alpha_high": math.nan}
     if not pairable.any():
         return out | {"alpha_note": "not computable: no item has two or more raters"}
-    data = data[:, pairable]
-    if not _alpha_computable(data):
+    counts = counts[pairable]
+    if np.count_nonzero(counts.sum(axis=0)) < 2:
         return out | {"alpha_note": "not computable: every answer in one category"}
-    alpha = krippendorff_alpha(data, level, value_domain=domain)
-    low, high = bootstrap_ci(data, level=level, n_boot=n_boot, confidence=confidence, seed=seed)
+    alpha = _alpha_from_counts(counts, domain, level)
+    low, high = _bootstrap_alpha(counts, domain, level, n_boot=n_boot, confidence=confidence, seed=seed)
     note = f"{int(pairable.sum())} of {len(pairable)} items; bootstrap {n_boot} x items, seed {seed}"
     return out | {"alpha": alpha, "alpha_low": low, "alpha_high": high, "alpha_note": note}
 
 
-def _cohen_cell(codes: pd.DataFrame, n_categories: int, weights: str | None, min_shared: int) -> dict:
+def _cohen_cell(codes: pd.DataFrame | np.ndarray, n_categories: int, weights: str | None,
+                min_shared: int) -> dict:
+    """Mean Cohen kappa over participant pairs sharing >= ``min_shared`` items, from an
+    items x participants table of category codes (NaN = not rated); see :func:`_cohen_pairs`."""
+    arr = np.asarray(codes, dtype=float)
+    item, rater = np.nonzero(~np.isnan(arr))
+    return _cohen_pairs(item, rater, arr[item, rater].astype(np.int64), arr.shape[0], arr.shape[1],
+                        n_categories, weights, min_shared)
+
+
+def _cohen_pairs(item: np.ndarray, rater: np.ndarray, code: np.ndarray, n_items: int, n_raters: int,
+                 n_categories: int, weights: str | None, min_shared: int) -> dict:
     """Mean Cohen kappa over participant pairs sharing >= ``min_shared`` items.
 
-    All pairs at once: with one-hot matrices A_c (items x participants) the pairs'
-    confusion tables are T_ck = A_c' A_k, and kappa = 1 - sum d T / sum d E with the
-    disagreement weights d (unweighted: [c != k]; linear: |c - k| / (V - 1); quadratic: its
-    square) and E the tables expected from the pair's marginals: the same kappa as
-    :func:`cohen_kappa` per pair, without a Python loop over pairs.
+    All pairs at once, from sparse one-hot matrices: R (items x participants; who rated
+    what) and Z ((items x categories) x participants; Z[(i, c), a] = 1 when participant a
+    gave item i category c). For the pair (a, b), over the items both rated: n_ab = (R'R)_ab
+    = sum_c r[a, c, b] items; rater a's count of category c is r[a, c, b] = (X'R)[(a, c), b] with X the items x
+    (participants x categories) one-hot, rater b's is r[b, c, a]; the weighted observed
+    disagreement is (Z'G)_ab with G[(i, c), b] = d[c, code of b on i] (b rated i), which is
+    n_ab - (Z'Z)_ab for the unweighted case; kappa = 1 - observed / expected, expected =
+    sum_ck d_ck r[a, c, b] r[b, k, a] / n_ab, with the disagreement weights d (unweighted:
+    [c != k]; linear: |c - k| / (V - 1); quadratic: its square): the same kappa as
+    :func:`cohen_kappa` on each pair's contingency table T (that is 1 - sum d T / sum d E),
+    without a loop over pairs or categories.
     """
     from scipy import sparse
 
-    arr = codes.to_numpy(dtype=float)
-    rated = ~np.isnan(arr)
-    onehot = []
-    for c in range(n_categories):
-        rows, cols = np.nonzero(rated & (arr == c))
-        onehot.append(sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=arr.shape))
-    t = np.stack([np.stack([(onehot[c].T @ onehot[k]).toarray() for k in range(n_categories)], -1)
-                  for c in range(n_categories)], -2)  # participants x participants x V x V
     idx = np.arange(n_categories)
     if weights is None:
         d = (idx[:, None] != idx[None, :]).astype(float)
     else:
         lin = np.abs(idx[:, None] - idx[None, :]) / max(n_categories - 1, 1)
         d = lin if weights == "linear" else lin**2
-    n = t.sum(axis=(-1, -2))
-    iu = np.triu_indices(arr.shape[1], k=1)
+    item = np.asarray(item, dtype=np.int64)
+    rater = np.asarray(rater, dtype=np.int64)
+    code = np.asarray(code, dtype=np.int64)
+    ones = np.ones(len(item))
+    r_mat = sparse.csr_matrix((ones, (item, rater)), shape=(n_items, n_raters))
+    x_t = sparse.csr_matrix((ones, (rater * n_categories + code, item)), shape=(n_raters * n_categories, n_items))
+    marg = (x_t @ r_mat).toarray().reshape(n_raters, n_categories, n_raters)
+    n = marg.sum(axis=1)  # = R'R: a's counts over the items a and b share add up to their number
+    z_t = sparse.csr_matrix((ones, (rater, item * n_categories + code)), shape=(n_raters, n_items * n_categories))
+    if weights is None:
+        observed = n - (z_t @ z_t.T).toarray()
+    else:  # G: every rated (item, participant) once per category c, with weight d[c, code]
+        cats = np.repeat(idx[None, :], len(item), axis=0).ravel()
+        g = sparse.csr_matrix((d[cats, np.repeat(code, n_categories)],
+                               (np.repeat(item, n_categories) * n_categories + cats, np.repeat(rater, n_categories))),
+                              shape=(n_items * n_categories, n_raters))
+        observed = (z_t @ g).toarray()
+    iu = np.triu_indices(n_raters, k=1)
     eligible = n[iu] >= min_shared
-    tp, npair = t[iu][eligible], n[iu][eligible]
-    expected = tp.sum(-1)[:, :, None] * tp.sum(-2)[:, None, :] / npair[:, None, None]
+    rows, cols = iu[0][eligible], iu[1][eligible]
+    npair = n[rows, cols]
+    ra = marg[rows, :, cols].T  # V x pairs: rater a's marginals over the shared items
+    rb = marg[cols, :, rows].T  # rater b's
+    expected = np.einsum("cp,ck,kp->p", ra, d, rb) / npair
     with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = 1.0 - (tp * d).sum(axis=(-1, -2)) / (expected * d).sum(axis=(-1, -2))
+        kappa = 1.0 - observed[rows, cols] / expected
     kappas = kappa[np.isfinite(kappa)]
     base = {"cohen_weights": weights or "none", "cohen_n_pairs": int(kappas.size)}
     if kappas.size == 0:
@@ -468,14 +602,23 @@ def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str |
     missing = {"method", "item_id", "participant", column} - set(df.columns)
     if missing:
         raise ValueError(f"agreement_table needs columns {sorted(missing)}")
-    data = df
+    keep = df[column].notna().to_numpy().copy()
     if exclude_attention_checks and "is_attention_check" in df:
-        data = data[~data["is_attention_check"].astype(bool)]
-    data = data[data[column].notna()]
+        keep &= ~df["is_attention_check"].astype(bool).to_numpy()
+    data = df.loc[keep, ["method", "item_id", "participant", column]]
     weights = None if level == "nominal" else "linear"
+    # Code every column once for all methods (sorted codes: the order of groupby and pivot).
+    method_code, methods = pd.factorize(data["method"], sort=True)
+    item_code, _ = pd.factorize(data["item_id"], sort=True)
+    rater_code, _ = pd.factorize(data["participant"], sort=True)
+    value_code, values = pd.factorize(data[column], sort=False)
+    order = np.argsort(method_code, kind="stable")
+    bounds = np.searchsorted(method_code[order], np.arange(len(methods) + 1))
     rows = []
-    for method, part in data.groupby("method", sort=True):
-        rows.append(_method_row(str(method), part, column, level, weights, min_shared,
+    for j, method in enumerate(methods):
+        sel = order[bounds[j] : bounds[j + 1]]
+        ratings, domain_values = _method_ratings(item_code[sel], rater_code[sel], value_code[sel], values, level)
+        rows.append(_method_row(str(method), ratings, domain_values, column, level, weights, min_shared,
                                 n_boot, confidence, seed))
     return pd.DataFrame(rows, columns=_COLUMNS)
 
@@ -488,8 +631,31 @@ _COLUMNS = ["method", "level", "column", "n_items", "n_participants", "n_answers
             "cohen_kappa", "cohen_weights", "cohen_n_pairs", "cohen_label", "cohen_note"]
 
 
-def _method_row(method: str, part: pd.DataFrame, column: str, level: str, weights: str | None,
-                min_shared: int, n_boot: int, confidence: float, seed: int) -> dict:
+def _method_ratings(item_code: np.ndarray, rater_code: np.ndarray, value_code: np.ndarray,
+                    values: pd.Index | pd.api.extensions.ExtensionArray, level: str) -> tuple[_Ratings, list]:
+    """One method's rows (global item / participant / value codes, in row order) as
+    :class:`_Ratings` over the items and participants it has, and its ordered categories.
+
+    A repeated (item, participant) keeps its first row, as ``drop_duplicates`` did before
+    the pivot; item and participant codes are renumbered densely in sorted order.
+    """
+    items, item = np.unique(item_code, return_inverse=True)
+    raters, rater = np.unique(rater_code, return_inverse=True)
+    _, first = np.unique(item.astype(np.int64) * len(raters) + rater, return_index=True)
+    item, rater, vcode = item[first], rater[first], value_code[first]
+    present, vcode = np.unique(vcode, return_inverse=True)
+    seen = values.take(present)
+    domain_values = _domain(pd.Series(seen), level)
+    code_of = {v: i for i, v in enumerate(domain_values)}
+    seen_list = seen.tolist()
+    code = np.array([code_of[v] for v in seen_list], dtype=np.int64)[vcode]
+    numeric = [float(v) if isinstance(v, int | float) else math.nan for v in seen_list]
+    value = np.asarray(numeric, dtype=float)[vcode]
+    return _Ratings(item, rater, code, value, len(items), len(raters), len(domain_values)), domain_values
+
+
+def _method_row(method: str, ratings: _Ratings, domain_values: list, column: str, level: str,
+                weights: str | None, min_shared: int, n_boot: int, confidence: float, seed: int) -> dict:
     """One row of ``agreement_table``.
 
     Categories are coded 0..C-1 for the kappas (sorted values; for ordinal integer ratings
@@ -497,19 +663,16 @@ def _method_row(method: str, part: pd.DataFrame, column: str, level: str, weight
     was never chosen). Krippendorff's alpha gets the codes (nominal) or the values themselves
     (ordinal/interval).
     """
-    matrix = _ratings_matrix(part, column)
-    domain_values = _domain(part[column], level)
-    code_of = {v: i for i, v in enumerate(domain_values)}
-    cat_codes = matrix.apply(lambda s: s.map(code_of)).astype(float)
     if level == "nominal":
-        values, domain = cat_codes, np.arange(len(domain_values), dtype=float)
+        domain = np.arange(len(domain_values), dtype=float)
     else:
-        values, domain = matrix.astype(float), np.asarray(domain_values, dtype=float)
-    row = {"method": method, "level": level, "column": column, "n_items": matrix.shape[0],
-           "n_participants": matrix.shape[1], "n_answers": int(matrix.notna().to_numpy().sum())}
-    row |= _fleiss_cell(cat_codes, len(domain_values))
-    row |= _alpha_cell(values, level, domain, n_boot, confidence, seed)
-    row |= _cohen_cell(cat_codes, len(domain_values), weights, min_shared)
+        domain = np.asarray(domain_values, dtype=float)
+    row = {"method": method, "level": level, "column": column, "n_items": ratings.n_items,
+           "n_participants": ratings.n_raters, "n_answers": len(ratings.item)}
+    row |= _fleiss_from_counts(ratings.counts())
+    row |= _alpha_cell(ratings, level, domain, n_boot, confidence, seed)
+    row |= _cohen_pairs(ratings.item, ratings.rater, ratings.code, ratings.n_items, ratings.n_raters,
+                        ratings.n_categories, weights, min_shared)
     for key in ("fleiss", "cohen"):
         row[f"{key}_label"] = landis_koch(row[f"{key}_kappa"])
     row["alpha_label"] = landis_koch(row["alpha"])

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from camstudy.errors import UserError
@@ -69,14 +70,39 @@ def participant_table(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | 
     """One row per participant: answers, checks, failed_checks, median_rt_ms (non-check
     trials), status, one boolean column per rule (attention, too_fast, incomplete) and
     ``excluded`` (any rule)."""
+    return _participants(df, rules)[0]
+
+
+def _participant_codes(df: pd.DataFrame) -> np.ndarray:
+    """Per row, the participant's number: ``(mode, participant)`` pairs numbered in order of
+    first appearance (the order of ``groupby(KEY, sort=False)``); -1 where either is missing
+    (such rows belong to no participant, as groupby drops missing keys)."""
+    mode = pd.factorize(df["mode"])[0].astype(np.int64)
+    part = pd.factorize(df["participant"])[0].astype(np.int64)
+    ok = (mode >= 0) & (part >= 0)
+    codes = np.full(len(df), -1, dtype=np.int64)
+    codes[ok] = pd.factorize(mode[ok] * (int(part.max(initial=0)) + 1) + part[ok])[0]
+    return codes
+
+
+def _participants(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
+    """(:func:`participant_table`, each row's participant number: its row in the table, or
+    -1 for a row without a mode or participant)."""
     r = as_rules(rules)
+    codes = _participant_codes(df)
+    check = df["is_attention_check"].astype(bool).to_numpy()
+    ok = codes >= 0
     work = pd.DataFrame({
-        "mode": df["mode"], "participant": df["participant"],
-        "check": df["is_attention_check"].astype(bool), "failed": failed_checks(df),
+        "check": check, "failed": failed_checks(df),
         "trial_rt": df["rt_ms"].astype("float64").where(~df["is_attention_check"].astype(bool)),
-        "status": df["participant_status"],
-    })
-    g = work.groupby(KEY, sort=False)
+        "status": df["participant_status"], "row": np.arange(len(df)),
+    }).reset_index(drop=True)
+    if not ok.all():
+        work = work[ok]
+    g = work.groupby(codes[ok], sort=True)  # codes are numbered in order of first appearance
+    first = g["row"].first().to_numpy()
+    index = pd.MultiIndex.from_arrays([df["mode"].iloc[first], df["participant"].iloc[first]], names=KEY)
     table = pd.DataFrame({
         "answers": g.size(),
         "checks": g["check"].sum().astype("int64"),
@@ -84,6 +110,7 @@ def participant_table(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | 
         "median_rt_ms": g["trial_rt"].median(),
         "status": g["status"].last(),
     })
+    table.index = index
     table["attention"] = (table["failed_checks"] > r.max_failed_attention_checks
                           if r.max_failed_attention_checks is not None else False)
     table["too_fast"] = ((table["median_rt_ms"] < r.min_median_rt_ms).fillna(False)
@@ -91,7 +118,7 @@ def participant_table(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | 
     table["incomplete"] = ~table["status"].isin(FINISHED) if r.require_complete else False
     table[list(RULES)] = table[list(RULES)].astype(bool)
     table["excluded"] = table[list(RULES)].any(axis=1)
-    return table.reset_index()
+    return table.reset_index(), codes
 
 
 def apply_exclusions(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None = None
@@ -105,11 +132,9 @@ def apply_exclusions(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | N
     excluded participant once), ``analysed_participants``, ``answers`` (all rows),
     ``analysed_answers`` (the rows of ``kept``). See :func:`flow_table` for a printable form.
     """
-    table = participant_table(df, rules)
-    out = table.loc[~table["excluded"], KEY]
-    keep_people = pd.MultiIndex.from_frame(out)
-    rows = pd.MultiIndex.from_frame(df[KEY])
-    keep = rows.isin(keep_people) & ~df["is_attention_check"].astype(bool).to_numpy()
+    table, codes = _participants(df, rules)
+    kept_people = np.append(~table["excluded"].to_numpy(dtype=bool), False)  # code -1: nobody
+    keep = kept_people[codes] & ~df["is_attention_check"].astype(bool).to_numpy()
     kept = df.loc[keep].reset_index(drop=True)
     status = table["status"]
     flow = {

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from camstudy.errors import UserError
@@ -112,7 +113,7 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
                         f"{', '.join(missing)} (a {kind} export has {len(need)} columns)")
     if len(df) == 0:
         raise UserError(f"{source}: no answers")
-    out = df.copy()
+    out = df.copy(deep=False)  # columns are replaced, never written into
     text = set(out.columns) - {"position", "is_attention_check", "correct", "answer", "score_stronger",
                                "rt_ms", *DATETIME_COLUMNS}
     if kind == "class_discrimination":
@@ -140,9 +141,48 @@ def _bad(source: str, column: str, values: pd.Series) -> UserError:
     return UserError(f"{source}: column {column} has values that do not parse: {shown}")
 
 
+def _arrow_strings(s: pd.Series):
+    """The pyarrow array behind a pandas string Series (a CSV column as read), else None."""
+    if not isinstance(s.dtype, pd.StringDtype) or s.dtype.storage != "pyarrow":
+        return None
+    import pyarrow as pa
+
+    try:
+        return pa.array(s.array)
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+
+
+def _fast_numbers(s: pd.Series) -> pd.Series | None:
+    """``pd.to_numeric`` of a column of decimal strings by pyarrow's parser, or None where
+    that might not give the same numbers or the same errors (then the pandas route runs).
+
+    Both parsers round a decimal string correctly to the nearest double; pyarrow rejects
+    whatever it does not parse (spaces, hex, ...), and a NaN or infinite result, a negative
+    zero or an integer beyond 2^53 (which pandas would parse as an integer first) falls back.
+    """
+    arr = _arrow_strings(s)
+    if arr is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, ValueError):
+        return None
+    v = values[pc.is_valid(arr).to_numpy(zero_copy_only=False)]
+    if not np.isfinite(v).all() or (np.abs(v) >= 2.0**53).any() or ((v == 0) & np.signbit(v)).any():
+        return None
+    return pd.Series(values, index=s.index, dtype="float64")
+
+
 def _numbers(s: pd.Series, column: str, source: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.astype("float64")
+    fast = _fast_numbers(s)
+    if fast is not None:
+        return fast
     num = pd.to_numeric(s, errors="coerce")
     bad = num.isna() & s.notna()
     if bad.any():
@@ -166,11 +206,16 @@ def _booleans(s: pd.Series, column: str, source: str, nullable: bool) -> pd.Seri
     if pd.api.types.is_bool_dtype(s):
         out = s.astype("boolean")
     else:
-        mapped = s.astype("str").str.strip().str.lower().map(BOOL_TEXT)
-        bad = mapped.isna() & s.notna()
+        # The mapping is per value: map the few distinct values, then spread them by code
+        # (code -1, a missing cell, maps to missing through the appended last entry).
+        codes, uniques = pd.factorize(s)
+        known = pd.Series(uniques).astype("str").str.strip().str.lower().map(BOOL_TEXT)
+        valid = np.append(known.notna().to_numpy(), False)[codes]
+        bad = ~valid & (codes >= 0)
         if bad.any():
             raise _bad(source, column, s[bad])
-        out = mapped.astype("boolean")
+        value = np.append(known.fillna(False).to_numpy(dtype=bool), False)[codes]
+        out = pd.Series(pd.arrays.BooleanArray(value, ~valid), index=s.index)
     if not nullable:
         if out.isna().any():
             raise UserError(f"{source}: column {column} has {int(out.isna().sum())} empty cells")
@@ -182,9 +227,33 @@ def _datetimes(s: pd.Series, column: str, source: str) -> pd.Series:
     if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s):
         t = s.dt.tz_localize("UTC") if getattr(s.dt, "tz", None) is None else s.dt.tz_convert("UTC")
         return t.astype(DATETIME_DTYPE)
+    fast = _fast_datetimes(s)
+    if fast is not None:
+        return fast
     try:
         t = pd.to_datetime(s, utc=True, format="ISO8601")
     except (ValueError, TypeError):
         bad = pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce").isna() & s.notna()
         raise _bad(source, column, s[bad]) from None
     return t.astype(DATETIME_DTYPE)
+
+
+def _fast_datetimes(s: pd.Series) -> pd.Series | None:
+    """ISO 8601 text with a UTC offset (what the export writes) parsed by pyarrow, or None
+    (then ``pd.to_datetime(format="ISO8601")`` runs). pyarrow's parser is the stricter of
+    the two: it takes full date-times with an offset or "Z" and at most microseconds, which
+    pandas reads to the same instant, and rejects the rest (no offset, a date alone,
+    nanoseconds, spaces, ...), which pandas then reads or reports as before."""
+    arr = _arrow_strings(s)
+    if arr is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        t = pc.cast(arr, pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowException, ValueError):
+        return None
+    stamps = pc.fill_null(t.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    stamps[pc.is_null(arr).to_numpy(zero_copy_only=False)] = np.datetime64("NaT")
+    return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC"), index=s.index).astype(DATETIME_DTYPE)

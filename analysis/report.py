@@ -214,7 +214,7 @@ def rt_histogram(kept: pd.DataFrame, bins: int = 40) -> pd.DataFrame:
     lo, hi = float(rt[ok].min()), float(rt[ok].max())
     edges = np.geomspace(lo, hi if hi > lo else lo * 1.01, bins + 1)
     records = []
-    for method, part in kept[ok].groupby("method", sort=True):
+    for method, part in kept.loc[ok, ["method", "rt_ms"]].groupby("method", sort=True):
         counts, _ = np.histogram(part["rt_ms"].to_numpy(dtype=float), bins=edges)
         total = max(int(counts.sum()), 1)
         records.append(pd.DataFrame({"method": str(method), "bin_low_ms": edges[:-1], "bin_high_ms": edges[1:],

@@ -28,6 +28,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,10 +52,15 @@ def _require(df: pd.DataFrame, cols: list[str], who: str) -> None:
         raise UserError(f"{who}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
 
 
-def _trials(df: pd.DataFrame) -> pd.DataFrame:
+def _trials(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The non-check rows of ``df``, of ``columns`` only when given (selecting the columns
+    first, so that a large frame's other columns are not copied)."""
+    out = df if columns is None else df[[c for c in dict.fromkeys(columns) if c in df.columns]]
     if "is_attention_check" in df.columns:
-        return df[~df["is_attention_check"].astype(bool)]
-    return df
+        check = df["is_attention_check"].astype(bool).to_numpy()
+        if check.any():
+            return out[~check]
+    return out
 
 
 def _worker_key(df: pd.DataFrame) -> pd.Series:
@@ -64,18 +70,29 @@ def _worker_key(df: pd.DataFrame) -> pd.Series:
     return df["participant"].astype(str)
 
 
+def _worker_codes(rows: pd.DataFrame) -> np.ndarray:
+    """One integer per worker, numbered in order of first appearance: the codes that
+    ``pd.factorize(_worker_key(rows))`` gives, without building a string per row."""
+    part = pd.factorize(rows["participant"], use_na_sentinel=False)[0].astype(np.int64)
+    if "mode" not in rows.columns:
+        return part
+    mode = pd.factorize(rows["mode"], use_na_sentinel=False)[0].astype(np.int64)
+    return pd.factorize(mode * (int(part.max(initial=0)) + 1) + part)[0]
+
+
 def _cd_answers(df: pd.DataFrame, who: str, extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Non-check class-discrimination answers with a result: y (0/1), method, role, worker, ..."""
+    """Non-check class-discrimination answers with a result: y (0/1), method, role, worker
+    (an integer per worker, see :func:`_worker_codes`), ..."""
     _require(df, ["participant", "method", "model_role", "correct", *extra], who)
-    rows = _trials(df)
+    rows = _trials(df, ["mode", "participant", "method", "model_role", "correct", *extra])
     rows = rows[rows["correct"].notna() & rows["method"].notna() & rows["model_role"].notna()]
     if rows.empty:
         raise UserError(f"{who}: no class-discrimination answers with a result")
     out = pd.DataFrame({
         "y": rows["correct"].astype(bool).astype("float64").to_numpy(),
-        "method": rows["method"].astype(str).to_numpy(),
-        "model_role": rows["model_role"].astype(str).to_numpy(),
-        "worker": _worker_key(rows).to_numpy(),
+        "method": rows["method"].astype(str).reset_index(drop=True),
+        "model_role": rows["model_role"].astype(str).reset_index(drop=True),
+        "worker": _worker_codes(rows),
     })
     for c in extra:
         out[c] = rows[c].astype(str).to_numpy()
@@ -98,17 +115,184 @@ def _reference(d: pd.DataFrame, reference: str | None, who: str) -> str:
 def _design(d: pd.DataFrame, reference: str) -> tuple[np.ndarray, list[str], list[str]]:
     """Intercept, method dummies (treatment coding against ``reference``) and model-role
     dummies (against the first role by name). Returns (X, column names, non-reference methods)."""
-    others = sorted(m for m in d["method"].unique() if m != reference)
-    roles = sorted(d["model_role"].unique())
-    cols = [np.ones(len(d))]
-    names = ["const"]
-    for m in others:
-        cols.append((d["method"] == m).to_numpy(dtype=float))
-        names.append(f"method[{m}]")
-    for r in roles[1:]:
-        cols.append((d["model_role"] == r).to_numpy(dtype=float))
-        names.append(f"model_role[{r}]")
-    return np.column_stack(cols), names, others
+    method_code, methods = pd.factorize(d["method"])
+    role_code, roles = pd.factorize(d["model_role"])
+    others = sorted(m for m in methods if m != reference)
+    roles_sorted = sorted(roles)
+    names = ["const", *(f"method[{m}]" for m in others), *(f"model_role[{r}]" for r in roles_sorted[1:])]
+    # column of each method / role code (0 = none: the reference method, the first role)
+    method_col = np.array([1 + others.index(m) if m != reference else 0 for m in methods], dtype=np.int64)
+    role_col = np.array([roles_sorted.index(r) for r in roles], dtype=np.int64)
+    role_col = np.where(role_col > 0, len(others) + role_col, 0)
+    X = np.zeros((len(d), len(names)))
+    X[:, 0] = 1.0
+    rows = np.arange(len(d))
+    X[rows, method_col[method_code]] = 1.0
+    X[rows, role_col[role_code]] = 1.0
+    X[:, 0] = 1.0  # rows of the reference method and first role set column 0 again
+    return X, names, others
+
+
+@dataclass(frozen=True)
+class GEEFit:
+    """What :func:`gee_exchangeable` estimates: ``params``, the robust (sandwich) covariance
+    ``cov_robust`` (statsmodels' ``cov_params()`` with ``cov_type="robust"``), the naive one
+    ``cov_naive``, the exchangeable correlation ``dep_params``, ``converged``, ``n_iter``."""
+
+    params: np.ndarray
+    cov_robust: np.ndarray
+    cov_naive: np.ndarray
+    dep_params: float
+    converged: bool
+    n_iter: int
+
+
+def gee_exchangeable(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray, family,
+                     start_params: np.ndarray | None = None, maxiter: int = 60,
+                     ctol: float = 1e-6) -> GEEFit:
+    """statsmodels ``GEE(endog, exog, groups, family, cov_struct=Exchangeable()).fit()``
+    (no weights, offset or constraint; robust covariance), computed from per-cluster sums.
+
+    The same algorithm, step for step, as statsmodels 0.14/0.15 ``GEE.fit``: start from
+    ``start_params`` (default: the independence GLM, ``GEE._starting_params``, see
+    :func:`_glm_start`), then per iteration a Fisher scoring update of the mean parameters
+    with the current working correlation; stop when the score's L2 norm is below ``ctol``
+    once the correlation has been updated at least once, else update the correlation
+    (``Exchangeable.update``: the moment estimator from the Pearson residuals, ``ddof_scale``
+    = the number of columns); at most ``maxiter`` iterations; then the naive and robust
+    (sandwich) covariances (``GEE._covmat``).
+
+    Why sums suffice: the exchangeable inverse is closed form, V_i^-1 = A^-1/2 [I / (1 - r)
+    - c J] A^-1/2 with c = r / (1 - r) / (1 + r (n_i - 1)) and A the variances, so with
+    x = D / sd and e = (y - mu) / sd row by row, cluster i contributes
+    D_i' V_i^-1 D_i = x_i'x_i / (1 - r) - c S_i S_i' and D_i' V_i^-1 r_i = x_i'e_i / (1 - r)
+    - c S_i sum(e_i) (S_i = sum of x over the cluster), and the correlation update needs
+    sum(e_i) and sum(e_i^2). Rows with the same covariates in a cluster share mu, D and sd,
+    so all of these are sums over the cluster's (covariate row) cells of the cell's count
+    N, sum of y and within-cell sum of squares: exactly the same equations as statsmodels'
+    loop over rows, evaluated in far fewer terms (a class-discrimination study with a few
+    methods and roles has a few cells per worker). The link, its derivative and the
+    variance are the family's own functions; only the rounding of the sums differs from
+    statsmodels (tests compare the two).
+    """
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, IterationLimitWarning
+
+    y = np.asarray(endog, dtype=float)
+    X = np.asarray(exog, dtype=float)
+    nobs, p = X.shape
+    link, variance = family.link, family.variance
+    pattern, first = _distinct_rows(X)
+    if start_params is None:
+        params = _glm_start(y, X, family, pattern)
+    else:
+        params = np.asarray(start_params, dtype=float).copy()
+
+    # Cells: (cluster, distinct covariate row), sorted by cluster (statsmodels' cluster order).
+    _, cluster = np.unique(np.asarray(groups), return_inverse=True)
+    cells, cell = np.unique(cluster.ravel().astype(np.int64) * len(first) + pattern, return_inverse=True)
+    cell = cell.ravel()
+    xc = X[first][cells % len(first)]  # cells x p
+    count = np.bincount(cell).astype(float)
+    ybar = np.bincount(cell, weights=y) / count
+    ss_within = np.bincount(cell, weights=(y - ybar[cell]) ** 2)
+    cell_cluster = cells // len(first)
+    starts = np.flatnonzero(np.r_[True, cell_cluster[1:] != cell_cluster[:-1]])
+    sizes = np.add.reduceat(count, starts)
+
+    def solve(b: np.ndarray, dep: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """sum_i D_i' V_i^-1 D_i, sum_i D_i' V_i^-1 r_i and the clusters' D_i' V_i^-1 r_i."""
+        lpr = xc @ b
+        mu = link.inverse(lpr)
+        sdev = np.sqrt(variance(mu))
+        x1 = xc * (link.inverse_deriv(lpr) / sdev)[:, None]  # x of every row of the cell
+        e_sum = count * (ybar - mu) / sdev  # sum of e over the cell's rows
+        c = dep / (1.0 - dep) / (1.0 + dep * (sizes - 1))
+        big_s = np.add.reduceat(x1 * count[:, None], starts, axis=0)
+        small_s = np.add.reduceat(e_sum, starts)
+        bmat = (x1 * count[:, None]).T @ x1 / (1.0 - dep) - (big_s * c[:, None]).T @ big_s
+        per_cluster = (np.add.reduceat(x1 * e_sum[:, None], starts, axis=0) / (1.0 - dep)
+                       - big_s * (c * small_s)[:, None])
+        return bmat, per_cluster.sum(axis=0), per_cluster
+
+    def update_dep(b: np.ndarray) -> float:
+        """``Exchangeable.update`` (unweighted)."""
+        mu = link.inverse(xc @ b)
+        var = variance(mu)
+        ssr = np.add.reduceat((ss_within + count * (ybar - mu) ** 2) / var, starts)
+        e_sum = np.add.reduceat(count * (ybar - mu) / np.sqrt(var), starts)
+        residsq_sum = float(np.sum((e_sum**2 - ssr) / 2))
+        n_pairs = float(np.sum(0.5 * sizes * (sizes - 1)))
+        scale = float(np.sum(ssr)) / (nobs * (nobs - p) / float(nobs))
+        return residsq_sum / scale / (n_pairs * (n_pairs - p) / n_pairs)
+
+    dep, del_params, n_assoc, itr = 0.0, -1.0, 0, 0
+    for itr in range(maxiter):  # noqa: B007 - the count is reported
+        bmat, score, _ = solve(params, dep)
+        try:
+            update = np.linalg.solve(bmat, score)
+        except np.linalg.LinAlgError:
+            update = np.linalg.pinv(bmat) @ score
+        params += update
+        del_params = float(np.sqrt(np.sum(score**2)))
+        if del_params < ctol and n_assoc > 0:
+            break
+        dep = update_dep(params)
+        n_assoc += 1
+    if del_params >= ctol:
+        warnings.warn("Iteration limit reached prior to convergence", IterationLimitWarning, stacklevel=2)
+
+    bmat, _, per_cluster = solve(params, dep)
+    cmat = per_cluster.T @ per_cluster
+    try:
+        bmati = np.linalg.inv(bmat)
+    except np.linalg.LinAlgError:
+        warnings.warn("Singular matrix in the GEE covariance", ConvergenceWarning, stacklevel=2)
+        bmati = np.linalg.pinv(bmat)
+    if _scale_is_one(family):
+        scale = 1.0
+    else:  # GEE.estimate_scale: Pearson chi^2 / (n - p)
+        mu = link.inverse(xc @ params)
+        scale = float(np.sum((ss_within + count * (ybar - mu) ** 2) / variance(mu))) / (nobs - p)
+    return GEEFit(params=params, cov_robust=bmati @ (cmat @ bmati), cov_naive=bmati * scale,
+                  dep_params=float(dep), converged=del_params < ctol, n_iter=itr + 1)
+
+
+def _scale_is_one(family) -> bool:
+    """statsmodels GEE fixes the scale at 1 for these families (``GEE.estimate_scale``)."""
+    from statsmodels.genmod import families
+
+    return isinstance(family, families.Binomial | families.Poisson | families.NegativeBinomial)
+
+
+def _distinct_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, first row of each code) for the distinct rows of a 2-D array; codes
+    are numbered in order of first appearance."""
+    key = np.zeros(m.shape[0], dtype=np.int64)
+    size = 1
+    for col in m.T:
+        col_codes, uniques = pd.factorize(col)
+        if size * len(uniques) >= 2**62:  # renumber before the combined key could overflow
+            key = pd.factorize(key)[0].astype(np.int64)
+            size = int(key.max(initial=0)) + 1
+        key, size = key * len(uniques) + col_codes, size * len(uniques)
+    key = pd.factorize(key)[0]
+    first = pd.Series(key).drop_duplicates().index.to_numpy()
+    return key, first
+
+
+def _glm_start(y: np.ndarray, X: np.ndarray, family, x_codes: np.ndarray | None = None) -> np.ndarray:
+    """GEE's own starting values (``GEE._starting_params``: the independence GLM fitted by
+    IRLS on every row), fitted on the distinct (x, y) rows with their counts as frequency
+    weights: the same log-likelihood, deviance and IRLS iterates (sums of the same terms,
+    grouped), so the same estimates to rounding, from a handful of rows. ``x_codes``: the
+    rows' codes from :func:`_distinct_rows` of ``X``, when known."""
+    from statsmodels.genmod.generalized_linear_model import GLM
+
+    if x_codes is None:
+        x_codes = _distinct_rows(X)[0]
+    code, first = _distinct_rows(np.column_stack([x_codes, y]))
+    counts = np.bincount(code, minlength=len(first)).astype(float)
+    return np.asarray(GLM(y[first], X[first], family=family, freq_weights=counts).fit().params, dtype=float)
 
 
 def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
@@ -117,9 +301,11 @@ def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
 
     Model: ``logit P(correct) = b0 + b_method + b_role`` (treatment coding; the reference
     method is ``reference`` or the one with the lowest observed accuracy; the model role
-    enters additively), fitted by statsmodels ``GEE`` with ``families.Binomial()`` (logit
-    link), an exchangeable working correlation within each worker, and the robust (sandwich)
-    covariance. The coefficients are population-averaged (marginal) log odds ratios.
+    enters additively), fitted by GEE with ``families.Binomial()`` (logit link), an
+    exchangeable working correlation within each worker, and the robust (sandwich)
+    covariance: statsmodels ``GEE(...).fit()``'s algorithm, computed from per-worker sums by
+    :func:`gee_exchangeable` (same estimates to rounding; the tests compare it with
+    statsmodels). The coefficients are population-averaged (marginal) log odds ratios.
 
     Clustering: GEE clusters by **worker only**. Answers about the same image by different
     workers are treated as independent; with image effects the standard errors are somewhat
@@ -138,20 +324,19 @@ def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
     ``cov`` (DataFrame), ``n_answers``, ``n_workers``, ``correlation`` (the estimated
     exchangeable within-worker correlation, on the working scale).
     """
-    import statsmodels.api as sm
+    from statsmodels.genmod.families import Binomial
 
     who = "method_comparisons_gee"
     d = _cd_answers(df, who)
     ref = _reference(d, reference, who)
     X, names, others = _design(d, ref)
     groups = pd.factorize(d["worker"])[0]
-    model = sm.GEE(d["y"].to_numpy(), X, groups=groups, family=sm.families.Binomial(),
-                   cov_struct=sm.cov_struct.Exchangeable())
+    y = d["y"].to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        res = model.fit()
-    params = pd.Series(np.asarray(res.params), index=names)
-    cov = pd.DataFrame(np.asarray(res.cov_params()), index=names, columns=names)
+        fit = gee_exchangeable(y, X, groups, Binomial())
+    params = pd.Series(fit.params, index=names)
+    cov = pd.DataFrame(fit.cov_robust, index=names, columns=names)
     z_crit = float(stats.norm.ppf(1 - alpha / 2))
 
     acc = d.groupby("method")["y"].mean()
@@ -180,7 +365,7 @@ def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
     out = out[GEE_COLUMNS]
     out.attrs.update({"reference": ref, "params": params, "cov": cov, "n_answers": len(d),
                       "n_workers": int(d["worker"].nunique()),
-                      "correlation": float(np.ravel(model.cov_struct.dep_params)[0])})
+                      "correlation": float(fit.dep_params)})
     return out
 
 

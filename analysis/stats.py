@@ -114,16 +114,25 @@ def wilcoxon_signed_rank(d: Sequence[float] | np.ndarray, alternative: str = "tw
 
 
 def holm(pvalues: Sequence[float] | np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Holm's step-down correction (statsmodels ``multipletests``, method="holm").
+    """Holm's step-down correction: statsmodels ``multipletests(method="holm")``, step for step.
 
     Sorted p_(1) <= ... <= p_(m): adjusted p_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)),
     controlling the family-wise error rate at ``alpha``. Returns (reject, adjusted p), in the
-    input order.
+    input order. Written out (the same operations, so the same numbers, as statsmodels,
+    which tests check) because ``multipletests`` runs a full ``gc.collect()`` for Holm,
+    which costs seconds in a process holding a large answer frame.
     """
-    from statsmodels.stats.multitest import multipletests
-
     p = np.asarray(pvalues, dtype=float)
     if p.size == 0:
         return np.zeros(0, dtype=bool), np.zeros(0)
-    reject, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
-    return np.asarray(reject, dtype=bool), np.asarray(adjusted, dtype=float)
+    order = np.argsort(p)
+    ps = np.take(p, order)
+    m = len(ps)
+    notreject = ps > alpha / np.arange(m, 0, -1)
+    nr_index = np.nonzero(notreject)[0]
+    notreject[(np.min(nr_index) if nr_index.size else m):] = True
+    corrected = np.maximum.accumulate(ps * np.arange(m, 0, -1))
+    corrected[corrected > 1] = 1
+    reject, adjusted = np.empty(m, dtype=bool), np.empty(m)
+    reject[order], adjusted[order] = ~notreject, corrected
+    return reject, adjusted
