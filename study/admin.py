@@ -148,7 +148,8 @@ def csrf_token() -> str:
 def _check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get(CSRF_KEY, "")
-    if not sent or not expected or not secrets.compare_digest(sent, expected):
+    # compare_digest takes str of ASCII only: compare the bytes of whatever was sent.
+    if not sent or not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
         abort(400, "the form expired or did not come from this site; reload the page")
 
 
@@ -193,7 +194,9 @@ def _safe_next(target: str | None) -> str:
     """Only a path of this app's admin area: never an open redirect."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and parts.path.startswith("/admin/") and "\\" not in target:
+        # No control characters either: a line break would split the Location header (500).
+        if (not parts.scheme and not parts.netloc and parts.path.startswith("/admin/") and "\\" not in target
+                and target.isprintable()):
             return target
     return url_for("admin.index")
 

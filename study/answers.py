@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from study.db import transaction
-from study.models import Answer, Participant, PlanEntry, utcnow
+from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
 MAX_RT_MS = 60 * 60 * 1000  # an hour on one trial is not a reaction time
 TRUST_SCALE = (-2, -1, 0, 1, 2)
+MAX_POSITION = 2**31 - 1  # the column's range (SQLite binds no int past 2**63 at all)
 
 
 class AnswerError(Exception):
@@ -30,9 +32,19 @@ class AnswerError(Exception):
         self.message = message
 
 
-def ack(a: Answer, total: int) -> dict:
-    return {"position": a.position, "answer": a.answer, "stored": True, "next": a.position + 1,
-            "remaining": max(total - a.position - 1, 0)}
+def ack(position: int, answer: str, total: int) -> dict:
+    return {"position": position, "answer": answer, "stored": True, "next": position + 1,
+            "remaining": max(total - position - 1, 0)}
+
+
+class Trial(NamedTuple):
+    """What scoring an answer needs of the trial at a position (one query, no ORM objects)."""
+
+    layout: dict
+    task: str
+    is_attention_check: bool
+    expected_answer: int | None
+    correct_answer: str | None
 
 
 def _parse_shown_at(value) -> datetime | None:
@@ -42,64 +54,83 @@ def _parse_shown_at(value) -> datetime | None:
         raise AnswerError(422, "shown_at must be an ISO 8601 time")
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar by its offset
         raise AnswerError(422, "shown_at must be an ISO 8601 time") from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _score(entry: PlanEntry, answer) -> tuple[str, bool | None, int | None]:
+def _score(trial: Trial, answer) -> tuple[str, bool | None, int | None]:
     """Validate ``answer`` for the trial; return (stored text, correct, score for stronger)."""
-    item = entry.item
-    if item.task == "trust":
+    if trial.task == "trust":
         if isinstance(answer, bool) or not isinstance(answer, int) or answer not in TRUST_SCALE:
             raise AnswerError(422, "a trust answer is an integer from -2 to 2")
-        if item.is_attention_check:
-            return str(answer), answer == (item.expected_answer or 0), None
+        if trial.is_attention_check:
+            return str(answer), answer == (trial.expected_answer or 0), None
         # The answer rates Model 1 against Model 2; re-sign it to favour the stronger model.
-        score = answer if entry.layout["model_1"] == "stronger" else -answer
+        score = answer if trial.layout["model_1"] == "stronger" else -answer
         return str(answer), None, score
-    if not isinstance(answer, str) or answer not in entry.layout["options"]:
+    if not isinstance(answer, str) or answer not in trial.layout["options"]:
         raise AnswerError(422, "the answer must be one of the trial's options")
-    return answer, answer == item.correct_answer, None
+    return answer, answer == trial.correct_answer, None
 
 
 def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> dict:
     """Validate and store one answer; return its acknowledgement (the stored one on retry)."""
     position = body.get("position")
-    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
         raise AnswerError(422, "position must be a non-negative integer")
     rt = body.get("rt_ms")
     if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt) or not 0 < rt <= MAX_RT_MS:
         raise AnswerError(422, f"rt_ms must be a number of milliseconds in (0, {MAX_RT_MS}]")
     shown_at = _parse_shown_at(body.get("shown_at"))
+    # Few statements and no ORM objects: this is the hot path of a running study.
+    keys = {"pid": participant_id, "pos": position}
     try:
         with transaction(factory) as s:
-            p = s.get(Participant, participant_id)
-            total = s.scalar(select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == p.id))
-            stored = s.scalar(select(Answer).where(Answer.participant_id == p.id, Answer.position == position))
-            if stored is not None:
-                return ack(stored, total)
-            if p.status != "active":
+            state = s.execute(_STATE, keys).one()
+            if state.stored is not None:
+                return ack(position, state.stored, state.total)
+            if state.status != "active":
                 raise AnswerError(409, "this participation is finished")
-            entry = s.scalar(select(PlanEntry).where(PlanEntry.participant_id == p.id, PlanEntry.position == position))
-            if entry is None:
+            trial = s.execute(_TRIAL, keys).one_or_none()
+            if trial is None:
                 raise AnswerError(404, f"no trial at position {position}")
-            answered = s.scalar(select(func.count()).select_from(Answer).where(Answer.participant_id == p.id))
-            if position != answered:
-                raise AnswerError(409, f"trial {position} is not next (next is {answered})")
-            text, correct, score = _score(entry, body.get("answer"))
-            a = Answer(participant_id=p.id, position=position, answer=text, correct=correct,
-                       score_stronger=score, rt_ms=float(rt), shown_at=shown_at, answered_at=utcnow())
-            s.add(a)
-            s.flush()
-            return ack(a, total)
+            if position != state.answered:
+                # Reads are not one snapshot (SQLite autocommit reads, PostgreSQL read
+                # committed): a second tab may have stored this position since we looked.
+                stored = s.scalar(_STORED, keys)
+                if stored is not None:
+                    return ack(position, stored, state.total)
+                raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
+            text, correct, score = _score(Trial(*trial), body.get("answer"))
+            s.execute(insert(Answer).values(participant_id=participant_id, position=position, answer=text,
+                                            correct=correct, score_stronger=score, rt_ms=float(rt),
+                                            shown_at=shown_at, answered_at=utcnow()))
+            return ack(position, text, state.total)
     except IntegrityError:
         # Another request stored this position first (a retry racing its original, or a
         # second tab): acknowledge what was stored.
         with factory() as s:
-            total = s.scalar(select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == participant_id))
-            stored = s.scalar(select(Answer).where(Answer.participant_id == participant_id, Answer.position == position))
-            return ack(stored, total)
+            state = s.execute(_STATE, keys).one()
+            return ack(position, state.stored, state.total)
+
+
+# The hot path's statements, built once (bound per call with ``pid`` and ``pos``).
+_PID, _POS = bindparam("pid"), bindparam("pos")
+_STORED = select(Answer.answer).where(Answer.participant_id == _PID, Answer.position == _POS)
+# One row: the participant's status, plan length, answers so far, and the answer stored at
+# the position (None if none).
+_STATE = select(
+    Participant.status,
+    select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID).scalar_subquery().label("total"),
+    select(func.count()).select_from(Answer).where(Answer.participant_id == _PID).scalar_subquery().label("answered"),
+    _STORED.scalar_subquery().label("stored"),
+).where(Participant.id == _PID)
+_TRIAL = (
+    select(PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer, Item.correct_answer)
+    .join(Item, Item.id == PlanEntry.item_pk)
+    .where(PlanEntry.participant_id == _PID, PlanEntry.position == _POS)
+)
 
 
 def progress(session: Session, participant: Participant) -> tuple[int, int]:

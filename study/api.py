@@ -6,10 +6,13 @@ the pages set) for this study; a bad request gets a 4xx JSON error and writes no
 
 from __future__ import annotations
 
+import json
+import time
+
 from flask import Blueprint, current_app, jsonify, request, session
 from sqlalchemy import select
 
-from study.answers import AnswerError, progress, record
+from study.answers import MAX_POSITION, AnswerError, progress, record
 from study.db import transaction
 from study.models import Answer, Event, Item, Participant, PlanEntry, Stimulus, Study, utcnow
 from study.tokens import verify
@@ -27,9 +30,21 @@ def error(status: int, message: str):
     return jsonify(error=message), status
 
 
+STUDY_CACHE_SECONDS = 30.0  # studies do not change once created; every request needs one
+
+
 def study_by_slug(slug: str) -> Study | None:
+    """The study (a detached row, read-only), cached per process for a few seconds."""
+    cache = current_app.extensions.setdefault("camstudy.study_cache", {})
+    now = time.monotonic()
+    hit = cache.get(slug)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     with sessions()() as s:
-        return s.scalar(select(Study).where(Study.slug == slug))
+        study = s.scalar(select(Study).where(Study.slug == slug))
+    if study is not None:  # only studies that exist: the cache cannot grow with junk slugs
+        cache[slug] = (now + STUDY_CACHE_SECONDS, study)
+    return study
 
 
 def current_participant_id(study: Study) -> int | None:
@@ -38,8 +53,20 @@ def current_participant_id(study: Study) -> int | None:
 
 
 def _json_body() -> dict | None:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser's recursion limit: not a body of ours
+        return None
     return body if isinstance(body, dict) else None
+
+
+def _small_json(value, limit: int = 2000) -> bool:
+    """``value`` is plain JSON (no NaN or Infinity, which PostgreSQL's json refuses) of at
+    most ``limit`` characters."""
+    try:
+        return len(json.dumps(value, allow_nan=False)) <= limit
+    except (ValueError, RecursionError):
+        return False
 
 
 def _authorized(slug: str):
@@ -55,11 +82,13 @@ def _authorized(slug: str):
     return (study, pid), None
 
 
-def stimulus_urls(s, study: Study, ids: list[str]) -> list[str]:
-    """Opaque image URLs (by row id): the file names would give the answer away."""
-    rows = dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
-        Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(ids))).all())
-    return [f"/s/{study.slug}/img/{rows[i]}" for i in ids]
+def stimulus_urls(s, study: Study, ids: list[str], pks: dict[str, int] | None = None) -> list[str]:
+    """Opaque image URLs (by row id): the file names would give the answer away. ``pks``:
+    the row ids of these stimuli when already fetched (one query for a whole plan)."""
+    if pks is None:
+        pks = dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
+            Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(ids))).all())
+    return [f"/s/{study.slug}/img/{pks[i]}" for i in ids]
 
 
 @bp.get("/plan")
@@ -72,9 +101,12 @@ def plan(slug: str):
         p = s.get(Participant, pid)
         entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
         done, total = progress(s, p)
+        wanted = sorted({i for e in entries for i in e.layout["stimuli"]})
+        pks = dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
+            Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(wanted))).all())
         trials = []
         for e in entries:
-            trial = {"position": e.position, "task": study.kind, "images": stimulus_urls(s, study, e.layout["stimuli"])}
+            trial = {"position": e.position, "task": study.kind, "images": stimulus_urls(s, study, e.layout["stimuli"], pks)}
             if study.kind == "class_discrimination":
                 trial["options"] = e.layout["options"]
             trials.append(trial)
@@ -127,10 +159,11 @@ def events(slug: str):
     if body is None or body.get("kind") not in EVENT_KINDS:
         return error(400, f"kind must be one of {', '.join(EVENT_KINDS)}")
     position = body.get("position")
-    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int)
+                                 or not 0 <= position <= MAX_POSITION):
         return error(400, "position must be a non-negative integer")
     detail = body.get("detail")
-    if detail is not None and (not isinstance(detail, dict) or len(str(detail)) > 2000):
+    if detail is not None and (not isinstance(detail, dict) or not _small_json(detail)):
         return error(400, "detail must be a small JSON object")
     with transaction(sessions()) as s:
         s.add(Event(participant_id=pid, kind=body["kind"], position=position, detail=detail))

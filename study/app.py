@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import OperationalError
 
 from study.db import check_current, database_url, make_engine, session_factory
 
@@ -49,6 +50,9 @@ def create_app(config: dict | None = None) -> Flask:
                       # Where an MTurk debrief may post the assignment: nowhere else, so a
                       # crafted link cannot send completion codes to another site.
                       MTURK_SUBMIT_HOSTS=("https://www.mturk.com", "https://workersandbox.mturk.com"))
+    if os.environ.get("CAMSTUDY_ENROLL_RATE_PER_MINUTE"):
+        # A load test's bots all come from one address; a real deployment keeps the default.
+        app.config["ENROLL_RATE_PER_MINUTE"] = int(os.environ["CAMSTUDY_ENROLL_RATE_PER_MINUTE"])
     app.config.update(config or {})
     app.config.setdefault("DATABASE_URL", database_url(None))
     if not app.config.get("SECRET_KEY"):
@@ -71,6 +75,17 @@ def create_app(config: dict | None = None) -> Flask:
     if admin is not None:
         app.register_blueprint(admin.bp)
 
+    @app.before_request
+    def refuse_nul():
+        # NUL is in no slug, id, name or answer, and PostgreSQL cannot store or even compare
+        # it in text (psycopg raises): refuse it wherever a request can carry text to a query.
+        texts = [request.path, request.user_agent.string or ""]
+        texts += [t for key, values in request.values.lists() for t in (key, *values)]
+        if any("\x00" in t for t in texts):
+            if request.path.startswith("/api/"):
+                return jsonify(error="NUL characters are not allowed"), 400
+            return "NUL characters are not allowed", 400
+
     @app.after_request
     def security_headers(resp):
         resp.headers.setdefault("Content-Security-Policy", CSP)
@@ -82,6 +97,15 @@ def create_app(config: dict | None = None) -> Flask:
     @app.errorhandler(413)
     def too_large(_e):
         return jsonify(error=f"request body over {MAX_BODY} bytes"), 413
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(e):
+        # The database is restarting or unreachable: nothing was acknowledged, so the
+        # browser (or a bot) retries later; say so rather than answer 500.
+        app.logger.warning("database unavailable: %s", str(e).splitlines()[0])
+        resp = jsonify(error="the database is unavailable; retry in a moment")
+        resp.status_code, resp.headers["Retry-After"] = 503, "1"
+        return resp
 
     @app.errorhandler(404)
     def not_found(_e):

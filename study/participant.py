@@ -108,7 +108,8 @@ def _csrf_token() -> str:
 
 def _check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
-    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+    # compare_digest takes str of ASCII only: compare the bytes of whatever was sent.
+    if not sent or not secrets.compare_digest(sent.encode(), session.get("csrf", "").encode()):
         abort(400, "the form expired; reload the page")
 
 
@@ -180,7 +181,7 @@ def stage(slug: str, stage: str):
     return render_template("debrief.html", study=study, participant=p, code=code, redirect_url=redirect_url, mturk=mturk)
 
 
-@bp.get("/img/<int:stimulus_pk>")
+@bp.get("/img/<int(max=2147483647):stimulus_pk>")  # past the column's range: 404
 def image(slug: str, stimulus_pk: int):
     study = _study_or_404(slug)
     with sessions()() as s:
