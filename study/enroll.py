@@ -110,6 +110,24 @@ def _rater_counts(session: Session, study: Study, mode: str) -> Counter:
     return Counter(dict(rows))
 
 
+# A study's items never change once it is created, and enrollment (which holds the study's
+# write lock) needs all of them: read them once per process, as plain rows. The key holds
+# the study's random secret, so a new study (or database) with the same id cannot hit.
+_ITEMS: dict[tuple[int, str], list] = {}
+
+
+def study_items(session: Session, study: Study) -> list:
+    key = (study.id, study.secret)
+    if key not in _ITEMS:
+        if len(_ITEMS) >= 64:
+            _ITEMS.clear()
+        _ITEMS[key] = session.execute(
+            select(Item.id, Item.image_id, Item.task, Item.stimulus_ids, Item.options, Item.method,
+                   Item.is_attention_check).where(Item.study_id == study.id).order_by(Item.id)
+        ).all()
+    return _ITEMS[key]
+
+
 def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -> list[tuple]:
     """The participant's trials in order, each with its counterbalanced layout.
 
@@ -121,15 +139,9 @@ def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -
     """
     settings = study.settings
     rng = random.Random(seed)
-    # Only the condition's items and the checks, as plain rows: enrollment is on the hot
-    # path when a study opens, and a study has hundreds of items.
-    query = select(Item.id, Item.image_id, Item.task, Item.stimulus_ids, Item.options, Item.method,
-                   Item.is_attention_check).where(Item.study_id == study.id).order_by(Item.id)
-    if cell != "all":  # a between-subject cell: its method's items
-        query = query.where(Item.is_attention_check.is_(True) | (Item.method == cell))
-    items = session.execute(query).all()
+    items = study_items(session, study)
     counts = _rater_counts(session, study, mode)
-    pool = [it for it in items if not it.is_attention_check]
+    pool = [it for it in items if not it.is_attention_check and (cell == "all" or it.method == cell)]
     checks = [it for it in items if it.is_attention_check]
     trials = _least_rated(pool, counts, settings["trials_per_participant"], rng, one_per_image=True)
     chosen_checks = _least_rated(checks, counts, settings["attention_checks"], rng, one_per_image=False)
