@@ -1,22 +1,35 @@
-"""``camstudy stimuli build``: predictions, plan, and rendering of every stimulus.
+"""``camstudy stimuli build``: explanations, predictions, plan, and every stimulus.
 
 The run, for shard ``I`` of ``N``:
 
 1. load both models and the image source; refuse an output folder that holds stimuli of a
    different config;
-2. predict every image with both models (one forward pass per batch, no gradients): the
-   trust task keeps only images both models get right, and each category's target class
-   is the model's best-scoring class among that category's classes;
-3. plan both tasks (:mod:`stimuli.plan`), the same in every shard;
-4. cut the images to explain into batches of ``batch_size`` (images with the same number
-   of categories to explain together, in id order), give batch ``j`` to shard ``j % N``,
-   and per batch and model make one engine call for all methods and classes; PNGs are
-   encoded, hashed and written by worker threads while the next batch computes;
-5. write the manifest (CSV and JSON), the plan and the plan report.
+2. list the candidates (:func:`stimuli.plan.candidates`): every image and category the
+   plan can ask to explain, known before any prediction (the class-discrimination images
+   with both categories, the trust-eligible images with all of theirs);
+3. cut the candidates into batches of ``batch_size`` (images with the same number of
+   categories together, in id order), give batch ``j`` to shard ``j % N``, and per batch
+   and model make one engine call for all methods and categories. That call's forward pass
+   is also the prediction: a target callable takes each image's top-5 and, per category,
+   its best-scoring class (the class explained) from the very logits it differentiates,
+   so no separate prediction pass runs. Worker threads render, PNG-encode, hash and write
+   one call's stimuli while the next call computes, and the next batch's images are
+   decoded ahead. Every shard needs every prediction to plan: batches of other shards get
+   a plain forward pass on the same batch, which gives the same logits;
+4. plan both tasks (:mod:`stimuli.plan`) from those predictions, the same in every shard;
+   render the photos the plan shows; drop candidates the plan does not use (an image whose
+   models disagree, for trust): their files are deleted, their rows never reach the
+   manifest;
+5. write the manifest (CSV and JSON), the plan, the plan report and ``predictions.json``.
 
-Resumable: a batch whose stimuli all exist with their recorded sha256 is skipped. Because
-batches do not depend on ``N``, a shard computes exactly what a single run computes for
-those images, so merged shards give the same manifest rows.
+When ``[tasks.trust] max_images`` is below the number of trust-eligible images, explaining
+every candidate would spend engine calls on images the cap drops: then a prediction pass
+over the trust-eligible images plans first, and only planned images are explained.
+
+Resumable: a batch is skipped when its stimuli all exist with their recorded sha256 (the
+predictions come back from their rows, or from ``predictions.json`` of a finished run).
+Because batches do not depend on ``N``, a shard computes exactly what a single run computes
+for those images, so merged shards give the same manifest rows.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import json
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +57,7 @@ from stimuli import manifest as mf
 from stimuli.config import ROLES, StimulusConfig
 from stimuli.images import resolve_device
 from stimuli.models import LoadedModel, load_model
-from stimuli.plan import PHOTO, Plan, Prediction, explanation_id, photo_id, plan_trials
+from stimuli.plan import PHOTO, Plan, Prediction, candidates, explanation_id, photo_id, plan_trials
 from stimuli.records import CategoryMap, ImageRecord
 from stimuli.sources import load_source
 
@@ -52,20 +65,25 @@ from stimuli.sources import load_source
 # 5.5 vs 15 ms for a 224 px stimulus); any fixed level gives deterministic bytes, so the
 # sha256 of a re-render matches.
 PNG_LEVEL = 1
+PREDICTIONS = "predictions.json"
 
 
 @dataclass
 class Stage:
-    """Everything a build needs, loaded once: models, category maps, images, plan."""
+    """Everything a build needs, loaded once: models, category maps, images, candidates.
+
+    ``plan`` and ``predictions`` are filled before rendering only where a prediction pass
+    ran (see the module doc); otherwise the predictions come from the engine calls.
+    """
 
     cfg: StimulusConfig
     device: torch.device
     models: dict[str, LoadedModel]
     maps: dict[str, CategoryMap]
     records: dict[str, ImageRecord]
-    predictions: dict[str, dict[str, Prediction]]
-    plan: Plan
-    pixels: PixelCache
+    candidates: dict[str, list[str]]  # image id -> categories explained
+    plan: Plan | None = None
+    predictions: dict[str, dict[str, Prediction]] = field(default_factory=dict)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -82,7 +100,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def prepare(cfg: StimulusConfig) -> Stage:
-    """Load models and images, predict, and plan (every shard does this alike)."""
+    """Load models and images and list the candidates (every shard does this alike)."""
     device = resolve_device(cfg.device)
     models = {}
     for role in ROLES:
@@ -95,58 +113,35 @@ def prepare(cfg: StimulusConfig) -> Stage:
     records = load_source(cfg.source, cfg.path.parent)
     if not records:
         raise UserError("source: no images")
-    cache = PixelCache()
-    predictions = predict(models, maps, records, cfg.batch_size, device, cache)
-    plan = plan_trials(cfg, records, predictions, maps)
-    return Stage(cfg, device, models, maps, {r.id: r for r in records}, predictions, plan, cache)
+    by_id = {r.id: r for r in records}
+    stage = Stage(cfg, device, models, maps, by_id, candidates(cfg, records, maps))
+    if cfg.trust is not None and cfg.trust.max_images:
+        eligible = [by_id[i] for i in stage.candidates]  # with trust planned, every candidate is eligible
+        if len(eligible) > cfg.trust.max_images:  # the cap drops images: predict, plan, then explain
+            stage.predictions = predict(models, maps, eligible, cfg.batch_size, device)
+            stage.plan = plan_trials(cfg, records, stage.predictions, maps)
+            stage.candidates = stage.plan.explanations
+    return stage
 
 
-class PixelCache:
-    """uint8 model-input pixels per (role, image id), kept from the prediction pass.
-
-    The render pass then skips decoding and resizing again. Bounded by ``budget`` bytes
-    (about 200 kB per image and model at 260 px), so a large source falls back to reloading.
-    """
-
-    def __init__(self, budget: int = 1 << 30) -> None:
-        self.budget = budget
-        self.used = 0
-        self.store: dict[tuple[str, str], torch.Tensor] = {}
-
-    def put(self, key: tuple[str, str], pixels: torch.Tensor) -> None:
-        size = pixels.numel() * pixels.element_size()
-        if self.used + size <= self.budget:
-            self.store[key] = pixels
-            self.used += size
-
-    def get(self, key: tuple[str, str], load) -> torch.Tensor:
-        hit = self.store.get(key)
-        return hit if hit is not None else load()
-
-
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     models: dict[str, LoadedModel],
     maps: dict[str, CategoryMap],
     records: list[ImageRecord],
     batch: int,
     device,
-    cache: PixelCache | None = None,
 ) -> dict[str, dict[str, Prediction]]:
     """Per model and image: top-5 and, per labelled category, that category's best class.
 
-    Each image is decoded once for all models; its input pixels go to ``cache``.
+    Each image is decoded once for all models.
     """
     out: dict[str, dict[str, Prediction]] = {role: {} for role in models}
     for start in range(0, len(records), batch):
         chunk = records[start : start + batch]
         images = [r.load() for r in chunk]
         for role, model in models.items():
-            pixels = [model.preprocess.pixels(im) for im in images]
-            if cache is not None:
-                for r, px in zip(chunk, pixels, strict=True):
-                    cache.put((role, r.id), px)
-            x = model.preprocess.normalize(torch.stack(pixels)).to(device)
+            x = torch.stack([model.preprocess(im) for im in images]).to(device)
             logits = model.module(x).float().cpu()
             out[role].update(_predictions(logits, chunk, maps[role]))
     return out
@@ -167,18 +162,21 @@ def _predictions(logits: torch.Tensor, chunk: list[ImageRecord], cmap: CategoryM
     return out
 
 
-def batches(plan: Plan, size: int) -> list[list[str]]:
+def batches(explanations: dict[str, list[str]], size: int) -> list[list[str]]:
     """Image ids to explain, grouped by how many categories each needs, in id order."""
     by_k: dict[int, list[str]] = {}
-    for image_id, cats in plan.explanations.items():
+    for image_id, cats in explanations.items():
         by_k.setdefault(len(cats), []).append(image_id)
     out = []
     for k in sorted(by_k):
         ids = sorted(by_k[k])
         out += [ids[i : i + size] for i in range(0, len(ids), size)]
-    photos = sorted(plan.photos)
-    out += [[f"{PHOTO}:{i}" for i in photos[j : j + size]] for j in range(0, len(photos), size)]
     return out
+
+
+def photo_batches(plan: Plan, size: int) -> list[list[str]]:
+    photos = sorted(plan.photos)
+    return [photos[j : j + size] for j in range(0, len(photos), size)]
 
 
 def check_out_dir(out: Path, cfg: StimulusConfig, shard: tuple[int, int]) -> None:
@@ -206,8 +204,6 @@ def build(cfg: StimulusConfig, out: Path, shard: tuple[int, int] = (0, 1), progr
     stage = prepare(cfg)
     prepared = time.perf_counter() - started
     (out / mf.STIMULI_DIR).mkdir(parents=True, exist_ok=True)
-    mf.write_json(out / mf.PLAN, {"config_sha256": cfg.sha256, "seed": cfg.seed, **stage.plan.to_json()})
-    _write_plan_report(out, stage.plan)
     summary = {
         "config_sha256": cfg.sha256,
         "config": str(cfg.path),
@@ -217,9 +213,12 @@ def build(cfg: StimulusConfig, out: Path, shard: tuple[int, int] = (0, 1), progr
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     mf.write_json(out / mf.BUILD, {**summary, "complete": False})
-    mine = [b for j, b in enumerate(batches(stage.plan, cfg.batch_size)) if j % shard[1] == shard[0]]
     valid = {r["stimulus_id"]: r for r in mf.read_partial(out) + _final_rows(out) if mf.file_matches(out, r)}
-    rows, stats = _render_batches(stage, out, mine, valid, progress)
+    known = _known_predictions(stage, out, valid)
+    rows, stats, plan, preds = _render(stage, out, shard, valid, known, progress)
+    mf.write_json(out / mf.PLAN, {"config_sha256": cfg.sha256, "seed": cfg.seed, **plan.to_json()})
+    _write_plan_report(out, plan)
+    mf.write_json(out / PREDICTIONS, _predictions_json(stage, preds))
     mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard)})
     (out / mf.PARTIAL).unlink(missing_ok=True)
     elapsed = time.perf_counter() - started
@@ -233,7 +232,9 @@ def build(cfg: StimulusConfig, out: Path, shard: tuple[int, int] = (0, 1), progr
         prepare_seconds=round(prepared, 3),
         render_seconds=round(stats["render_seconds"], 3),
         engine_seconds=round(stats["engine_seconds"], 3),
-        items=len(stage.plan.items),
+        forward_seconds=round(stats["forward_seconds"], 3),
+        explained_unused=stats["unused"],
+        items=len(plan.items),
     )
     mf.write_json(out / mf.BUILD, summary)
     return summary
@@ -254,37 +255,132 @@ def _write_plan_report(out: Path, plan: Plan) -> None:
     mf.write_atomic(out / mf.PLAN_REPORT, buf.getvalue().encode())
 
 
+def _provenance(stage: Stage) -> dict:
+    return {
+        "config_sha256": stage.cfg.sha256,
+        "code_version": code_version(),
+        "weights_sha256": {role: stage.models[role].weights_sha256 for role in ROLES},
+    }
+
+
+def _predictions_json(stage: Stage, preds: dict[str, dict[str, Prediction]]) -> dict:
+    """Every candidate's prediction by both models (what planning used), with provenance."""
+    return {
+        **_provenance(stage),
+        "predictions": {
+            role: {i: {"top5": [list(t) for t in p.top5], "best_class": p.best_class} for i, p in sorted(preds[role].items())}
+            for role in ROLES
+        },
+    }
+
+
+def _known_predictions(stage: Stage, out: Path, valid: dict) -> dict[str, dict[str, Prediction]]:
+    """Predictions a resumed run need not recompute: from ``predictions.json`` of an earlier
+    run of the same config, code and weights, and from the rows of valid stimuli."""
+    known: dict[str, dict[str, Prediction]] = {role: dict(stage.predictions.get(role, {})) for role in ROLES}
+    try:
+        saved = json.loads((out / PREDICTIONS).read_text())
+    except (OSError, json.JSONDecodeError):
+        saved = {}
+    if saved and all(saved.get(k) == v for k, v in _provenance(stage).items()):
+        for role in ROLES:
+            for i, p in saved.get("predictions", {}).get(role, {}).items():
+                known[role].setdefault(i, Prediction(tuple((int(c), float(q)) for c, q in p["top5"]), dict(p["best_class"])))
+    from_rows: dict[tuple[str, str], tuple[tuple, dict]] = {}
+    for r in valid.values():
+        if r["method"] == PHOTO or r.get("model_role") not in ROLES:
+            continue
+        top5 = tuple((int(t["index"]), float(t["probability"])) for t in r["top5"])
+        from_rows.setdefault((r["model_role"], r["image_id"]), (top5, {}))[1][r["category"]] = int(r["target_class"])
+    for (role, i), (top5, best) in from_rows.items():
+        cats = stage.candidates.get(i)
+        if cats is not None and all(c in best for c in cats):
+            known[role].setdefault(i, Prediction(top5, best))
+    return known
+
+
 # Rendering, PNG encoding and writing run on this many threads (zlib and hashing release
 # the GIL); finished engine calls waiting for them are bounded to keep memory flat.
 WORKERS = max(2, min(8, os.cpu_count() or 2))
 MAX_IN_FLIGHT = 2 * WORKERS
 
 
-def _render_batches(stage: Stage, out: Path, mine: list[list[str]], valid: dict, progress: bool):
-    """Engine calls on the main thread; rendering, PNG encoding and writing on two workers.
-
-    The workers turn one (batch, model) explanation into files while the main thread runs
-    the next engine call, so decoding and writing overlap with the model work.
-    """
+def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known: dict, progress: bool):
+    """Engine calls (or, for other shards' batches, forward passes) on the main thread, the
+    next batch's images decoded on a loader thread, rendering and writing on workers; then
+    the plan, the photos, and the rows the plan uses."""
     from tqdm import tqdm
 
+    cfg = stage.cfg
+    preds = {role: dict(known[role]) for role in ROLES}
+    records = list(stage.records.values())
+    plan = stage.plan
+    if plan is None and all(i in preds[role] for role in ROLES for i in stage.candidates):
+        plan = plan_trials(cfg, records, preds, stage.maps)  # a resumed run: all predictions known
+    wanted = None if plan is None else set(plan.stimulus_ids(cfg.methods))
+    expl = batches(stage.candidates, cfg.batch_size)
+    mine_ids: set[str] = set()
+    todo: list[tuple[list[str], set[str] | None]] = []
     rows: list[dict] = []
-    stats = {"rendered": 0, "engine_seconds": 0.0, "render_seconds": 0.0}
+    for j, batch in enumerate(expl):
+        have = all(i in preds[role] for role in ROLES for i in batch)
+        if j % shard[1] == shard[0]:
+            ids = _explanation_ids(stage, batch)
+            mine_ids.update(ids)
+            need = {s for s in ids if wanted is None or s in wanted}
+            if have and need <= valid.keys():
+                rows += [valid[s] for s in sorted(need)]
+            else:
+                todo.append((batch, need))
+        elif not have:
+            todo.append((batch, None))
+
+    stats = {"rendered": 0, "engine_seconds": 0.0, "forward_seconds": 0.0, "render_seconds": 0.0, "unused": 0}
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool, open(out / mf.PARTIAL, "a") as partial:
+    with (
+        ThreadPoolExecutor(max_workers=WORKERS) as pool,
+        ThreadPoolExecutor(max_workers=1) as loader,
+        open(out / mf.PARTIAL, "a") as partial,
+    ):
         pending: list[Future] = []
-        for batch in tqdm(mine, desc="stimuli", unit="batch", disable=not progress):
-            wanted = _batch_ids(stage, batch)
-            if all(i in valid for i in wanted):
-                rows += [valid[i] for i in wanted]
+        ahead = loader.submit(_inputs, stage, todo[0][0]) if todo else None
+        for k, (batch, need) in enumerate(tqdm(todo, desc="stimuli", unit="batch", disable=not progress)):
+            pixels = ahead.result()
+            ahead = loader.submit(_inputs, stage, todo[k + 1][0]) if k + 1 < len(todo) else None
+            if need is None:
+                _forward(stage, batch, pixels, preds, stats)
                 continue
-            for job in _batch_jobs(stage, out, batch, stats):
+            for job in _batch_jobs(stage, out, batch, pixels, need, preds, stats):
                 pending.append(pool.submit(job))
                 pending = _drain(pending, rows, partial, keep=MAX_IN_FLIGHT)
+        if stage.plan is None:
+            plan = plan_trials(cfg, records, preds, stage.maps)
+        for j, chunk in enumerate(photo_batches(plan, cfg.batch_size), start=len(expl)):
+            if j % shard[1] != shard[0]:
+                continue
+            ids = [photo_id(i) for i in chunk]
+            mine_ids.update(ids)
+            if all(s in valid for s in ids):
+                rows += [valid[s] for s in ids]
+            else:
+                pending.append(pool.submit(_write_photos, stage, out, chunk))
         _drain(pending, rows, partial, keep=0)
     stats["render_seconds"] = time.perf_counter() - t0
-    stats["rendered"] = sum(1 for r in rows if r["stimulus_id"] not in valid)
-    return rows, stats
+
+    needed = set(plan.stimulus_ids(cfg.methods)) & mine_ids
+    kept = {r["stimulus_id"]: r for r in rows if r["stimulus_id"] in needed}
+    for r in rows:
+        if r["stimulus_id"] not in needed:  # explained before the plan dropped it
+            (out / r["file"]).unlink(missing_ok=True)
+            stats["unused"] += 1
+    missing = needed - kept.keys()
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} planned stimuli were not rendered (e.g. {min(missing)}): the predictions "
+            f"changed between runs into {out}; delete the folder and build again"
+        )
+    stats["rendered"] = sum(1 for s in kept if s not in valid)
+    return list(kept.values()), stats, plan, preds
 
 
 def _drain(pending: list[Future], rows: list[dict], partial, keep: int) -> list[Future]:
@@ -302,16 +398,32 @@ def _drain(pending: list[Future], rows: list[dict], partial, keep: int) -> list[
     return left
 
 
-def _batch_ids(stage: Stage, batch: list[str]) -> list[str]:
-    if batch[0].startswith(f"{PHOTO}:"):
-        return [photo_id(b.split(":", 1)[1]) for b in batch]
+def _explanation_ids(stage: Stage, batch: list[str]) -> list[str]:
     return [
         explanation_id(i, role, m, c)
         for i in batch
         for role in ROLES
         for m in stage.cfg.methods
-        for c in stage.plan.explanations[i]
+        for c in stage.candidates[i]
     ]
+
+
+def _inputs(stage: Stage, batch: list[str]) -> dict[str, torch.Tensor]:
+    """Each model's uint8 input pixels ``(N, 3, s, s)`` for a batch; every image decoded once."""
+    images = [stage.records[i].load() for i in batch]
+    return {role: torch.stack([stage.models[role].preprocess.pixels(im) for im in images]) for role in ROLES}
+
+
+def _forward(stage: Stage, batch: list[str], pixels: dict, preds: dict, stats: dict) -> None:
+    """Predictions for another shard's batch: the engine call's forward pass, without gradients."""
+    recs = [stage.records[i] for i in batch]
+    t = time.perf_counter()
+    for role in ROLES:
+        model = stage.models[role]
+        with torch.inference_mode():
+            logits = model.module(model.preprocess.normalize(pixels[role]).to(stage.device)).float().cpu()
+        preds[role].update(_predictions(logits, recs, stage.maps[role]))
+    stats["forward_seconds"] += time.perf_counter() - t
 
 
 def _encode_and_write(out: Path, pixels: torch.Tensor, row: dict) -> dict:
@@ -349,41 +461,42 @@ def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
     }
 
 
-def _batch_jobs(stage: Stage, out: Path, batch: list[str], stats: dict):
-    """Run the engine for one batch (both models); yield jobs that render and write the files."""
+def _batch_jobs(stage: Stage, out: Path, batch: list[str], pixels: dict, need: set[str], preds: dict, stats: dict):
+    """Run the engine for one batch (both models); yield jobs that render and write the files.
+
+    The explained class of each category is the model's best class of that category in the
+    call's own logits: the target callable reads them (detached) before the backward passes.
+    """
     cfg = stage.cfg
-    if batch[0].startswith(f"{PHOTO}:"):
-        yield lambda: _write_photos(stage, out, [b.split(":", 1)[1] for b in batch])
-        return
-    loaded: dict[str, Image.Image] = {}
-
-    def load(role: str, image_id: str) -> torch.Tensor:
-        if image_id not in loaded:
-            loaded[image_id] = stage.records[image_id].load()
-        return stage.models[role].preprocess.pixels(loaded[image_id])
-
-    cats = [stage.plan.explanations[i] for i in batch]
+    recs = [stage.records[i] for i in batch]
+    cats = [stage.candidates[i] for i in batch]
     for role in ROLES:
         model = stage.models[role]
-        preds = stage.predictions[role]
-        pixels = torch.stack([stage.pixels.get((role, i), lambda i=i, role=role: load(role, i)) for i in batch])
-        x = model.preprocess.normalize(pixels).to(stage.device)
-        targets = torch.tensor([[preds[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)], device=stage.device)
+        seen: dict[str, Prediction] = {}
+
+        def scores(logits: torch.Tensor, role: str = role, seen: dict = seen) -> torch.Tensor:
+            seen.update(_predictions(logits.detach().float().cpu(), recs, stage.maps[role]))
+            index = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
+            return logits.gather(1, torch.tensor(index, device=logits.device))
+
+        x = model.preprocess.normalize(pixels[role]).to(stage.device)
         t = time.perf_counter()
-        ex = explain(model.module, x, targets, layer=model.layer, methods=cfg.methods)
+        ex = explain(model.module, x, scores, layer=model.layer, methods=cfg.methods)
         if stage.device.type == "cuda":
             torch.cuda.synchronize(stage.device)
         stats["engine_seconds"] += time.perf_counter() - t
-        yield lambda role=role, ex=ex, pixels=pixels, targets=targets: _write_explanations(
-            stage, out, role, batch, cats, ex, pixels, targets
+        preds[role].update(seen)
+        targets = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
+        yield lambda role=role, ex=ex, seen=seen, targets=targets: _write_explanations(
+            stage, out, role, batch, cats, ex, pixels[role], targets, seen, need
         )
 
 
-def _write_explanations(stage: Stage, out: Path, role: str, batch, cats, ex, pixels, targets) -> list[dict]:
-    """Render one model's explanations of a batch at the display size and write the PNGs."""
+def _write_explanations(stage: Stage, out: Path, role: str, batch, cats, ex, pixels, targets, preds, need) -> list[dict]:
+    """Render one model's explanations of a batch at the display size and write the PNGs
+    of the stimuli in ``need``."""
     cfg = stage.cfg
     model = stage.models[role]
-    preds = stage.predictions[role]
     photos = pixels.to(ex.logits.device).float().div_(255)
     rendered = render_methods(ex, photos, cfg.render.colormap, cfg.render.alpha)
     rows = []
@@ -393,8 +506,11 @@ def _write_explanations(stage: Stage, out: Path, role: str, batch, cats, ex, pix
         for n, image_id in enumerate(batch):
             top5 = [{"index": c, "name": model.class_names[c], "probability": p} for c, p in preds[image_id].top5]
             for k, cat in enumerate(cats[n]):
-                target = int(targets[n, k])
-                row = _base_row(stage, explanation_id(image_id, role, method, cat), image_id)
+                sid = explanation_id(image_id, role, method, cat)
+                if sid not in need:
+                    continue
+                target = targets[n][k]
+                row = _base_row(stage, sid, image_id)
                 row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
                            layer=ex.layer, method=method, category=cat, target_class=target,
                            target_name=model.class_names[target], top5=top5)
@@ -463,8 +579,9 @@ def merge(dirs: list[Path], out: Path) -> dict:
             rows.append(r)
     first = builds[0][0]
     if first.resolve() != out.resolve():
-        for name in (mf.PLAN, mf.PLAN_REPORT):
-            shutil.copy2(first / name, out / name)
+        for name in (mf.PLAN, mf.PLAN_REPORT, PREDICTIONS):
+            if (first / name).exists():
+                shutil.copy2(first / name, out / name)
     sha = shas.pop()
     mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1]})
     summary = {"config_sha256": sha, "shard": [0, 1], "merged": True, "merged_from": [str(d) for d in dirs],

@@ -10,6 +10,8 @@ Files in a build folder:
 * ``build.json``: the config's sha256, the shard, timings and counts.
 * ``plan.json``: the items of both tasks; ``plan_report.csv``: why each image was kept or
   dropped, per task.
+* ``predictions.json``: both models' top-5 and per-category best class for every candidate
+  image (what planning used; a rerun reads it instead of recomputing).
 """
 
 from __future__ import annotations

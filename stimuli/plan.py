@@ -298,3 +298,23 @@ def _trust_checks(cfg, plan: Plan, rng) -> list[dict]:
             }
         )
     return items
+
+
+def candidates(cfg: StimulusConfig, records: list[ImageRecord], maps: dict[str, CategoryMap]) -> dict[str, list[str]]:
+    """Image id -> every category :func:`plan_trials` may ask to explain, known before any
+    prediction: the class-discrimination images (that selection does not use predictions,
+    and it is the first draw of the same seeded generator) with both categories, and each
+    trust-eligible image with all its categories (trust keeps at most one of them, once
+    the predictions are known). ``plan_trials(...).explanations`` is always a subset.
+    """
+    records = sorted(records, key=lambda r: r.id)
+    out: dict[str, set[str]] = {}
+    if cfg.class_discrimination is not None:
+        scratch: dict[str, dict] = {r.id: {} for r in records}
+        for r in _select_cd(cfg, records, maps, scratch, random.Random(cfg.seed)):
+            out.setdefault(r.id, set()).update(r.categories)
+    if cfg.trust is not None:
+        for r in records:
+            if r.categories and _known_to_both(r, maps) is None:
+                out.setdefault(r.id, set()).update(r.categories)
+    return {k: sorted(v) for k, v in sorted(out.items())}

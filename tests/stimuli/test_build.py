@@ -138,3 +138,54 @@ def test_cli_build_prints_plan_and_manifest(study, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "| class_discrimination | check | none | 2 |" in out and "manifest:" in out
     shutil.rmtree(study.parent / "out")
+
+
+def test_predictions_come_from_the_engine_calls(study, monkeypatch):
+    """No separate prediction pass: the engine calls' logits plan the study; a candidate the
+    plan drops (here one category of a composite that only trust uses) leaves no file."""
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a separate prediction pass ran")
+
+    monkeypatch.setattr(build_mod, "predict", no_pass)
+    cfg = load_config(study)
+    summary = build(cfg, cfg.out, progress=False)
+    rows = read_manifest(cfg.out)["rows"]
+    assert summary["explained_unused"] > 0
+    on_disk = {p.relative_to(cfg.out).as_posix() for p in (cfg.out / "stimuli").rglob("*.png")}
+    assert on_disk == {r["file"] for r in rows}
+    preds = json.loads((cfg.out / "predictions.json").read_text())["predictions"]
+    for r in rows:
+        if r["method"] == "photo":
+            continue
+        p = preds[r["model_role"]][r["image_id"]]
+        assert p["best_class"][r["category"]] == r["target_class"]
+        assert [t["index"] for t in r["top5"]] == [c for c, _ in p["top5"]]
+    again = build(cfg, cfg.out, progress=False)  # predictions.json: nothing to recompute
+    assert again["rendered"] == 0 and again["engine_seconds"] == 0 and again["forward_seconds"] == 0
+    assert read_manifest(cfg.out)["rows"] == rows
+
+
+def test_trust_cap_predicts_first_and_explains_only_planned(study, monkeypatch):
+    study.write_text(study.read_text().replace("[tasks.trust]\n", "[tasks.trust]\nmax_images = 2\n"))
+    cfg = load_config(study)
+    calls = {"n": 0}
+    real = build_mod.predict
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build_mod, "predict", counted)
+    one = study.parent / "one"
+    summary = build(cfg, one, progress=False)
+    assert calls["n"] == 1 and summary["explained_unused"] == 0
+    plan = json.loads((one / "plan.json").read_text())
+    assert sum(it["task"] == "trust" and not it["is_attention_check"] for it in plan["items"]) == 2 * (len(cfg.methods) + 1)
+    used = {s for it in plan["items"] for s in it["stimulus_ids"]}
+    assert used <= {r["stimulus_id"] for r in read_manifest(one)["rows"]}
+    parts = [study.parent / f"shard{i}" for i in range(2)]
+    for i, p in enumerate(parts):
+        build(cfg, p, (i, 2), progress=False)
+    merge(parts, study.parent / "merged")
+    assert read_manifest(study.parent / "merged")["rows"] == read_manifest(one)["rows"]
