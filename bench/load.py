@@ -116,12 +116,12 @@ def fresh_database(kind: str, tmp: Path, pg_url: str | None, tag: str) -> str:
 class TempPostgres:
     """A throwaway PostgreSQL cluster on loopback (Debian's binaries, run as ``postgres``)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins or os.geteuid() != 0:
             raise RuntimeError("no PostgreSQL binaries, or not root (to run them as postgres)")
-        self.bin, self.dir, self.port = bins[-1], tmp / "pg", free_port()
-        self.dir.mkdir()
+        # Its own folder, owned by postgres (the run's temporary folder is private to root).
+        self.bin, self.dir, self.port = bins[-1], Path(tempfile.mkdtemp(prefix="camstudy-load-pg-")), free_port()
         shutil.chown(self.dir, "postgres")
         self._su(f"{self.bin}/initdb -D {self.dir}/data -A trust -U postgres")
         self._su(f"{self.bin}/pg_ctl -D {self.dir}/data -l {self.dir}/log -w start "
@@ -134,6 +134,7 @@ class TempPostgres:
 
     def stop(self) -> None:
         self._su(f"{self.bin}/pg_ctl -D {self.dir}/data -m fast -w stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- runs
@@ -216,7 +217,7 @@ def main() -> int:
             pg_url = a.postgres if a.postgres != "auto" else os.environ.get("CAMSTUDY_BENCH_POSTGRES_URL")
             if pg_url is None:
                 try:
-                    pg = TempPostgres(tmp)
+                    pg = TempPostgres()
                     pg_url = pg.url
                 except (RuntimeError, subprocess.CalledProcessError) as e:
                     print(f"PostgreSQL: skipped ({e})")

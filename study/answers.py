@@ -11,11 +11,10 @@ import math
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from study.db import transaction
 from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
 MAX_RT_MS = 60 * 60 * 1000  # an hour on one trial is not a reaction time
@@ -83,35 +82,37 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
     if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt) or not 0 < rt <= MAX_RT_MS:
         raise AnswerError(422, f"rt_ms must be a number of milliseconds in (0, {MAX_RT_MS}]")
     shown_at = _parse_shown_at(body.get("shown_at"))
-    # Few statements and no ORM objects: this is the hot path of a running study.
+    # Core statements on a connection, no ORM session or objects: this is the hot path of a
+    # running study (one request per answer).
+    engine = factory.kw["bind"]
     keys = {"pid": participant_id, "pos": position}
     try:
-        with transaction(factory) as s:
-            state = s.execute(_STATE, keys).one()
+        with engine.begin() as conn:
+            state = conn.execute(_STATE, keys).one()
             if state.stored is not None:
                 return ack(position, state.stored, state.total)
             if state.status != "active":
                 raise AnswerError(409, "this participation is finished")
-            trial = s.execute(_TRIAL, keys).one_or_none()
+            trial = conn.execute(_TRIAL, keys).one_or_none()
             if trial is None:
                 raise AnswerError(404, f"no trial at position {position}")
             if position != state.answered:
                 # Reads are not one snapshot (SQLite autocommit reads, PostgreSQL read
                 # committed): a second tab may have stored this position since we looked.
-                stored = s.scalar(_STORED, keys)
+                stored = conn.scalar(_STORED, keys)
                 if stored is not None:
                     return ack(position, stored, state.total)
                 raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
             text, correct, score = _score(Trial(*trial), body.get("answer"))
-            s.execute(insert(Answer).values(participant_id=participant_id, position=position, answer=text,
-                                            correct=correct, score_stronger=score, rt_ms=float(rt),
-                                            shown_at=shown_at, answered_at=utcnow()))
+            conn.execute(_INSERT, {"participant_id": participant_id, "position": position, "answer": text,
+                                   "correct": correct, "score_stronger": score, "rt_ms": float(rt),
+                                   "shown_at": shown_at, "answered_at": utcnow()})
             return ack(position, text, state.total)
     except IntegrityError:
         # Another request stored this position first (a retry racing its original, or a
         # second tab): acknowledge what was stored.
-        with factory() as s:
-            state = s.execute(_STATE, keys).one()
+        with engine.connect() as conn:
+            state = conn.execute(_STATE, keys).one()
             return ack(position, state.stored, state.total)
 
 
@@ -126,6 +127,7 @@ _STATE = select(
     select(func.count()).select_from(Answer).where(Answer.participant_id == _PID).scalar_subquery().label("answered"),
     _STORED.scalar_subquery().label("stored"),
 ).where(Participant.id == _PID)
+_INSERT = Answer.__table__.insert()
 _TRIAL = (
     select(PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer, Item.correct_answer)
     .join(Item, Item.id == PlanEntry.item_pk)

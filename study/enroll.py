@@ -19,7 +19,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from study.models import MODES, PLATFORMS, Item, Participant, PlanEntry, Study
@@ -81,9 +81,11 @@ def enroll(session: Session, study_id: int, who: Recruitment) -> Participant:
     )
     session.add(p)
     session.flush()
-    for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed)):
-        session.add(PlanEntry(participant_id=p.id, position=position, item_pk=item.id, layout=layout))
-    session.flush()
+    # One multi-row INSERT (Core), not one ORM object per trial.
+    rows = [{"participant_id": p.id, "position": position, "item_pk": item.id, "layout": layout}
+            for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed))]
+    if rows:
+        session.execute(insert(PlanEntry.__table__), rows)
     return p
 
 
