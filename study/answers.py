@@ -93,8 +93,7 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
                 return ack(position, state.stored, state.total)
             if state.status != "active":
                 raise AnswerError(409, "this participation is finished")
-            trial = conn.execute(_TRIAL, keys).one_or_none()
-            if trial is None:
+            if state.layout is None:
                 raise AnswerError(404, f"no trial at position {position}")
             if position != state.answered:
                 # Reads are not one snapshot (SQLite autocommit reads, PostgreSQL read
@@ -103,7 +102,9 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
                 if stored is not None:
                     return ack(position, stored, state.total)
                 raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
-            text, correct, score = _score(Trial(*trial), body.get("answer"))
+            trial = Trial(state.layout, state.task, state.is_attention_check, state.expected_answer,
+                          state.correct_answer)
+            text, correct, score = _score(trial, body.get("answer"))
             conn.execute(_INSERT, {"participant_id": participant_id, "position": position, "answer": text,
                                    "correct": correct, "score_stronger": score, "rt_ms": float(rt),
                                    "shown_at": shown_at, "answered_at": utcnow()})
@@ -119,20 +120,24 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
 # The hot path's statements, built once (bound per call with ``pid`` and ``pos``).
 _PID, _POS = bindparam("pid"), bindparam("pos")
 _STORED = select(Answer.answer).where(Answer.participant_id == _PID, Answer.position == _POS)
-# One row: the participant's status, plan length, answers so far, and the answer stored at
-# the position (None if none).
-_STATE = select(
-    Participant.status,
-    select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID).scalar_subquery().label("total"),
-    select(func.count()).select_from(Answer).where(Answer.participant_id == _PID).scalar_subquery().label("answered"),
-    _STORED.scalar_subquery().label("stored"),
-).where(Participant.id == _PID)
-_INSERT = Answer.__table__.insert()
-_TRIAL = (
-    select(PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer, Item.correct_answer)
-    .join(Item, Item.id == PlanEntry.item_pk)
-    .where(PlanEntry.participant_id == _PID, PlanEntry.position == _POS)
+# One row: the participant's status, plan length, answers so far, the answer stored at the
+# position (None if none) and the trial at the position (None columns if there is none).
+_STATE = (
+    select(
+        Participant.status,
+        select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID).scalar_subquery()
+        .label("total"),
+        select(func.count()).select_from(Answer).where(Answer.participant_id == _PID).scalar_subquery()
+        .label("answered"),
+        _STORED.scalar_subquery().label("stored"),
+        PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer, Item.correct_answer,
+    )
+    .select_from(Participant)
+    .outerjoin(PlanEntry, (PlanEntry.participant_id == Participant.id) & (PlanEntry.position == _POS))
+    .outerjoin(Item, Item.id == PlanEntry.item_pk)
+    .where(Participant.id == _PID)
 )
+_INSERT = Answer.__table__.insert()
 
 
 def progress(session: Session, participant: Participant) -> tuple[int, int]:
