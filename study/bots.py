@@ -477,7 +477,9 @@ def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 
         delay = start + ramp_s * i / participants - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        return Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, oracle, random.Random(f"{seed}:{run_id}:{i}"),
+        # The behaviour depends on the seed and the bot's number only (the run id just keeps
+        # worker ids unique), so the same seed gives the same participants again.
+        return Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, oracle, random.Random(f"{seed}:{i}"),
                    mode, pace_s, give_up_s, backoff_s).run()
 
     with ThreadPoolExecutor(max_workers=min(concurrency, participants)) as pool:

@@ -3,8 +3,11 @@
 Bots with the ``paper`` profile take a class-discrimination study (the paper's four
 methods, between subjects) and a trust study through gunicorn on loopback; the analysis of
 what they left in the database must recover the profile's accuracies and trust means
-inside its 95% intervals. Each bot draws its answers per method from its own stream, so a
-given seed gives the same per-method outcomes whatever order the trials come in.
+inside its 95% intervals. The bots run one at a time with a fixed seed, so the run is
+deterministic: enrollment order fixes each bot's condition (least-filled), and each bot draws
+its answers per method from its own stream, whatever trials and check positions the server
+draws. (With concurrent bots the assignment of bots to conditions varies between runs, and
+so would the outcome.)
 """
 
 from __future__ import annotations
@@ -60,11 +63,11 @@ def test_simulated_paper_study_is_recovered_by_the_analysis(gunicorn, migrated, 
     trust = create(migrated, stimuli_dir, tmp_path, "trust", TRUST)
     server = gunicorn()
     capsys.readouterr()
-    assert main(["simulate", server.base, "--study", cd, "--participants", "60", "--concurrency", "6",
+    assert main(["simulate", server.base, "--study", cd, "--participants", "60", "--concurrency", "1",
                  "--db", migrated, "--seed", "7"]) == 0
     out = capsys.readouterr().out
     assert "60 simulated participants" in out and "0 resumed at the wrong trial" in out
-    assert main(["simulate", server.base, "--study", trust, "--participants", "40", "--concurrency", "6",
+    assert main(["simulate", server.base, "--study", trust, "--participants", "40", "--concurrency", "1",
                  "--db", migrated, "--seed", "7"]) == 0
 
     # The class-discrimination study: every configured accuracy inside its Wilson interval.
@@ -77,7 +80,9 @@ def test_simulated_paper_study_is_recovered_by_the_analysis(gunicorn, migrated, 
         assert row["n"] >= 120, (method, row["n"])  # 15 participants x 16 trials, less exclusions
         assert row["ci_low"] <= truth[method] <= row["ci_high"], (method, row.to_dict())
     flow = pd.read_csv(report / "exclusion_flow.csv").set_index("step")["count"]
-    assert flow["enrolled"] == 60 and flow["analysed_participants"] + flow["excluded"] == 60
+    # "enrolled" counts participants with answers: a bot that drops out before its first
+    # answer leaves none.
+    assert 55 <= flow["enrolled"] <= 60 and flow["analysed_participants"] + flow["excluded"] == flow["enrolled"]
     assert (report / "report.html").stat().st_size > 10_000
 
     # The trust study: the mean score for the stronger model inside its interval.
