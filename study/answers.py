@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,16 +35,6 @@ def ack(position: int, answer: str, total: int) -> dict:
             "remaining": max(total - position - 1, 0)}
 
 
-class Trial(NamedTuple):
-    """What scoring an answer needs of the trial at a position (one query, no ORM objects)."""
-
-    layout: dict
-    task: str
-    is_attention_check: bool
-    expected_answer: int | None
-    correct_answer: str | None
-
-
 def _parse_shown_at(value) -> datetime | None:
     if value is None:
         return None
@@ -58,8 +47,10 @@ def _parse_shown_at(value) -> datetime | None:
         raise AnswerError(422, "shown_at must be an ISO 8601 time") from None
 
 
-def _score(trial: Trial, answer) -> tuple[str, bool | None, int | None]:
-    """Validate ``answer`` for the trial; return (stored text, correct, score for stronger)."""
+def _score(trial: Row, answer) -> tuple[str, bool | None, int | None]:
+    """Validate ``answer`` for the trial; return (stored text, correct, score for stronger).
+    ``trial``: a row with the plan entry's ``layout`` and the item's ``task``,
+    ``is_attention_check``, ``expected_answer`` and ``correct_answer`` (``_STATE``'s)."""
     if trial.task == "trust":
         if isinstance(answer, bool) or not isinstance(answer, int) or answer not in TRUST_SCALE:
             raise AnswerError(422, "a trust answer is an integer from -2 to 2")
@@ -102,9 +93,7 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
                 if stored is not None:
                     return ack(position, stored, state.total)
                 raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
-            trial = Trial(state.layout, state.task, state.is_attention_check, state.expected_answer,
-                          state.correct_answer)
-            text, correct, score = _score(trial, body.get("answer"))
+            text, correct, score = _score(state, body.get("answer"))
             conn.execute(_INSERT, {"participant_id": participant_id, "position": position, "answer": text,
                                    "correct": correct, "score_stronger": score, "rt_ms": float(rt),
                                    "shown_at": shown_at, "answered_at": utcnow()})
