@@ -44,17 +44,13 @@ def is_export_file(target: str) -> bool:
 
 def study_settings(db_url: str | None, slug: str) -> dict:
     """The stored settings (the validated study config as JSON) of study ``slug``."""
-    from sqlalchemy import select
-
     from study.db import make_engine, session_factory
-    from study.models import Study
+    from study.export import find_study
 
     engine = make_engine(db_url)
     try:
         with session_factory(engine)() as session:
-            study = session.scalar(select(Study).where(Study.slug == slug))
-            if study is None:
-                raise UserError(f"no study {slug!r}")
+            study = find_study(session, slug)
             return {"title": study.title, **dict(study.settings or {})}
     finally:
         engine.dispose()

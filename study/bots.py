@@ -135,24 +135,22 @@ class Oracle:
         from sqlalchemy import select
 
         from study.db import make_engine, session_factory
-        from study.models import Item, Stimulus, Study
+        from study.export import find_study
+        from study.models import Item, Stimulus
 
         engine = make_engine(db_url)
         try:
             with session_factory(engine)() as s:
-                study = s.scalar(select(Study).where(Study.slug == slug))
-                if study is None:
-                    raise UserError(f"study {slug!r} is not in the database {engine.url!r}; pass --db")
-                self.kind = study.kind
+                study = find_study(s, slug)
                 stimuli = s.execute(select(Stimulus.id, Stimulus.stimulus_id, Stimulus.model_role)
                                     .where(Stimulus.study_id == study.id)).all()
                 items = s.scalars(select(Item).where(Item.study_id == study.id)).all()
-                self.pk = {sid: pk for pk, sid, _role in stimuli}
-                self.role = {pk: role for pk, _sid, role in stimuli}
+                pk = {sid: row_id for row_id, sid, _role in stimuli}
+                role = {row_id: r for row_id, _sid, r in stimuli}
                 self.truth: dict[frozenset[int], Truth] = {}
                 for it in items:
-                    pks = frozenset(self.pk[i] for i in it.stimulus_ids)
-                    stronger = next((p for p in pks if self.role[p] == "stronger"), None)
+                    pks = frozenset(pk[i] for i in it.stimulus_ids)
+                    stronger = next((p for p in pks if role[p] == "stronger"), None)
                     self.truth[pks] = Truth(it.method, it.is_attention_check, it.correct_answer, stronger)
         finally:
             engine.dispose()
@@ -514,13 +512,14 @@ def audit(db_url: str | None, slug: str, results: list[BotResult]) -> Audit:
     from sqlalchemy import select
 
     from study.db import make_engine, session_factory
-    from study.models import Answer, Participant, Study
+    from study.export import find_study
+    from study.models import Answer, Participant
 
     engine = make_engine(db_url)
     out = Audit()
     try:
         with session_factory(engine)() as s:
-            study_id = s.scalar(select(Study.id).where(Study.slug == slug))
+            study_id = find_study(s, slug).id
             for r in results:
                 rows = s.execute(
                     select(Answer.position, Answer.answer).join(Participant, Participant.id == Answer.participant_id)

@@ -63,7 +63,9 @@ def iso_utc(t: datetime | None) -> str | None:
     return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).isoformat()
 
 
-def _study(session: Session, study: Study | str) -> Study:
+def find_study(session: Session, study: Study | str) -> Study:
+    """The study with this slug (a Study passes through); a UserError naming the known
+    slugs when there is none."""
     from sqlalchemy import select
 
     from study.models import Study
@@ -99,7 +101,7 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
 
     from study.models import MODES, Answer, Item, Participant, PlanEntry, Stimulus
 
-    study = _study(session, study)
+    study = find_study(session, study)
     modes = _modes(mode)
     trust = study.kind == "trust"
     stimuli = {s.stimulus_id: s for s in session.scalars(select(Stimulus).where(Stimulus.study_id == study.id))}
