@@ -29,16 +29,14 @@ import glob
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from camstudy.processes import free_port, stop, wait_listening
 from study.bots import PROFILES, audit, simulate
 from study.db import database_url, session_factory, transaction, upgrade
 
@@ -56,12 +54,6 @@ questionnaire = false
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A gunicorn process group on loopback, stopped by its pid."""
 
@@ -71,26 +63,14 @@ class Server:
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([*args, "--bind", f"127.0.0.1:{self.port}"], env={**os.environ, **env},
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the server exited; see {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start; see {log}") from None
-                time.sleep(0.2)
+        try:
+            wait_listening(self.proc, "127.0.0.1", self.port)
+        except RuntimeError as e:
+            self.stop()
+            raise SystemExit(f"{e}; see {log}") from None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop(self.proc, group=True)
         self.log.close()
 
 

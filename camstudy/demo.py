@@ -22,10 +22,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from camstudy.errors import UserError
+from camstudy.processes import free_port, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -136,28 +136,12 @@ def serve(db: str, out: Path, host: str, port: int) -> subprocess.Popen:
     log = open(out / "server.log", "a")  # noqa: SIM115 - the server's own file, kept open for it
     proc = subprocess.Popen([str(camstudy), "serve", "--host", host, "--port", str(port), "--workers", "2"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise UserError(f"the server did not start; see {out / 'server.log'}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.terminate()
-                raise UserError(f"the server did not answer within 60 s; see {out / 'server.log'}") from None
-            time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+        wait_listening(proc, host, port)
+    except RuntimeError as e:
+        stop(proc)
+        raise UserError(f"{e}; see {out / 'server.log'}") from None
+    return proc
 
 
 def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, str]], n: int) -> None:
@@ -188,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     admin_user(db)
     if not args.simulate and args.no_serve:
         return 0
-    port = args.port if not args.no_serve else _free_port(args.host)
+    port = args.port if not args.no_serve else free_port(args.host)
     # SIGTERM (a supervisor, `kill`) stops the server as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     proc = serve(db, out, args.host, port)
@@ -216,12 +200,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def add_demo_parser(sub) -> None:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from camstudy.processes import free_port, stop, wait_listening
 
 
 def wait_until(cond, timeout: float, what: str) -> None:
@@ -40,16 +35,8 @@ class Gunicorn:
         self.log = open(self.instance.parent / f"gunicorn-{self.port}.log", "a")  # noqa: SIM115
         self.proc = subprocess.Popen([str(camstudy), "serve", "--port", str(self.port), "--workers", str(self.workers)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self.up, 60, "the server to accept connections")
+        wait_listening(self.proc, "127.0.0.1", self.port, timeout=60)
         return self
-
-    def up(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, "the server exited"
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
 
     def kill(self) -> None:
         """SIGKILL to the whole process group: no graceful shutdown of any worker."""
@@ -58,12 +45,7 @@ class Gunicorn:
         self.log.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop(self.proc, timeout=20, group=True)
         if not self.log.closed:
             self.log.close()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import free_port, wait_until
+from camstudy.processes import free_port
+from tests.e2e.servers import wait_until
 
 pytest.importorskip("efficientnet_lite_pytorch", reason="the offline demo pair is not installed")
 CAMSTUDY = str(Path(sys.executable).with_name("camstudy"))
