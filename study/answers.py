@@ -109,15 +109,15 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
 # The hot path's statements, built once (bound per call with ``pid`` and ``pos``).
 _PID, _POS = bindparam("pid"), bindparam("pos")
 _STORED = select(Answer.answer).where(Answer.participant_id == _PID, Answer.position == _POS)
+_TOTAL = select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID)
+_ANSWERED = select(func.count()).select_from(Answer).where(Answer.participant_id == _PID)
 # One row: the participant's status, plan length, answers so far, the answer stored at the
 # position (None if none) and the trial at the position (None columns if there is none).
 _STATE = (
     select(
         Participant.status,
-        select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID).scalar_subquery()
-        .label("total"),
-        select(func.count()).select_from(Answer).where(Answer.participant_id == _PID).scalar_subquery()
-        .label("answered"),
+        _TOTAL.scalar_subquery().label("total"),
+        _ANSWERED.scalar_subquery().label("answered"),
         _STORED.scalar_subquery().label("stored"),
         PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer, Item.correct_answer,
     )
@@ -131,6 +131,5 @@ _INSERT = Answer.__table__.insert()
 
 def progress(session: Session, participant: Participant) -> tuple[int, int]:
     """(answered, total) trials."""
-    total = session.scalar(select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == participant.id))
-    done = session.scalar(select(func.count()).select_from(Answer).where(Answer.participant_id == participant.id))
-    return done, total
+    keys = {"pid": participant.id}
+    return session.scalar(_ANSWERED, keys), session.scalar(_TOTAL, keys)
