@@ -14,6 +14,9 @@
 
 Ratio = build throughput / floor throughput = floor seconds / build seconds. Target
 (issue 3): >= 0.8, i.e. image decoding and PNG writing overlap with the model work.
+With ``--repeat``, the table's ratio is fastest floor / fastest build (other processes on
+a shared machine only ever add time); the median of the per-pair ratios is printed too,
+because on a noisy machine the two can differ.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -90,8 +94,11 @@ def main() -> None:
     print(f"| {args.config} | {n} | {wall:.1f} | {n / wall:.2f} | {floor:.1f} ({calls}) | {n / floor:.2f} | {floor / wall:.2f} |")
     print()
     if len(walls) > 1:
+        pairs = sorted(f / w for w, f in zip(walls, floors, strict=True))
         print(f"fastest of {len(walls)}; all runs, build s: {', '.join(f'{w:.1f}' for w in walls)}; "
               f"floor s: {', '.join(f'{f:.1f}' for f in floors)}")
+        print(f"ratio of each build to the floor measured right after it: {', '.join(f'{r:.2f}' for r in pairs)} "
+              f"(median {statistics.median(pairs):.2f})")
     print(f"build phases: prepare (models, image list, candidates) {summary['prepare_seconds']:.1f} s, "
           f"render loop {summary['render_seconds']:.1f} s of which engine calls {summary['engine_seconds']:.1f} s; "
           f"explained but unused by the plan: {summary['explained_unused']} stimuli")

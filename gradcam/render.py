@@ -21,6 +21,7 @@ All functions take and return torch tensors on any device; only :func:`to_pil` a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -30,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 DEFAULT_CMAP = "jet"
 DEFAULT_ALPHA = 0.5
 GUIDED_SCALE = 0.1
+OVERLAID = ("gradcam", "counterfactual")  # the methods drawn over the photo
 
 
 @lru_cache(maxsize=16)
@@ -95,9 +97,12 @@ def overlay(
 def guided_image(g: torch.Tensor, scale: float = GUIDED_SCALE, eps: float = 1e-12) -> torch.Tensor:
     """Per-image display normalization of ``(..., 3, H, W)`` gradients (see module doc)."""
     flat = g.flatten(-3)
-    mean = flat.mean(-1, keepdim=True)
-    std = flat.std(-1, keepdim=True).clamp(min=eps)
-    return ((flat - mean) / std * scale + 0.5).clamp(0, 1).view_as(g)
+    centred = flat - flat.mean(-1, keepdim=True)
+    # The sample standard deviation as the norm of the centred values: torch.std's CPU
+    # kernel took 26 ms for 16 images of 3 x 260 x 260, the norm 1 ms.
+    n = max(flat.shape[-1] - 1, 1)
+    std = torch.linalg.vector_norm(centred, dim=-1, keepdim=True).div_(math.sqrt(n)).clamp_(min=eps)
+    return centred.mul_(scale / std).add_(0.5).clamp_(0, 1).view_as(g)
 
 
 def to_pil(img: torch.Tensor) -> Image.Image:
@@ -142,21 +147,30 @@ def sheet(
 
 
 def render_methods(
-    ex, photos: torch.Tensor, cmap: str = DEFAULT_CMAP, alpha: float = DEFAULT_ALPHA
+    ex,
+    photos: torch.Tensor | None,
+    cmap: str = DEFAULT_CMAP,
+    alpha: float = DEFAULT_ALPHA,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Display images for every method an :class:`~gradcam.engine.Explanation` holds.
 
     Args:
         ex: the explanation (a K axis, if any, is kept).
-        photos: ``(N, 3, H, W)`` display pixels in [0, 1] at the input size.
+        photos: ``(N, 3, H, W)`` display pixels in [0, 1] at the input size (needed only
+            for the overlays).
+        methods: a subset of ``ex.methods`` to render; None for all.
     Returns:
         ``{method: (N, [K,] 3, H, W)}`` in [0, 1]: overlays for ``gradcam`` and
         ``counterfactual``, normalized gradient images for the guided and deconv methods.
     """
+    methods = ex.methods if methods is None else tuple(methods)
+    if not set(methods) <= set(ex.methods):
+        raise ValueError(f"the explanation holds {', '.join(ex.methods)}, not {', '.join(sorted(set(methods) - set(ex.methods)))}")
     out: dict[str, torch.Tensor] = {}
-    for method in ex.methods:
+    for method in methods:
         value = getattr(ex, method)
-        if method in ("gradcam", "counterfactual"):
+        if method in OVERLAID:
             photo = photos if value.dim() == 3 else photos.unsqueeze(1)
             out[method] = overlay(photo, value, cmap, alpha)
         elif method == "guided_gradcam":

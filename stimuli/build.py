@@ -13,9 +13,13 @@ The run, for shard ``I`` of ``N``:
    is also the prediction: a target callable takes each image's top-5 and, per category,
    its best-scoring class (the class explained) from the very logits it differentiates,
    so no separate prediction pass runs. Worker threads render, PNG-encode, hash and write
-   one call's stimuli while the next call computes, and the next batch's images are
-   decoded ahead. Every shard needs every prediction to plan: batches of other shards get
-   a plain forward pass on the same batch, which gives the same logits;
+   the stimuli, one job per model and method, and decode the next batch's images. On a
+   GPU they do so while the next call computes. On the CPU they run between the engine
+   calls, on every core: the engine's threads already fill the cores, and a worker that
+   runs beside them stalls the engine's whole thread team at each of its barriers
+   (measured on 2 cores: the engine slowed by about twice the workers' own CPU time).
+   Every shard needs every prediction to plan: batches of other shards get a plain
+   forward pass on the same batch, which gives the same logits;
 4. plan both tasks (:mod:`stimuli.plan`) from those predictions, the same in every shard;
    render the photos the plan shows; drop candidates the plan does not use (an image whose
    models disagree, for trust): their files are deleted, their rows never reach the
@@ -39,7 +43,6 @@ import io
 import json
 import os
 import time
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +56,9 @@ from torchvision.transforms.functional import pil_to_tensor
 from camstudy.errors import UserError
 from camstudy.version import code_version
 from gradcam import explain
-from gradcam.render import render_methods
+from gradcam.render import OVERLAID, render_methods
 from stimuli import manifest as mf
+from stimuli import png
 from stimuli.config import ROLES, StimulusConfig
 from stimuli.images import resolve_device
 from stimuli.models import LoadedModel, load_model
@@ -62,13 +66,6 @@ from stimuli.plan import PHOTO, Plan, Prediction, candidates, explanation_id, ph
 from stimuli.records import CategoryMap, ImageRecord
 from stimuli.sources import load_source
 
-# zlib level 1 with Huffman-only coding (Pillow's ``compress_type``, the zlib strategy):
-# on the demo's 224 px stimuli 3.6 ms and 85 KiB each, against 5.0 ms / 86 KiB for plain
-# level 1 and 12 ms / 80 KiB for level 6 (measured here). PNG's row filters already remove
-# most of the redundancy that LZ77 matching would find. Any fixed setting gives
-# deterministic bytes, so the sha256 of a re-render matches.
-PNG_LEVEL = 1
-PNG_STRATEGY = zlib.Z_HUFFMAN_ONLY
 PREDICTIONS = "predictions.json"
 
 
@@ -303,16 +300,24 @@ def _known_predictions(stage: Stage, out: Path, valid: dict) -> dict[str, dict[s
     return known
 
 
-# Rendering, PNG encoding and writing run on this many threads (zlib and hashing release
-# the GIL); finished engine calls waiting for them are bounded to keep memory flat.
+# Rendering, PNG encoding and writing run on this many threads, each with one torch
+# thread (zlib, ISA-L, hashing and file writes release the GIL); on a GPU, finished engine
+# calls waiting for them are bounded to keep memory flat.
 WORKERS = max(2, min(8, os.cpu_count() or 2))
 MAX_IN_FLIGHT = 2 * WORKERS
 
 
+def _one_torch_thread() -> None:
+    """Run this worker's torch ops on its own thread only (the setting is per thread), so
+    that the workers together use the cores once rather than each starting a full team."""
+    torch.set_num_threads(1)
+
+
 def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known: dict, progress: bool):
-    """Engine calls (or, for other shards' batches, forward passes) on the main thread, the
-    next batch's images decoded on a loader thread, rendering and writing on workers; then
-    the plan, the photos, and the rows the plan uses."""
+    """Engine calls (or, for other shards' batches, forward passes) on the main thread,
+    rendering, writing and the next batch's decoding on workers (beside the engine on a
+    GPU, between its calls on the CPU: see the module doc); then the plan, the photos, and
+    the rows the plan uses."""
     from tqdm import tqdm
 
     cfg = stage.cfg
@@ -339,24 +344,32 @@ def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known:
         elif not have:
             todo.append((batch, None))
 
+    overlap = stage.device.type != "cpu"
     stats = {"rendered": 0, "engine_seconds": 0.0, "forward_seconds": 0.0, "render_seconds": 0.0, "unused": 0}
     t0 = time.perf_counter()
     with (
-        ThreadPoolExecutor(max_workers=WORKERS) as pool,
-        ThreadPoolExecutor(max_workers=1) as loader,
+        ThreadPoolExecutor(max_workers=WORKERS, initializer=_one_torch_thread) as pool,
+        ThreadPoolExecutor(max_workers=1, initializer=_one_torch_thread) as loader,  # not queued behind renders
         open(out / mf.PARTIAL, "a") as partial,
     ):
         pending: list[Future] = []
         ahead = loader.submit(_inputs, stage, todo[0][0]) if todo else None
         for k, (batch, need) in enumerate(tqdm(todo, desc="stimuli", unit="batch", disable=not progress)):
             pixels = ahead.result()
-            ahead = loader.submit(_inputs, stage, todo[k + 1][0]) if k + 1 < len(todo) else None
+            nxt = todo[k + 1][0] if k + 1 < len(todo) else None
+            ahead = loader.submit(_inputs, stage, nxt) if overlap and nxt else None
             if need is None:
                 _forward(stage, batch, pixels, preds, stats)
-                continue
-            for job in _batch_jobs(stage, out, batch, pixels, need, preds, stats):
-                pending.append(pool.submit(job))
-                pending = _drain(pending, rows, partial, keep=MAX_IN_FLIGHT)
+            elif overlap:
+                for job in _batch_jobs(stage, out, batch, pixels, need, preds, stats):
+                    pending.append(pool.submit(job))
+                    pending = _drain(pending, rows, partial, keep=MAX_IN_FLIGHT)
+            else:
+                jobs = list(_batch_jobs(stage, out, batch, pixels, need, preds, stats))  # both engine calls
+                pending += [pool.submit(job) for job in jobs]
+            if not overlap:
+                ahead = loader.submit(_inputs, stage, nxt) if nxt else None
+                pending = _drain(pending, rows, partial, keep=0)
         if stage.plan is None:
             plan = plan_trials(cfg, records, preds, stage.maps)
         for j, chunk in enumerate(photo_batches(plan, cfg.batch_size), start=len(expl)):
@@ -432,10 +445,7 @@ def _forward(stage: Stage, batch: list[str], pixels: dict, preds: dict, stats: d
 
 def _encode_and_write(out: Path, pixels: torch.Tensor, row: dict) -> dict:
     """PNG-encode ``(H, W, 3)`` uint8 pixels, hash them, write atomically; fill the row."""
-    buf = io.BytesIO()
-    Image.fromarray(pixels.numpy(), mode="RGB").save(buf, format="PNG", compress_level=PNG_LEVEL,
-                                                     compress_type=PNG_STRATEGY)
-    data = buf.getvalue()
+    data = png.encode_rgb(pixels.numpy())
     row["sha256"] = mf.sha256_bytes(data)
     path = out / row["file"]
     path.parent.mkdir(parents=True, exist_ok=True)  # folder sources keep "/" in image ids
@@ -444,10 +454,17 @@ def _encode_and_write(out: Path, pixels: torch.Tensor, row: dict) -> dict:
 
 
 def _to_display(img: torch.Tensor, size: int) -> torch.Tensor:
-    """``(B, 3, h, w)`` in [0, 1] to ``(B, size, size, 3)`` uint8 on the CPU, one resampling rule for all."""
-    if img.shape[-2:] != (size, size):
-        img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+    """``(B, 3, h, w)`` in [0, 1] to ``(B, size, size, 3)`` uint8 on the CPU, one rule for all:
+    quantized to 8 bits at the rendered size, then resampled to ``size`` (bilinear,
+    antialiased) in 8 bits on the CPU. Resampling the 8-bit pixels rather than the floats
+    took a third of the time (16 images of 260 px: 17 ms against 44 ms) and changes a
+    pixel by at most one level."""
+    q = img.mul(255).round_().clamp_(0, 255).permute(0, 2, 3, 1)
+    px = torch.empty(q.shape, dtype=torch.uint8, device=img.device).copy_(q).cpu()  # one pass: cast and layout
+    if px.shape[1:3] != (size, size):
+        px = F.interpolate(px.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True,
+                           align_corners=False).permute(0, 2, 3, 1).contiguous()
+    return px
 
 
 def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
@@ -467,7 +484,8 @@ def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
 
 
 def _batch_jobs(stage: Stage, out: Path, batch: list[str], pixels: dict, need: set[str], preds: dict, stats: dict):
-    """Run the engine for one batch (both models); yield jobs that render and write the files.
+    """Run the engine for one batch (both models); yield jobs that render and write the
+    files, one per model and method.
 
     The explained class of each category is the model's best class of that category in the
     call's own logits: the target callable reads them (detached) before the backward passes.
@@ -492,34 +510,35 @@ def _batch_jobs(stage: Stage, out: Path, batch: list[str], pixels: dict, need: s
         stats["engine_seconds"] += time.perf_counter() - t
         preds[role].update(seen)
         targets = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
-        yield lambda role=role, ex=ex, seen=seen, targets=targets: _write_explanations(
-            stage, out, role, batch, cats, ex, pixels[role], targets, seen, need
-        )
+        for method in cfg.methods:
+            yield lambda role=role, method=method, ex=ex, seen=seen, targets=targets: _write_explanations(
+                stage, out, role, method, batch, cats, ex, pixels[role], targets, seen, need
+            )
 
 
-def _write_explanations(stage: Stage, out: Path, role: str, batch, cats, ex, pixels, targets, preds, need) -> list[dict]:
-    """Render one model's explanations of a batch at the display size and write the PNGs
-    of the stimuli in ``need``."""
+def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, cats, ex, pixels, targets, preds,
+                        need) -> list[dict]:
+    """Render one model's explanations of a batch by one method at the display size and
+    write the PNGs of the stimuli in ``need``."""
     cfg = stage.cfg
     model = stage.models[role]
-    photos = pixels.to(ex.logits.device).float().div_(255)
-    rendered = render_methods(ex, photos, cfg.render.colormap, cfg.render.alpha)
+    photos = pixels.to(ex.logits.device).float().div_(255) if method in OVERLAID else None
+    imgs = render_methods(ex, photos, cfg.render.colormap, cfg.render.alpha, methods=[method])[method]  # (N, K, 3, h, w)
+    size = cfg.display_size
+    shown = _to_display(imgs.flatten(0, 1), size).view(*imgs.shape[:2], size, size, 3)
     rows = []
-    for method in cfg.methods:
-        imgs = rendered[method]  # (N, K, 3, h, w)
-        shown = _to_display(imgs.flatten(0, 1), cfg.display_size).view(*imgs.shape[:2], cfg.display_size, cfg.display_size, 3)
-        for n, image_id in enumerate(batch):
-            top5 = [{"index": c, "name": model.class_names[c], "probability": p} for c, p in preds[image_id].top5]
-            for k, cat in enumerate(cats[n]):
-                sid = explanation_id(image_id, role, method, cat)
-                if sid not in need:
-                    continue
-                target = targets[n][k]
-                row = _base_row(stage, sid, image_id)
-                row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
-                           layer=ex.layer, method=method, category=cat, target_class=target,
-                           target_name=model.class_names[target], top5=top5)
-                rows.append(_encode_and_write(out, shown[n, k], row))
+    for n, image_id in enumerate(batch):
+        top5 = [{"index": c, "name": model.class_names[c], "probability": p} for c, p in preds[image_id].top5]
+        for k, cat in enumerate(cats[n]):
+            sid = explanation_id(image_id, role, method, cat)
+            if sid not in need:
+                continue
+            target = targets[n][k]
+            row = _base_row(stage, sid, image_id)
+            row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
+                       layer=ex.layer, method=method, category=cat, target_class=target,
+                       target_name=model.class_names[target], top5=top5)
+            rows.append(_encode_and_write(out, shown[n, k], row))
     return rows
 
 

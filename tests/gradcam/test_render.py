@@ -61,6 +61,11 @@ def test_render_methods_and_sheet():
     assert set(out) == {"gradcam", "guided_backprop", "guided_gradcam", "deconv_gradcam"}
     for img in out.values():
         assert img.shape == (2, 2, 3, 16, 16) and img.min() >= 0 and img.max() <= 1
+    some = render_methods(ex, None, methods=["guided_gradcam"])  # no overlay: no photo needed
+    assert list(some) == ["guided_gradcam"]
+    torch.testing.assert_close(some["guided_gradcam"], out["guided_gradcam"])
+    with pytest.raises(ValueError, match="not deconvnet"):
+        render_methods(ex, None, methods=["deconvnet"])
     cells = [[to_pil(out["gradcam"][0, 0]), None], [to_pil(out["guided_gradcam"][1, 1]), to_pil(torch.rand(16, 16))]]
     s = sheet(cells, ["a", "b"], ["row 1", "row 2"], cell=32)
     assert s.size == (150 + 2 * 36 + 4, 22 + 2 * 36 + 4)
