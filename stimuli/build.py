@@ -198,8 +198,19 @@ def check_out_dir(out: Path, cfg: StimulusConfig, shard: tuple[int, int]) -> Non
         raise UserError(f"{out} holds shard {prior.get('shard')} of this config, not {list(shard)}; use another --out")
 
 
-def build(cfg: StimulusConfig, out: Path, shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
-    """Render this shard's stimuli into ``out``; return the run's summary (``build.json``)."""
+def build(
+    cfg: StimulusConfig,
+    out: Path,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    overlap: bool | None = None,
+) -> dict:
+    """Render this shard's stimuli into ``out``; return the run's summary (``build.json``).
+
+    ``overlap``: render and write beside the engine calls (True) or between them (False);
+    None chooses by device, beside them on a GPU and between them on the CPU (module doc).
+    The files are the same either way.
+    """
     check_out_dir(out, cfg, shard)
     started = time.perf_counter()
     stage = prepare(cfg)
@@ -216,7 +227,9 @@ def build(cfg: StimulusConfig, out: Path, shard: tuple[int, int] = (0, 1), progr
     mf.write_json(out / mf.BUILD, {**summary, "complete": False})
     valid = {r["stimulus_id"]: r for r in mf.read_partial(out) + _final_rows(out) if mf.file_matches(out, r)}
     known = _known_predictions(stage, out, valid)
-    rows, stats, plan, preds = _render(stage, out, shard, valid, known, progress)
+    if overlap is None:
+        overlap = stage.device.type != "cpu"
+    rows, stats, plan, preds = _render(stage, out, shard, valid, known, progress, overlap)
     mf.write_json(out / mf.PLAN, {"config_sha256": cfg.sha256, "seed": cfg.seed, **plan.to_json()})
     _write_plan_report(out, plan)
     mf.write_json(out / PREDICTIONS, _predictions_json(stage, preds))
@@ -313,7 +326,7 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known: dict, progress: bool):
+def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known: dict, progress: bool, overlap: bool):
     """Engine calls (or, for other shards' batches, forward passes) on the main thread,
     rendering, writing and the next batch's decoding on workers (beside the engine on a
     GPU, between its calls on the CPU: see the module doc); then the plan, the photos, and
@@ -344,7 +357,6 @@ def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known:
         elif not have:
             todo.append((batch, None))
 
-    overlap = stage.device.type != "cpu"
     stats = {"rendered": 0, "engine_seconds": 0.0, "forward_seconds": 0.0, "render_seconds": 0.0, "unused": 0}
     t0 = time.perf_counter()
     with (

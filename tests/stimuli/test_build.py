@@ -46,6 +46,18 @@ def test_build_renders_every_planned_stimulus(study):
     assert not (out / "manifest.partial.jsonl").exists()
 
 
+def test_rendering_beside_or_between_engine_calls_writes_the_same_files(study):
+    """The GPU schedule (workers beside the engine) and the CPU one (between its calls)."""
+    cfg = load_config(study)
+    beside, between = study.parent / "beside", study.parent / "between"
+    build(cfg, beside, progress=False, overlap=True)
+    build(cfg, between, progress=False, overlap=False)
+    rows = read_manifest(beside)["rows"]
+    assert rows == read_manifest(between)["rows"]
+    for r in rows:
+        assert (beside / r["file"]).read_bytes() == (between / r["file"]).read_bytes()
+
+
 def test_resume_skips_what_exists_and_repairs_what_does_not(study):
     cfg = load_config(study)
     build(cfg, cfg.out, progress=False)
@@ -59,7 +71,8 @@ def test_resume_skips_what_exists_and_repairs_what_does_not(study):
     assert read_manifest(cfg.out)["rows"] == first
 
 
-def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch, overlap):
     cfg = load_config(study)
     real = build_mod._encode_and_write
     calls = {"n": 0}
@@ -72,7 +85,7 @@ def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch)
 
     monkeypatch.setattr(build_mod, "_encode_and_write", flaky)
     with pytest.raises(OSError, match="disk full"):
-        build(cfg, cfg.out, progress=False)
+        build(cfg, cfg.out, progress=False, overlap=overlap)
     assert not (cfg.out / "manifest.json").exists() and not (cfg.out / "manifest.csv").exists()
     partial = (cfg.out / "manifest.partial.jsonl").read_text().splitlines()
     assert 0 < len(partial) <= 45 and all(json.loads(line)["sha256"] for line in partial)
