@@ -111,6 +111,13 @@ def _participants(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None
         "status": g["status"].last(),
     })
     table.index = index
+    flag_exclusions(table, r)
+    return table.reset_index(), codes
+
+
+def flag_exclusions(table: pd.DataFrame, r: Exclusions) -> None:
+    """Add each rule's column and ``excluded`` to a per-participant table in place (columns
+    ``failed_checks``, ``median_rt_ms``, ``status``)."""
     table["attention"] = (table["failed_checks"] > r.max_failed_attention_checks
                           if r.max_failed_attention_checks is not None else False)
     table["too_fast"] = ((table["median_rt_ms"] < r.min_median_rt_ms).fillna(False)
@@ -118,7 +125,6 @@ def _participants(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None
     table["incomplete"] = ~table["status"].isin(FINISHED) if r.require_complete else False
     table[list(RULES)] = table[list(RULES)].astype(bool)
     table["excluded"] = table[list(RULES)].any(axis=1)
-    return table.reset_index(), codes
 
 
 def apply_exclusions(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None = None

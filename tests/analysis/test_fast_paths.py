@@ -26,7 +26,7 @@ from analysis.agreement import (
     krippendorff_alpha,
     landis_koch,
 )
-from analysis.exclusions import KEY, RULES, apply_exclusions, participant_table
+from analysis.exclusions import KEY, apply_exclusions, participant_table
 from analysis.load import _booleans, _datetimes, _fast_datetimes, _fast_numbers, _numbers
 from analysis.significance import _design, _glm_start, gee_exchangeable, method_comparisons_gee
 from analysis.simulate import simulate_class_discrimination, simulate_trust
@@ -318,7 +318,7 @@ def test_booleans_by_distinct_value_equal_the_per_row_mapping():
 
 
 def _reference_participant_table(df: pd.DataFrame, rules) -> pd.DataFrame:
-    from analysis.exclusions import FINISHED, as_rules, failed_checks
+    from analysis.exclusions import as_rules, failed_checks, flag_exclusions
 
     r = as_rules(rules)
     work = pd.DataFrame({
@@ -331,13 +331,7 @@ def _reference_participant_table(df: pd.DataFrame, rules) -> pd.DataFrame:
     table = pd.DataFrame({"answers": g.size(), "checks": g["check"].sum().astype("int64"),
                           "failed_checks": g["failed"].sum().astype("int64"),
                           "median_rt_ms": g["trial_rt"].median(), "status": g["status"].last()})
-    table["attention"] = (table["failed_checks"] > r.max_failed_attention_checks
-                          if r.max_failed_attention_checks is not None else False)
-    table["too_fast"] = ((table["median_rt_ms"] < r.min_median_rt_ms).fillna(False)
-                         if r.min_median_rt_ms is not None else False)
-    table["incomplete"] = ~table["status"].isin(FINISHED) if r.require_complete else False
-    table[list(RULES)] = table[list(RULES)].astype(bool)
-    table["excluded"] = table[list(RULES)].any(axis=1)
+    flag_exclusions(table, r)  # the rules themselves are not under test here: the grouping is
     return table.reset_index()
 
 
