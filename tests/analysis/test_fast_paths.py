@@ -9,7 +9,6 @@ statsmodels' gc.collect) must give the same numbers as the straightforward route
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 
@@ -21,7 +20,6 @@ from analysis.agreement import (
     _alpha_replicates,
     agreement_table,
     bootstrap_ci,
-    cohen_kappa,
     fleiss_kappa,
     krippendorff_alpha,
     landis_koch,
@@ -33,6 +31,7 @@ from analysis.simulate import simulate_class_discrimination, simulate_trust
 from analysis.stats import holm
 from camstudy.errors import UserError
 from study.settings import Exclusions
+from tests.analysis.naive import pairwise_cohen
 
 PAPER = {"guided_gradcam": 0.6123, "guided_backprop": 0.4444, "deconvnet": 0.5333, "deconv_gradcam": 0.6037}
 STR = pd.StringDtype("pyarrow", na_value=np.nan)  # a CSV column as load_export reads it
@@ -120,16 +119,7 @@ def _reference_row(part: pd.DataFrame, column: str, level: str, min_shared: int,
         data, lambda d: krippendorff_alpha(d, level, value_domain=np.unique(data[~np.isnan(data)])),
         n_boot=n_boot, seed=seed)
     weights = None if level == "nominal" else "linear"
-    kappas = []
-    for a, b in itertools.combinations(range(codes.shape[1]), 2):
-        shared = ~np.isnan(codes[:, a]) & ~np.isnan(codes[:, b])
-        if shared.sum() < min_shared:
-            continue
-        table = np.zeros((n_cat, n_cat))
-        np.add.at(table, (codes[shared, a].astype(int), codes[shared, b].astype(int)), 1)
-        k = cohen_kappa(table, weights=weights).kappa
-        if math.isfinite(k):
-            kappas.append(k)
+    kappas = pairwise_cohen(codes, n_cat, weights, min_shared)
     row["cohen_kappa"], row["cohen_n_pairs"] = float(np.mean(kappas)), len(kappas)
     return row
 

@@ -286,27 +286,16 @@ def test_agreement_table_trust_is_ordinal():
 @pytest.mark.parametrize("n_categories, weights", [(2, None), (5, "linear"), (5, None)])
 def test_vectorized_pairwise_cohen_equals_the_per_pair_loop(n_categories, weights):
     """All pairs at once (one-hot products) gives the mean of per-pair cohen_kappa."""
-    import math
-
     import numpy as np
     import pandas as pd
 
-    from analysis.agreement import _cohen_cell, cohen_kappa
+    from analysis.agreement import _cohen_cell
+    from tests.analysis.naive import pairwise_cohen
 
     rng = np.random.default_rng(7)
     arr = rng.integers(0, n_categories, size=(40, 6)).astype(float)
     arr[rng.random(arr.shape) < 0.3] = np.nan
     got = _cohen_cell(pd.DataFrame(arr), n_categories, weights, min_shared=5)
-    kappas = []
-    for a in range(6):
-        for b in range(a + 1, 6):
-            shared = ~np.isnan(arr[:, a]) & ~np.isnan(arr[:, b])
-            if shared.sum() < 5:
-                continue
-            table = np.zeros((n_categories, n_categories))
-            np.add.at(table, (arr[shared, a].astype(int), arr[shared, b].astype(int)), 1)
-            k = cohen_kappa(table, weights=weights).kappa
-            if math.isfinite(k):
-                kappas.append(k)
+    kappas = pairwise_cohen(arr, n_categories, weights, min_shared=5)
     assert got["cohen_n_pairs"] == len(kappas)
     assert got["cohen_kappa"] == pytest.approx(float(np.mean(kappas)), abs=1e-9)
