@@ -30,6 +30,11 @@ class AnswerError(Exception):
         self.message = message
 
 
+def is_position(value) -> bool:
+    """A trial position: an int (not a bool) within the column's range."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_POSITION
+
+
 def ack(position: int, answer: str, total: int) -> dict:
     return {"position": position, "answer": answer, "stored": True, "next": position + 1,
             "remaining": max(total - position - 1, 0)}
@@ -67,7 +72,7 @@ def _score(trial: Row, answer) -> tuple[str, bool | None, int | None]:
 def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> dict:
     """Validate and store one answer; return its acknowledgement (the stored one on retry)."""
     position = body.get("position")
-    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
+    if not is_position(position):
         raise AnswerError(422, "position must be a non-negative integer")
     rt = body.get("rt_ms")
     if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt) or not 0 < rt <= MAX_RT_MS:

@@ -12,7 +12,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request, session
 from sqlalchemy import select
 
-from study.answers import MAX_POSITION, AnswerError, progress, record
+from study.answers import AnswerError, is_position, progress, record
 from study.db import transaction
 from study.models import Answer, Event, Item, Participant, PlanEntry, Stimulus, Study, utcnow
 from study.tokens import verify
@@ -82,12 +82,17 @@ def _authorized(slug: str):
     return (study, pid), None
 
 
+def stimulus_pks(s, study: Study, ids) -> dict[str, int]:
+    """The row id of each of the study's stimuli named in ``ids``, in one query."""
+    return dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
+        Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(ids))).all())
+
+
 def stimulus_urls(s, study: Study, ids: list[str], pks: dict[str, int] | None = None) -> list[str]:
     """Opaque image URLs (by row id): the file names would give the answer away. ``pks``:
-    the row ids of these stimuli when already fetched (one query for a whole plan)."""
+    :func:`stimulus_pks` of these stimuli when already fetched (one query for a whole plan)."""
     if pks is None:
-        pks = dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
-            Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(ids))).all())
+        pks = stimulus_pks(s, study, ids)
     return [f"/s/{study.slug}/img/{pks[i]}" for i in ids]
 
 
@@ -101,9 +106,7 @@ def plan(slug: str):
         p = s.get(Participant, pid)
         entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
         done, total = progress(s, p)
-        wanted = sorted({i for e in entries for i in e.layout["stimuli"]})
-        pks = dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
-            Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(wanted))).all())
+        pks = stimulus_pks(s, study, sorted({i for e in entries for i in e.layout["stimuli"]}))
         trials = []
         for e in entries:
             trial = {"position": e.position, "task": study.kind, "images": stimulus_urls(s, study, e.layout["stimuli"], pks)}
@@ -159,8 +162,7 @@ def events(slug: str):
     if body is None or body.get("kind") not in EVENT_KINDS:
         return error(400, f"kind must be one of {', '.join(EVENT_KINDS)}")
     position = body.get("position")
-    if position is not None and (isinstance(position, bool) or not isinstance(position, int)
-                                 or not 0 <= position <= MAX_POSITION):
+    if position is not None and not is_position(position):
         return error(400, "position must be a non-negative integer")
     detail = body.get("detail")
     if detail is not None and (not isinstance(detail, dict) or not _small_json(detail)):
