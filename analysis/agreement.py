@@ -421,11 +421,14 @@ class _Ratings:
     n_raters: int
     n_categories: int
 
-    def counts(self) -> np.ndarray:
-        """items x categories: how many participants gave each category to each item."""
-        flat = self.item.astype(np.int64) * self.n_categories + self.code
-        return np.bincount(flat, minlength=self.n_items * self.n_categories).reshape(
-            self.n_items, self.n_categories)
+    def counts(self, code: np.ndarray | None = None, width: int | None = None) -> np.ndarray:
+        """items x categories: how many participants gave each category to each item. With
+        ``code`` (values 0..``width``-1, one per answer) instead of the category codes:
+        items x ``width``."""
+        if code is None:
+            code, width = self.code, self.n_categories
+        flat = self.item.astype(np.int64) * width + code
+        return np.bincount(flat, minlength=self.n_items * width).reshape(self.n_items, width)
 
     def dense(self, what: np.ndarray) -> np.ndarray:
         """items x participants table of ``what`` (NaN = not rated)."""
@@ -466,9 +469,7 @@ def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int,
     else:
         if np.isnan(ratings.value).any():
             raise ValueError(f"{level} agreement needs numeric ratings")
-        pos = np.searchsorted(domain, ratings.value)
-        flat = ratings.item.astype(np.int64) * len(domain) + pos
-        counts = np.bincount(flat, minlength=ratings.n_items * len(domain)).reshape(ratings.n_items, len(domain))
+        counts = ratings.counts(np.searchsorted(domain, ratings.value), len(domain))
     pairable = counts.sum(axis=1) >= 2
     out = {"alpha_level": level, "alpha_n_items": int(pairable.sum()),
            "alpha": math.nan, "alpha_low": math.nan, "alpha_high": math.nan}
