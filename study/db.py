@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from camstudy.errors import UserError
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_URL = "sqlite:///instance/camstudy.db"
 
 

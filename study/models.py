@@ -1,4 +1,4 @@
-"""The study database: SQLAlchemy 2.0 typed models. Alembic (``migrations/``) owns the schema.
+"""The study database: SQLAlchemy 2.0 typed models. Alembic (``study/migrations/``) owns the schema.
 
 Every timestamp is timezone-aware UTC. A study holds its stimuli and items (copied from a
 stimulus build's manifest and plan); a participant holds the trial plan drawn at
