@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from camstudy.errors import UserError
-from study.export import columns
+from study.export import ESCAPE, columns
 
 KINDS = ("class_discrimination", "trust")
 BOOL_TEXT = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
@@ -59,7 +59,23 @@ def load_export(path: str | Path) -> pd.DataFrame:
     except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable {suffix[1:]} file ({first})") from None
+    if suffix == ".csv":
+        df = unescape_text(df)
     return normalize(df, source=str(path))
+
+
+def unescape_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Undo the export's spreadsheet-formula escape (``study.export.neutralise``): drop the
+    one ``'`` it put in front of a text cell."""
+    out = df.copy(deep=False)
+    for c in out.columns:
+        s = out[c]
+        if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+            continue
+        escaped = s.str.startswith(ESCAPE, na=False)
+        if escaped.any():
+            out[c] = s.mask(escaped, s.str.slice(1))
+    return out
 
 
 def load_study(db_url: str | None, slug: str, mode: str | None = "live") -> pd.DataFrame:

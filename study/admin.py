@@ -3,13 +3,19 @@
 Security:
 
 - Admin users come from ``camstudy admin create-user`` (werkzeug password hashes). A login
-  form carries a CSRF token; wrong passwords are counted per client address and per user
-  name, and after ``ADMIN_LOGIN_MAX_FAILURES`` (5) failures within
-  ``ADMIN_LOGIN_WINDOW_S`` (15 minutes) that address or name gets 429 until the window has
-  passed (an in-process limiter: with several gunicorn workers each counts on its own).
-- A successful login clears the session first (no fixation), then stores the admin's id,
-  the login time and a fingerprint of the password hash: a session ends after
-  ``ADMIN_SESSION_HOURS`` (12) or as soon as the password changes or the user is deleted.
+  form carries a CSRF token.
+- Sessions live in the database (:class:`study.models.AdminSession`): the ``camstudy_admin``
+  cookie holds a random token whose sha256 is the row's key. A session ends after
+  ``ADMIN_SESSION_HOURS`` (12), at logout (the row is deleted, so a copy of the cookie made
+  before is worthless), and when ``camstudy admin set-password`` changes the password (every
+  row of the user is deleted). Every worker and host sees the same rows.
+- Failed logins are counted in the database (:mod:`study.throttle`), shared by every worker
+  and host: an address gets 429 after ``ADMIN_LOGIN_MAX_FAILURES`` (5) failures within
+  ``ADMIN_LOGIN_WINDOW_S`` (15 minutes). A user name gets 429 after
+  ``ADMIN_USER_MAX_FAILURES`` (50) failures in that window from all addresses together
+  (guessing spread over many addresses), except in a browser where that user logged in
+  before: a successful login leaves a signed device cookie, and a browser with it is
+  counted on its own. So an attacker slows only themselves and cannot lock the admin out.
 - Pages redirect to the login when there is no admin session; data (the exports) answer 401
   JSON. Logout is a POST with the CSRF token. Every admin response is ``no-store``.
 - Worker ids and questionnaire answers are shown through Jinja's autoescape only; the
@@ -22,10 +28,8 @@ import functools
 import hashlib
 import secrets
 import statistics
-import threading
-import time
-from collections import defaultdict, deque
-from datetime import UTC, datetime
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -41,12 +45,18 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import and_, case, func, select
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import and_, case, delete, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from study import throttle
+from study.cookies import ADMIN_PATH
+from study.db import transaction
+from study.links import participant_links
 from study.models import (
     MODES,
     STATUSES,
+    AdminSession,
     AdminUser,
     Answer,
     Item,
@@ -54,16 +64,19 @@ from study.models import (
     PlanEntry,
     Stimulus,
     Study,
+    utcnow,
 )
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+bp = Blueprint("admin", __name__, url_prefix=ADMIN_PATH)
 
 CSRF_KEY = "admin_csrf"
-ADMIN_KEY = "admin_id"
-DEFAULTS = {"ADMIN_LOGIN_MAX_FAILURES": 5, "ADMIN_LOGIN_WINDOW_S": 15 * 60, "ADMIN_SESSION_HOURS": 12}
+SESSION_KEY = "admin_session"
+DEVICE_COOKIE = "camstudy_device"
+DEVICE_DAYS = 180
+DEFAULTS = {"ADMIN_LOGIN_MAX_FAILURES": 5, "ADMIN_USER_MAX_FAILURES": 50, "ADMIN_LOGIN_WINDOW_S": 15 * 60,
+            "ADMIN_SESSION_HOURS": 12}
 MAX_NAME = 100
 MAX_PASSWORD = 1024
-MAX_KEYS = 10_000  # failure records kept before expired ones are swept
 RECENT = 50  # participants listed per mode on a study's page
 
 
@@ -73,62 +86,14 @@ def _dummy_hash() -> str:
     return generate_password_hash(secrets.token_hex(16))
 
 
-class LoginLimiter:
-    """Failed logins per key (an address or a user name) in a sliding window; thread-safe."""
-
-    def __init__(self, clock=time.monotonic) -> None:
-        self.failures: dict[str, deque] = defaultdict(deque)
-        self.lock = threading.Lock()
-        self.clock = clock
-
-    def _trim(self, q: deque, now: float, window: float) -> None:
-        while q and now - q[0] >= window:
-            q.popleft()
-
-    def retry_after(self, keys: list[str], limit: int, window: float) -> int:
-        """Seconds until every key is under the limit again (0: allowed now)."""
-        now = self.clock()
-        wait = 0.0
-        with self.lock:
-            for key in keys:
-                q = self.failures.get(key)
-                if q is None:
-                    continue
-                self._trim(q, now, window)
-                if len(q) >= limit:
-                    wait = max(wait, window - (now - q[-limit]))
-                if not q:
-                    del self.failures[key]
-        return int(wait) + 1 if wait > 0 else 0
-
-    def fail(self, keys: list[str], window: float) -> None:
-        now = self.clock()
-        with self.lock:
-            for key in keys:
-                self.failures[key].append(now)
-            if len(self.failures) > MAX_KEYS:  # many names tried: forget the expired ones
-                for key in [k for k, q in self.failures.items() if now - q[-1] >= window]:
-                    del self.failures[key]
-
-    def reset(self, keys: list[str]) -> None:
-        with self.lock:
-            for key in keys:
-                self.failures.pop(key, None)
-
-
 @bp.record_once
 def _setup(state) -> None:
     for k, v in DEFAULTS.items():
         state.app.config.setdefault(k, v)
-    state.app.extensions["camstudy.admin_limiter"] = LoginLimiter()
 
 
 def _sessions():
     return current_app.extensions["camstudy.sessions"]
-
-
-def _limiter() -> LoginLimiter:
-    return current_app.extensions["camstudy.admin_limiter"]
 
 
 @bp.after_request
@@ -137,7 +102,7 @@ def _no_store(resp: Response) -> Response:
     return resp
 
 
-# --- CSRF and login --------------------------------------------------------------------------
+# --- CSRF, sessions and login ----------------------------------------------------------------
 
 def csrf_token() -> str:
     if CSRF_KEY not in session:
@@ -153,24 +118,29 @@ def _check_csrf() -> None:
         abort(400, "the form expired or did not come from this site; reload the page")
 
 
-def _fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def current_admin() -> AdminUser | None:
-    """The logged-in admin of this request, or None (expired, deleted, password changed)."""
+    """The logged-in admin of this request, or None (no session, expired, logged out,
+    password changed, user deleted)."""
     if "admin" in g:
         return g.admin
     admin = None
-    aid, at, fp = session.get(ADMIN_KEY), session.get("admin_at"), session.get("admin_fp")
-    max_age = current_app.config["ADMIN_SESSION_HOURS"] * 3600
-    if isinstance(aid, int) and isinstance(at, (int, float)) and 0 <= time.time() - at < max_age:
+    token = session.get(SESSION_KEY)
+    if isinstance(token, str) and 0 < len(token) <= 100:
         with _sessions()() as s:
-            user = s.get(AdminUser, aid)
-        if user is not None and fp == _fingerprint(user.password_hash):
-            admin = user
+            admin = s.scalar(
+                select(AdminUser).join(AdminSession, AdminSession.user_id == AdminUser.id)
+                .where(AdminSession.token_sha256 == token_sha256(token), AdminSession.expires_at > utcnow()))
     g.admin = admin
     return admin
+
+
+def end_sessions(s, user_id: int) -> None:
+    """End every session of a user (a password change)."""
+    s.execute(delete(AdminSession).where(AdminSession.user_id == user_id))
 
 
 def login_required(data: bool = False):
@@ -201,6 +171,30 @@ def _safe_next(target: str | None) -> str:
     return url_for("admin.index")
 
 
+def _devices() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="camstudy.admin-device")
+
+
+def _device_of(name: str) -> str | None:
+    """The id of this browser's device cookie if it was left by a login of ``name``."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw or len(raw) > 500:
+        return None
+    try:
+        data = _devices().loads(raw, max_age=DEVICE_DAYS * 86400)
+    except BadSignature:
+        return None
+    if isinstance(data, dict) and data.get("u") == name.casefold() and isinstance(data.get("d"), str):
+        return data["d"]
+    return None
+
+
+def _login_page(status: int, error: str, **extra):
+    page = render_template("admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""),
+                           error=error, **extra)
+    return page, status
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
@@ -210,38 +204,52 @@ def login():
     _check_csrf()
     name = request.form.get("username", "").strip()[:MAX_NAME]
     password = request.form.get("password", "")[:MAX_PASSWORD]
-    keys = [f"addr:{request.remote_addr or '?'}", f"user:{name.lower()}"]
     cfg = current_app.config
-    limit, window = cfg["ADMIN_LOGIN_MAX_FAILURES"], cfg["ADMIN_LOGIN_WINDOW_S"]
-    wait = _limiter().retry_after(keys, limit, window)
+    window = cfg["ADMIN_LOGIN_WINDOW_S"]
+    device = _device_of(name)
+    addr_key = f"login-device:{device}" if device else f"login-addr:{request.remote_addr or '?'}"
+    limits = [(addr_key, cfg["ADMIN_LOGIN_MAX_FAILURES"])]
+    if device is None:  # a browser the user never logged in from: the name's own limit too
+        limits.append((f"login-user:{name.casefold()}", cfg["ADMIN_USER_MAX_FAILURES"]))
+    with _sessions()() as s:
+        wait = max(throttle.retry_after(s, key, limit, window) for key, limit in limits)
     if wait:
-        minutes = max(1, round(wait / 60))
-        page = render_template("admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""),
-                               error=f"Too many failed logins. Try again in about {minutes} minute(s).")
-        return page, 429, {"Retry-After": str(wait)}
+        page, status = _login_page(429, f"Too many failed logins. Try again in about {max(1, round(wait / 60))} minute(s).")
+        return page, status, {"Retry-After": str(wait)}
     with _sessions()() as s:
         user = s.scalar(select(AdminUser).where(AdminUser.name == name)) if name else None
     ok = check_password_hash(user.password_hash if user else _dummy_hash(), password) and user is not None
     if not ok:
-        _limiter().fail(keys, window)
+        with transaction(_sessions()) as s:
+            throttle.hit(s, *(key for key, _ in limits))
+            throttle.sweep(s)
         current_app.logger.warning("admin login failed for %r from %s", name, request.remote_addr)
-        page = render_template("admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""),
-                               error="Wrong user name or password.", username=name)
-        return page, 401
-    _limiter().reset(keys)
+        return _login_page(401, "Wrong user name or password.", username=name)
+    token = secrets.token_urlsafe(32)
+    with transaction(_sessions()) as s:
+        throttle.clear(s, addr_key)
+        s.execute(delete(AdminSession).where(AdminSession.expires_at <= utcnow()))
+        s.add(AdminSession(token_sha256=token_sha256(token), user_id=user.id,
+                           expires_at=utcnow() + timedelta(hours=cfg["ADMIN_SESSION_HOURS"])))
     target = _safe_next(request.form.get("next"))
     session.clear()  # a fresh session: nothing from before the login carries over
-    session[ADMIN_KEY] = user.id
-    session["admin_at"] = time.time()
-    session["admin_fp"] = _fingerprint(user.password_hash)
+    session[SESSION_KEY] = token
     csrf_token()
     current_app.logger.info("admin %r logged in from %s", name, request.remote_addr)
-    return redirect(target)
+    resp = redirect(target)
+    resp.set_cookie(DEVICE_COOKIE, _devices().dumps({"u": name.casefold(), "d": device or secrets.token_urlsafe(16)}),
+                    max_age=DEVICE_DAYS * 86400, path=ADMIN_PATH, secure=request.is_secure, httponly=True,
+                    samesite="Lax")
+    return resp
 
 
 @bp.post("/logout")
 def logout():
     _check_csrf()
+    token = session.get(SESSION_KEY)
+    if isinstance(token, str):
+        with transaction(_sessions()) as s:
+            s.execute(delete(AdminSession).where(AdminSession.token_sha256 == token_sha256(token)))
     session.clear()
     return redirect(url_for("admin.login"))
 
@@ -404,7 +412,8 @@ def study_page(slug: str):
     with _sessions()() as s:
         study = _study_or_404(s, slug)
         progress, role_models = study_progress(s, study)
-    return render_template("admin_study.html", study=study, progress=progress, modes=MODES,
+    links = participant_links(study, request.host_url)
+    return render_template("admin_study.html", study=study, progress=progress, modes=MODES, links=links,
                            statuses=STATUSES, role_models=role_models, recent=RECENT,
                            target=study.settings.get("raters_per_item"), admin=current_admin(),
                            csrf_token=csrf_token())

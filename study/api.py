@@ -10,16 +10,20 @@ import json
 import time
 
 from flask import Blueprint, current_app, jsonify, request, session
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from study.answers import AnswerError, is_position, progress, record
+from study.blinding import PRACTICE, image_token
 from study.db import transaction
-from study.models import Answer, Event, Item, Participant, PlanEntry, Stimulus, Study, utcnow
+from study.models import Answer, Event, Item, Participant, PlanEntry, Study, utcnow
 from study.tokens import verify
 
 bp = Blueprint("api", __name__, url_prefix="/api/s/<slug>")
 
 EVENT_KINDS = ("load", "focus", "blur", "visibility", "resize", "retry", "offline", "online")
+# Per participant: events are a few per trial; a flood is refused, not stored.
+MAX_EVENTS = 500
+MAX_EVENT_BYTES = 256 * 1024
 
 
 def sessions():
@@ -82,18 +86,12 @@ def _authorized(slug: str):
     return (study, pid), None
 
 
-def stimulus_pks(s, study: Study, ids) -> dict[str, int]:
-    """The row id of each of the study's stimuli named in ``ids``, in one query."""
-    return dict(s.execute(select(Stimulus.stimulus_id, Stimulus.id).where(
-        Stimulus.study_id == study.id, Stimulus.stimulus_id.in_(ids))).all())
-
-
-def stimulus_urls(s, study: Study, ids: list[str], pks: dict[str, int] | None = None) -> list[str]:
-    """Opaque image URLs (by row id): the file names would give the answer away. ``pks``:
-    :func:`stimulus_pks` of these stimuli when already fetched (one query for a whole plan)."""
-    if pks is None:
-        pks = stimulus_pks(s, study, ids)
-    return [f"/s/{study.slug}/img/{pks[i]}" for i in ids]
+def image_urls(study: Study, pid: int, position: int, n: int) -> list[str]:
+    """Blind URLs of the ``n`` images of trial ``position`` for participant ``pid`` (see
+    study.blinding): a URL names a slot of the participant's plan, not the stimulus, whose
+    file name or row id would give the answer away."""
+    secret = current_app.config["SECRET_KEY"]
+    return [f"/s/{study.slug}/img/{image_token(secret, pid, position, slot)}" for slot in range(n)]
 
 
 @bp.get("/plan")
@@ -106,27 +104,34 @@ def plan(slug: str):
         p = s.get(Participant, pid)
         entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
         done, total = progress(s, p)
-        pks = stimulus_pks(s, study, sorted({i for e in entries for i in e.layout["stimuli"]}))
         trials = []
         for e in entries:
-            trial = {"position": e.position, "task": study.kind, "images": stimulus_urls(s, study, e.layout["stimuli"], pks)}
+            trial = {"position": e.position, "task": study.kind,
+                     "images": image_urls(study, pid, e.position, len(e.layout["stimuli"]))}
             if study.kind == "class_discrimination":
                 trial["options"] = e.layout["options"]
             trials.append(trial)
-        practice = _practice(s, study, {e.item_pk for e in entries}) if study.settings.get("practice") else None
+        practice = _practice(s, study, pid) if study.settings.get("practice") else None
     return jsonify(study=study.slug, task=study.kind, status=p.status, next=done, total=total, trials=trials,
                    practice=practice)
 
 
-def _practice(s, study: Study, planned: set[int]) -> dict | None:
-    """A practice trial with feedback, from an attention-check item this participant will not see."""
-    check = s.scalars(
+def practice_item(s, study: Study, pid: int) -> Item | None:
+    """The practice trial's item: an attention-check item this participant will not see
+    among their trials (the same on every call)."""
+    planned = select(PlanEntry.item_pk).where(PlanEntry.participant_id == pid)
+    return s.scalars(
         select(Item).where(Item.study_id == study.id, Item.is_attention_check.is_(True), Item.id.not_in(planned))
         .order_by(Item.id)
     ).first()
+
+
+def _practice(s, study: Study, pid: int) -> dict | None:
+    """A practice trial with feedback (see :func:`practice_item`)."""
+    check = practice_item(s, study, pid)
     if check is None:
         return None
-    images = stimulus_urls(s, study, list(check.stimulus_ids))
+    images = image_urls(study, pid, PRACTICE, len(check.stimulus_ids))
     if study.kind == "class_discrimination":
         return {"images": images, "options": check.options, "correct": check.correct_answer,
                 "explanation": f"Not quite: the image shows a {check.correct_answer}. Look for the evidence the model highlights."}
@@ -167,7 +172,21 @@ def events(slug: str):
     detail = body.get("detail")
     if detail is not None and (not isinstance(detail, dict) or not _small_json(detail)):
         return error(400, "detail must be a small JSON object")
+    size = len(json.dumps(detail)) if detail is not None else 0
     with transaction(sessions()) as s:
+        # One conditional UPDATE counts the event against the caps (race-free across
+        # workers); no row updated: finished, or over a cap.
+        counted = s.execute(
+            update(Participant)
+            .where(Participant.id == pid, Participant.status == "active", Participant.events_n < MAX_EVENTS,
+                   Participant.events_bytes + size <= MAX_EVENT_BYTES)
+            .values(events_n=Participant.events_n + 1, events_bytes=Participant.events_bytes + size)
+        ).rowcount
+        if not counted:
+            status = s.scalar(select(Participant.status).where(Participant.id == pid))
+            if status != "active":
+                return error(409, "this participation is finished")
+            return error(429, f"at most {MAX_EVENTS} events and {MAX_EVENT_BYTES} bytes of detail per participant")
         s.add(Event(participant_id=pid, kind=body["kind"], position=position, detail=detail))
     return "", 204
 

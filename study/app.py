@@ -3,50 +3,52 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from study.db import check_current, database_url, make_engine, session_factory
+from study.cookies import CookieSessions
+from study.db import check_current, database_url, make_engine, session_factory, shared_secret
 
-# Every page of the app satisfies this policy: its own scripts and styles only, images from
-# itself (stimuli) and data: URLs, no framing.
-CSP = (
-    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
-    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self' https:"
-)
 MAX_BODY = 16 * 1024
+# Every page of the app satisfies this policy: its own scripts and styles only, images from
+# itself (stimuli) and data: URLs. Framing: ``g.frame_ancestors`` (participant pages of an
+# MTurk study), else none.
+CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+       "object-src 'none'; base-uri 'self'; frame-ancestors {ancestors}; form-action 'self' https:")
+HSTS = "max-age=15552000"  # 180 days
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-def instance_secret(instance: Path) -> str:
-    """``CAMSTUDY_SECRET_KEY``, else a key generated once into the instance folder (0600)."""
-    env = os.environ.get("CAMSTUDY_SECRET_KEY")
-    if env:
-        return env
-    path = instance / "secret_key"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        tmp = instance / f".secret_key.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # atomic: of racing workers, the first key wins
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return path.read_text().strip()
+def _env_list(name: str) -> list[str]:
+    return [x.strip() for x in os.environ.get(name, "").split(",") if x.strip()]
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the app. ``config`` may set ``DATABASE_URL``, ``SECRET_KEY``, ``TESTING`` and
-    ``CHECK_SCHEMA`` (default True: refuse a database that is not at the Alembic head)."""
+    """Build the app.
+
+    ``config`` may set ``DATABASE_URL``, ``SECRET_KEY``, ``TESTING``, ``CHECK_SCHEMA``
+    (default True: refuse a database that is not at the Alembic head), ``TRUSTED_HOSTS``,
+    ``PROXY_HOPS`` and ``EXTRA_FRAME_ANCESTORS``. The environment sets them for a server:
+    ``CAMSTUDY_DATABASE_URL``; ``CAMSTUDY_SECRET_KEY`` (default: a key created once in the
+    database, so every host shares it); ``CAMSTUDY_ALLOWED_HOSTS`` (comma-separated host
+    names the server answers to; default localhost and the loopback addresses);
+    ``CAMSTUDY_PROXY_HOPS`` (how many reverse proxies in front of the app set
+    X-Forwarded-For and X-Forwarded-Proto; default 0, trust none);
+    ``CAMSTUDY_FRAME_ANCESTORS`` (origins besides MTurk's that may frame an MTurk study's
+    pages). See docs/deployment.md.
+    """
     app = Flask(__name__, instance_path=str(Path(os.environ.get("CAMSTUDY_INSTANCE", "instance")).resolve()))
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      CHECK_SCHEMA=True, ENROLL_RATE_PER_MINUTE=120,
+    # No trailing-slash redirects: werkzeug would build their Location from the Host header.
+    app.url_map.strict_slashes = False
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SESSION_COOKIE_HTTPONLY=True, CHECK_SCHEMA=True,
+                      ENROLL_RATE_PER_MINUTE=120,
+                      TRUSTED_HOSTS=_env_list("CAMSTUDY_ALLOWED_HOSTS") or list(DEFAULT_ALLOWED_HOSTS),
+                      PROXY_HOPS=int(os.environ.get("CAMSTUDY_PROXY_HOPS") or 0),
+                      EXTRA_FRAME_ANCESTORS=tuple(_env_list("CAMSTUDY_FRAME_ANCESTORS")),
                       # Where an MTurk debrief may post the assignment: nowhere else, so a
                       # crafted link cannot send completion codes to another site.
                       MTURK_SUBMIT_HOSTS=("https://www.mturk.com", "https://workersandbox.mturk.com"))
@@ -55,25 +57,23 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["ENROLL_RATE_PER_MINUTE"] = int(os.environ["CAMSTUDY_ENROLL_RATE_PER_MINUTE"])
     app.config.update(config or {})
     app.config.setdefault("DATABASE_URL", database_url(None))
-    if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = instance_secret(Path(app.instance_path))
     engine = make_engine(app.config["DATABASE_URL"])
     if app.config["CHECK_SCHEMA"]:
         check_current(engine)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = os.environ.get("CAMSTUDY_SECRET_KEY") or shared_secret(engine)
     app.extensions["camstudy.engine"] = engine
     app.extensions["camstudy.sessions"] = session_factory(engine)
+    app.session_interface = CookieSessions()
+    if app.config["PROXY_HOPS"] > 0:
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
-    from study import api, participant
+    from study import admin, api, participant
 
     app.register_blueprint(participant.bp)
-    app.extensions["camstudy.enroll_limiter"] = participant.RateLimit()
     app.register_blueprint(api.bp)
-    try:
-        from study import admin
-    except ImportError:  # pragma: no cover - the admin blueprint is optional while it is built
-        admin = None
-    if admin is not None:
-        app.register_blueprint(admin.bp)
+    app.register_blueprint(admin.bp)
 
     @app.before_request
     def refuse_nul():
@@ -88,10 +88,16 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.after_request
     def security_headers(resp):
-        resp.headers.setdefault("Content-Security-Policy", CSP)
+        ancestors = " ".join(g.get("frame_ancestors", ())) or "'none'"
+        resp.headers.setdefault("Content-Security-Policy", CSP.format(ancestors=ancestors))
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
+        if ancestors == "'none'":
+            # A page that may be framed relies on frame-ancestors alone: X-Frame-Options
+            # cannot name an allowed site in any browser still in use.
+            resp.headers.setdefault("X-Frame-Options", "DENY")
+        if request.is_secure:
+            resp.headers.setdefault("Strict-Transport-Security", HSTS)
         return resp
 
     @app.errorhandler(413)
@@ -111,10 +117,19 @@ def create_app(config: dict | None = None) -> Flask:
     def not_found(_e):
         if request.path.startswith("/api/"):
             return jsonify(error="not found"), 404
-        return "Not found", 404
+        return render_template("error.html", title="Not found",
+                               message="There is no page at this address. Check the link you were given."), 404
 
     @app.errorhandler(405)
     def not_allowed(_e):
         return jsonify(error="method not allowed"), 405
+
+    @app.errorhandler(400)
+    @app.errorhandler(409)
+    @app.errorhandler(429)
+    def refused(e: HTTPException):
+        if request.path.startswith("/api/") or request.path.endswith((".csv", ".parquet")):
+            return jsonify(error=e.description), e.code
+        return render_template("error.html", title=e.name, message=e.description), e.code
 
     return app

@@ -26,6 +26,7 @@ import math
 import random
 import re
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 from camstudy.errors import UserError
+from study.tokens import participant_of
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 TRUST_SCALE = (-2, -1, 0, 1, 2)
@@ -117,7 +119,7 @@ def trust_distribution(mean: float) -> list[float]:
     return probs((lo + hi) / 2)
 
 
-# ---------------------------------------------------------------- the answer key
+# ---------------------------------------------------------------- the study as the bots know it
 
 
 @dataclass(frozen=True)
@@ -125,38 +127,57 @@ class Truth:
     method: str
     attention_check: bool
     correct: str | None  # class discrimination
-    stronger_pk: int | None  # trust: the image (stimulus row id) of the stronger model
+    stronger_first: bool | None  # trust: the stronger model's image is "Model 1"
 
 
-class Oracle:
-    """The study's answer key, read from its database: trial images -> what is true."""
+class StudyKey:
+    """What the bots read from the study's database (read-only): the platform (whose ids
+    they send), the signed link parameters of their mode, and the answer key.
 
-    def __init__(self, db_url: str | None, slug: str) -> None:
-        from sqlalchemy import select
+    The server never sends the answer, nor anything that identifies a stimulus: an image
+    URL names a slot of the participant's plan. So a bot reads its own plan from the
+    database, by the participant id in its participant token (:meth:`plan_truth`).
+    """
 
+    def __init__(self, db_url: str | None, slug: str, mode: str) -> None:
         from study.db import make_engine, session_factory
         from study.export import find_study
-        from study.models import Item, Stimulus
+        from study.recruitment import mode_link_params
 
-        engine = make_engine(db_url)
-        try:
-            with session_factory(engine)() as s:
-                study = find_study(s, slug)
-                stimuli = s.execute(select(Stimulus.id, Stimulus.stimulus_id, Stimulus.model_role)
-                                    .where(Stimulus.study_id == study.id)).all()
-                items = s.scalars(select(Item).where(Item.study_id == study.id)).all()
-                pk = {sid: row_id for row_id, sid, _role in stimuli}
-                role = {row_id: r for row_id, _sid, r in stimuli}
-                self.truth: dict[frozenset[int], Truth] = {}
-                for it in items:
-                    pks = frozenset(pk[i] for i in it.stimulus_ids)
-                    stronger = next((p for p in pks if role[p] == "stronger"), None)
-                    self.truth[pks] = Truth(it.method, it.is_attention_check, it.correct_answer, stronger)
-        finally:
-            engine.dispose()
+        self.engine = make_engine(db_url)
+        self.factory = session_factory(self.engine)
+        with self.factory() as s:
+            study = find_study(s, slug)
+            self.study_id = study.id
+            self.platform = study.settings.get("platform", "plain")
+            self.link_params = mode_link_params(study.secret, study.slug, mode)
 
-    def lookup(self, image_urls: list[str]) -> Truth | None:
-        return self.truth.get(frozenset(int(u.rsplit("/", 1)[1]) for u in image_urls))
+    def plan_truth(self, participant_id: int) -> dict[int, Truth]:
+        """What is true of each trial of this participant's plan, by position."""
+        from sqlalchemy import select
+
+        from study.models import Item, Participant, PlanEntry
+
+        with self.factory() as s:
+            rows = s.execute(
+                select(PlanEntry.position, PlanEntry.layout, Item.method, Item.is_attention_check, Item.correct_answer)
+                .join(Item, Item.id == PlanEntry.item_pk).join(Participant, Participant.id == PlanEntry.participant_id)
+                .where(PlanEntry.participant_id == participant_id, Participant.study_id == self.study_id)
+            ).all()
+        return {pos: Truth(method, check, correct, layout.get("model_1") == "stronger" if "model_1" in layout else None)
+                for pos, layout, method, check, correct in rows}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def recruitment_params(platform: str, worker_id: str) -> dict[str, str]:
+    """The ids a recruitment platform adds to the participant link."""
+    if platform == "prolific":
+        return {"PROLIFIC_PID": worker_id, "STUDY_ID": "camstudy-simulate", "SESSION_ID": worker_id}
+    if platform == "mturk":
+        return {"workerId": worker_id, "assignmentId": f"A-{worker_id}", "hitId": "camstudy-simulate"}
+    return {}
 
 
 # ---------------------------------------------------------------- HTTP
@@ -179,12 +200,14 @@ class Response:
 class Client:
     """One participant's browser: a keep-alive connection and a cookie jar."""
 
-    def __init__(self, base_url: str, timeout: float = 15.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 15.0, ssl_context: ssl.SSLContext | None = None) -> None:
         u = urlsplit(base_url)
-        if u.scheme != "http" or not u.hostname:
-            raise UserError(f"URL must be http://HOST[:PORT], not {base_url!r}")
-        self.host, self.port, self.prefix = u.hostname, u.port or 80, u.path.rstrip("/")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise UserError(f"URL must be http(s)://HOST[:PORT], not {base_url!r}")
+        self.https = u.scheme == "https"
+        self.host, self.port, self.prefix = u.hostname, u.port or (443 if self.https else 80), u.path.rstrip("/")
         self.timeout = timeout
+        self.ssl_context = ssl_context
         self.conn: http.client.HTTPConnection | None = None
         self.cookies: dict[str, str] = {}
 
@@ -205,7 +228,11 @@ class Client:
         if self.cookies:
             hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            if self.https:
+                self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                        context=self.ssl_context)
+            else:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             self.conn.request(method, self.prefix + path, body=body, headers=hdrs)
             resp = self.conn.getresponse()
@@ -240,6 +267,7 @@ class Client:
 @dataclass
 class BotResult:
     worker_id: str
+    participant_id: int | None = None  # the server's, from the participant token
     status: str = "started"  # completed | screened_out | dropped | failed | already
     acknowledged: dict[int, str] = field(default_factory=dict)  # position -> stored answer
     latencies_ms: list[float] = field(default_factory=list)  # each acknowledged answer POST
@@ -250,13 +278,15 @@ class BotResult:
 
 
 class Bot:
-    def __init__(self, base_url: str, slug: str, worker_id: str, profile: Profile, oracle: Oracle | None,
-                 rng: random.Random, mode: str, pace_s: float, give_up_s: float, backoff_s: float) -> None:
-        self.base_url, self.slug, self.profile, self.oracle, self.rng = base_url, slug, profile, oracle, rng
-        self.mode, self.pace_s, self.give_up_s, self.backoff_s = mode, pace_s, give_up_s, backoff_s
-        self.client = Client(base_url)
+    def __init__(self, base_url: str, slug: str, worker_id: str, profile: Profile, key: StudyKey,
+                 rng: random.Random, pace_s: float, give_up_s: float, backoff_s: float,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.base_url, self.slug, self.profile, self.key, self.rng = base_url, slug, profile, key, rng
+        self.pace_s, self.give_up_s, self.backoff_s = pace_s, give_up_s, backoff_s
+        self.client = Client(base_url, ssl_context=ssl_context)
         self.result = BotResult(worker_id)
         self.token = ""
+        self.truth: dict[int, Truth] = {}
         self.seed = rng.getrandbits(64)
         self.streams: dict[str, random.Random] = {}
 
@@ -294,8 +324,7 @@ class Bot:
     # -- the flow
     def enter(self) -> None:
         """Open the participant link, consent (first time), and read the participant token."""
-        params = {"PROLIFIC_PID": self.result.worker_id, "STUDY_ID": "camstudy-simulate",
-                  "SESSION_ID": self.result.worker_id, "mode": self.mode}
+        params = {**recruitment_params(self.key.platform, self.result.worker_id), **self.key.link_params}
         page = self.call(lambda: self.client.follow(self.client.request("GET", f"/s/{self.slug}/?{urlencode(params)}")),
                          lambda r: r.status == 200)
         if 'id="app"' not in page.text:  # the consent page
@@ -310,13 +339,16 @@ class Bot:
         if m is None:
             raise ServerError("the task page has no participant token")
         self.token = m.group(1)
+        self.result.participant_id = participant_of(self.token)
+        if self.profile.needs_oracle and not self.truth:
+            self.truth = self.key.plan_truth(self.result.participant_id)
 
     def plan(self) -> dict:
         return self.call(lambda: self.api("GET", "/plan"), lambda r: r.status == 200).json()
 
     def decide(self, trial: dict, kind: str):
         p = self.profile
-        truth = self.oracle.lookup(trial["images"]) if self.oracle else None
+        truth = self.truth.get(trial["position"]) if self.profile.needs_oracle else None
         rt = math.exp(math.log(p.rt_median_ms) + p.rt_sigma * self.rng.gauss(0, 1))
         if truth is None:  # the random profile: chance
             answer = self.rng.choice(trial["options"]) if kind == "class_discrimination" else self.rng.choice(TRUST_SCALE)
@@ -330,8 +362,7 @@ class Bot:
             return (0 if draw.random() >= p.attention_failure else draw.choice((-2, -1, 1, 2))), rt
         probs = trust_distribution(p.trust_mean.get(truth.method, p.default_trust_mean))
         score = draw.choices(TRUST_SCALE, weights=probs)[0]
-        stronger_is_model_1 = trial["images"][0].endswith(f"/{truth.stronger_pk}")
-        return (score if stronger_is_model_1 else -score), rt
+        return (score if truth.stronger_first else -score), rt
 
     def answer(self, position: int, answer, rt: float) -> dict:
         body = {"position": position, "answer": answer, "rt_ms": round(rt, 1),
@@ -455,18 +486,22 @@ class Report:
 
 def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 10, profile: str | Profile = "paper",
              seed: int = 0, db_url: str | None = None, mode: str = "debug", run_id: str | None = None,
-             pace_s: float = 0.0, ramp_s: float = 0.0, give_up_s: float = 120.0, backoff_s: float = 0.05) -> Report:
+             pace_s: float = 0.0, ramp_s: float = 0.0, give_up_s: float = 120.0, backoff_s: float = 0.05,
+             cafile: str | None = None) -> Report:
     """Run ``participants`` bots, ``concurrency`` at a time, against the server at ``base_url``.
 
-    ``pace_s``: each bot waits this long before each answer (reading the trial);
-    ``ramp_s``: bot ``i`` starts ``i / participants * ramp_s`` seconds after the first, as
-    people arrive over time rather than in the same instant."""
+    ``db_url``: the study's database, read for the platform, the signed link of ``mode`` and
+    the answer key; ``pace_s``: each bot waits this long before each answer (reading the
+    trial); ``ramp_s``: bot ``i`` starts ``i / participants * ramp_s`` seconds after the
+    first, as people arrive over time rather than in the same instant; ``cafile``: the CA
+    certificate to trust for an https URL (e.g. a test proxy's self-signed one)."""
     prof = PROFILES.get(profile) if isinstance(profile, str) else profile
     if prof is None:
         raise UserError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     if participants < 1 or concurrency < 1:
         raise UserError("--participants and --concurrency must be at least 1")
-    oracle = Oracle(db_url, slug) if prof.needs_oracle else None
+    key = StudyKey(db_url, slug, mode)
+    context = ssl.create_default_context(cafile=cafile) if base_url.startswith("https:") else None
     run_id = run_id or secrets.token_hex(3)
     start = time.perf_counter()
     cpu = time.process_time()
@@ -477,11 +512,14 @@ def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 
             time.sleep(delay)
         # The behaviour depends on the seed and the bot's number only (the run id just keeps
         # worker ids unique), so the same seed gives the same participants again.
-        return Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, oracle, random.Random(f"{seed}:{i}"),
-                   mode, pace_s, give_up_s, backoff_s).run()
+        return Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, key, random.Random(f"{seed}:{i}"),
+                   pace_s, give_up_s, backoff_s, context).run()
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, participants)) as pool:
-        results = list(pool.map(one, range(participants)))
+    try:
+        with ThreadPoolExecutor(max_workers=min(concurrency, participants)) as pool:
+            results = list(pool.map(one, range(participants)))
+    finally:
+        key.close()
     return Report(results, time.perf_counter() - start, time.process_time() - cpu)
 
 
@@ -523,7 +561,8 @@ def audit(db_url: str | None, slug: str, results: list[BotResult]) -> Audit:
             for r in results:
                 rows = s.execute(
                     select(Answer.position, Answer.answer).join(Participant, Participant.id == Answer.participant_id)
-                    .where(Participant.study_id == study_id, Participant.worker_id == r.worker_id)
+                    .where(Participant.study_id == study_id,
+                           (Participant.worker_id == r.worker_id) | (Participant.id == r.participant_id))
                 ).all()
                 stored: dict[int, str] = {}
                 for position, answer in rows:

@@ -56,24 +56,65 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def _new_password(name: str) -> str:
+    password = os.environ.get("CAMSTUDY_ADMIN_PASSWORD") or getpass.getpass(f"password for {name}: ")
+    if len(password) < 10:
+        raise UserError("the password needs at least 10 characters")
+    return password
+
+
 def run_admin_create_user(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
     from werkzeug.security import generate_password_hash
 
     from study.db import check_current, make_engine, session_factory, transaction
     from study.models import AdminUser
 
-    password = os.environ.get("CAMSTUDY_ADMIN_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
-    if len(password) < 10:
-        raise UserError("the password needs at least 10 characters")
+    password = _new_password(args.name)
     engine = make_engine(args.db)
     check_current(engine)
-    from sqlalchemy import select
-
     with transaction(session_factory(engine)) as s:
         if s.scalar(select(AdminUser).where(AdminUser.name == args.name)) is not None:
             raise UserError(f"admin user {args.name!r} exists already")
         s.add(AdminUser(name=args.name, password_hash=generate_password_hash(password)))
     print(f"admin user {args.name!r} created")
+    return 0
+
+
+def run_admin_set_password(args: argparse.Namespace) -> int:
+    """A new password; every session of the user ends (on every host: they live in the database)."""
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    from study.admin import end_sessions
+    from study.db import check_current, make_engine, session_factory, transaction
+    from study.models import AdminUser
+
+    password = _new_password(args.name)
+    engine = make_engine(args.db)
+    check_current(engine)
+    with transaction(session_factory(engine)) as s:
+        user = s.scalar(select(AdminUser).where(AdminUser.name == args.name))
+        if user is None:
+            raise UserError(f"no admin user {args.name!r}")
+        user.password_hash = generate_password_hash(password)
+        end_sessions(s, user.id)
+    print(f"password of {args.name!r} changed; its sessions have ended")
+    return 0
+
+
+def run_study_links(args: argparse.Namespace) -> int:
+    """The participant links of a study: live, and the signed sandbox and debug links."""
+    from study.db import check_current, make_engine, session_factory
+    from study.export import find_study
+    from study.links import participant_links
+
+    engine = make_engine(args.db)
+    check_current(engine)
+    with session_factory(engine)() as s:
+        study = find_study(s, args.slug)
+        for link in participant_links(study, args.base_url):
+            print(f"{link.mode:<8} {link.platform:<9} {link.url}")
     return 0
 
 
@@ -91,6 +132,11 @@ def add_parsers(sub) -> None:
     c.add_argument("--stimuli", help="stimulus build folder (default: the config's `stimuli`)")
     c.add_argument("--db")
     c.set_defaults(func=run_study_create)
+    c = act.add_parser("links", help="a study's participant links: live, and the signed sandbox and debug links")
+    c.add_argument("slug")
+    c.add_argument("--base-url", default="", help="the server's public URL, e.g. https://study.example.org")
+    c.add_argument("--db")
+    c.set_defaults(func=run_study_links)
 
     p = sub.add_parser("serve", help="serve the studies (gunicorn; --dev for Flask's server)")
     p.add_argument("--host", default="127.0.0.1")
@@ -106,6 +152,10 @@ def add_parsers(sub) -> None:
     c.add_argument("name")
     c.add_argument("--db")
     c.set_defaults(func=run_admin_create_user)
+    c = act.add_parser("set-password", help="change an admin user's password and end the user's sessions")
+    c.add_argument("name")
+    c.add_argument("--db")
+    c.set_defaults(func=run_admin_set_password)
 
     from study.export import MODE_CHOICES, run_export
 
@@ -120,19 +170,14 @@ def add_parsers(sub) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from study.bots import simulate
+    from study.bots import audit, simulate
 
     report = simulate(args.url, args.study, args.participants, concurrency=args.concurrency, profile=args.profile,
-                      seed=args.seed, db_url=args.db, mode=args.mode, pace_s=args.pace_ms / 1000)
+                      seed=args.seed, db_url=args.db, mode=args.mode, pace_s=args.pace_ms / 1000, cafile=args.cafile)
     print(report.summary())
-    ok = True
-    if args.profile != "random":  # the answer key's database is at hand: check it too
-        from study.bots import audit
-
-        check = audit(args.db, args.study, report.results)
-        print(check.line())
-        ok = check.ok
-    return 0 if ok and not report.counts().get("failed") else 1
+    check = audit(args.db, args.study, report.results)
+    print(check.line())
+    return 0 if check.ok and not report.counts().get("failed") else 1
 
 
 def add_simulate_parser(sub) -> None:
@@ -149,5 +194,7 @@ def add_simulate_parser(sub) -> None:
     p.add_argument("--mode", default="debug", choices=["live", "sandbox", "debug"],
                    help="the participants' mode (default debug: kept apart from live data)")
     p.add_argument("--pace-ms", type=float, default=0.0, help="wait this long before each answer (default 0)")
-    p.add_argument("--db", help="database URL to read the answer key from (default: the configured one)")
+    p.add_argument("--db", help="the study's database URL, read for its platform, signed test link and answer key "
+                                "(default: the configured one)")
+    p.add_argument("--cafile", help="CA certificate to trust for an https URL (e.g. a proxy's self-signed one)")
     p.set_defaults(func=run_simulate)

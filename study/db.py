@@ -93,3 +93,28 @@ def check_current(engine: Engine) -> None:
     if current != head:
         state = "not migrated" if current is None else f"at revision {current}, not {head}"
         raise UserError(f"the database is {state}: run `camstudy db upgrade` first")
+
+
+def shared_secret(engine: Engine, name: str = "flask") -> str:
+    """The app's signing key from the database, created by the first process that asks.
+    Every worker and every host reads the same row, so a cookie, participant token or image
+    URL signed by one is valid on all."""
+    import secrets
+
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from study.models import AppSecret
+
+    factory = session_factory(engine)
+    with factory() as s:
+        value = s.scalar(select(AppSecret.value).where(AppSecret.name == name))
+    if value is not None:
+        return value
+    try:
+        with transaction(factory) as s:
+            s.add(AppSecret(name=name, value=secrets.token_hex(32)))
+    except IntegrityError:  # another process created it first: use theirs
+        pass
+    with factory() as s:
+        return s.scalar(select(AppSecret.value).where(AppSecret.name == name))

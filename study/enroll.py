@@ -17,35 +17,19 @@ import hmac
 import random
 import secrets
 from collections import Counter
-from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from study.models import MODES, PLATFORMS, Item, Participant, PlanEntry, Study
+from study.models import Item, Participant, PlanEntry, Study
+from study.recruitment import Recruitment
 
-
-@dataclass(frozen=True)
-class Recruitment:
-    """Who is enrolling, as the recruitment platform tells it."""
-
-    mode: str = "live"
-    platform: str = "plain"
-    worker_id: str | None = None
-    assignment_id: str | None = None
-    hit_id: str | None = None
-    platform_study_id: str | None = None
-    session_id: str | None = None
-    turk_submit_to: str | None = None
-    user_agent: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES or self.platform not in PLATFORMS:
-            raise ValueError(f"unknown mode {self.mode!r} or platform {self.platform!r}")
+__all__ = ["AlreadyParticipated", "Recruitment", "enroll"]
 
 
 class AlreadyParticipated(Exception):
-    """The worker finished this study before and the study allows one participation."""
+    """The worker took part in this study before (in any mode, under any spelling of the
+    id) and the study allows one participation."""
 
 
 def pseudonym(study: Study, key: str) -> str:
@@ -58,25 +42,29 @@ def enroll(session: Session, study_id: int, who: Recruitment) -> Participant:
     session.execute(update(Study).where(Study.id == study_id).values(enrollments=Study.enrollments + 1))
     study = session.get(Study, study_id)
     attempt = 1
-    if who.worker_id:
+    key = who.worker_key
+    if key:
+        # Every mode counts: a worker screened out live cannot start over in a test mode.
         prior = session.scalars(
-            select(Participant)
-            .where(Participant.study_id == study_id, Participant.mode == who.mode, Participant.worker_id == who.worker_id)
-            .order_by(Participant.attempt.desc())
+            select(Participant).where(Participant.study_id == study_id, Participant.worker_key == key)
+            .order_by(Participant.id.desc())
         ).first()
         if prior is not None:
-            if prior.status == "active":
+            if prior.status == "active" and prior.mode == who.mode:
                 return prior  # the same worker again: resume, never reshuffle
             if not study.settings.get("allow_repeat"):
                 raise AlreadyParticipated(f"worker already took part in study {study.slug}")
+            if prior.status == "active":  # repeats are allowed, one at a time
+                raise AlreadyParticipated(f"worker has an unfinished participation in study {study.slug}")
             attempt = prior.attempt + 1
     cell = least_filled_condition(session, study, who.mode)
     seed = secrets.randbelow(2**31)
     p = Participant(
-        study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, attempt=attempt,
+        study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, worker_key=key,
+        attempt=attempt,
         assignment_id=who.assignment_id, hit_id=who.hit_id, platform_study_id=who.platform_study_id,
         session_id=who.session_id, turk_submit_to=who.turk_submit_to, user_agent=who.user_agent,
-        pseudonym=pseudonym(study, f"{who.platform}:{who.worker_id}" if who.worker_id else secrets.token_hex(16)),
+        pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
         condition=cell, seed=seed,
     )
     session.add(p)

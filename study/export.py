@@ -21,6 +21,13 @@ Columns, in order (``study.kind`` decides the task-specific ones):
 
 Rows are ordered by mode, participant (enrollment order) and position. The module imports
 pandas and SQLAlchemy lazily, so the ``camstudy`` command line stays quick to start.
+
+CSV files are safe to open in a spreadsheet: a text cell that starts with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return (which a spreadsheet would run as a formula; worker
+ids and free text come from the crowd) gets a leading ``'``, and so does a text cell that
+starts with ``'`` itself, so :func:`unneutralise` (which ``analysis.load`` applies) gives
+back exactly what was stored. Numbers (trust answers, scores) are left as they are.
+Parquet keeps every value as it is.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ if TYPE_CHECKING:
     from study.models import Study
 
 FORMATS = ("csv", "parquet")
+# Leading characters a spreadsheet reads as the start of a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE = "'"
 MODE_CHOICES = ("live", "sandbox", "debug", "all")
 
 HEAD = ["study", "study_kind", "mode", "participant", "condition", "position", "item_id",
@@ -175,6 +185,28 @@ def _int(text: str) -> int | None:
         return None
 
 
+def neutralise(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells cannot start a spreadsheet formula."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(_neutral_cell)
+    return out
+
+
+def _neutral_cell(v):
+    if isinstance(v, str) and v.startswith((*FORMULA_START, ESCAPE)):
+        return ESCAPE + v
+    return v
+
+
+def unneutralise(value):
+    """The stored text of a cell :func:`neutralise` wrote."""
+    if isinstance(value, str) and value.startswith(ESCAPE):
+        return value[1:]
+    return value
+
+
 def write_export(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
     """Write ``df`` as CSV (UTF-8, no index) or Parquet (pyarrow), atomically."""
     if fmt not in FORMATS:
@@ -184,7 +216,7 @@ def write_export(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if fmt == "csv":
-            df.to_csv(tmp, index=False, lineterminator="\n")
+            neutralise(df).to_csv(tmp, index=False, lineterminator="\n")
         else:
             df.to_parquet(tmp, engine="pyarrow", index=False)
         os.replace(tmp, path)
@@ -198,7 +230,7 @@ def export_bytes(df: pd.DataFrame, fmt: str) -> bytes:
     import io
 
     if fmt == "csv":
-        return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        return neutralise(df).to_csv(index=False, lineterminator="\n").encode("utf-8")
     if fmt == "parquet":
         buf = io.BytesIO()
         df.to_parquet(buf, engine="pyarrow", index=False)

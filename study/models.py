@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from study.recruitment import MODES, PLATFORMS  # noqa: F401 - re-exported: defined once, there
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -33,8 +35,6 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON, list: JSON}
 
 
-MODES = ("live", "sandbox", "debug")
-PLATFORMS = ("plain", "mturk", "prolific")
 STATUSES = ("active", "completed", "screened_out")
 
 
@@ -70,6 +70,9 @@ class Stimulus(Base):
     model: Mapped[str] = mapped_column(String(200))
     model_role: Mapped[str] = mapped_column(String(16))
     provenance: Mapped[dict]  # the whole manifest row
+    # The byte size the browser gets: shared by every stimulus ever shown beside this one
+    # (the file is padded up to it when served, see study.blinding).
+    served_size: Mapped[int | None]
 
 
 class Item(Base):
@@ -100,13 +103,18 @@ class Participant(Base):
         # study allows repeats. Rows without a worker id (plain links) are not constrained.
         UniqueConstraint("study_id", "mode", "worker_id", "attempt"),
         Index("ix_participant_cell", "study_id", "mode", "condition"),
+        Index("ix_participant_worker_key", "study_id", "worker_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
     mode: Mapped[str] = mapped_column(String(16))
     platform: Mapped[str] = mapped_column(String(16))
-    worker_id: Mapped[str | None] = mapped_column(String(200))
+    worker_id: Mapped[str | None] = mapped_column(String(200))  # as the platform sent it
+    # The worker id normalised for the one-participation check (study.recruitment.worker_key):
+    # the same person with the id in another case, with spaces or zero-width characters has
+    # the same key.
+    worker_key: Mapped[str | None] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     assignment_id: Mapped[str | None] = mapped_column(String(200))
     hit_id: Mapped[str | None] = mapped_column(String(200))
@@ -122,6 +130,9 @@ class Participant(Base):
     user_agent: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    # Events posted so far (count and detail bytes), capped per participant.
+    events_n: Mapped[int] = mapped_column(Integer, default=0)
+    events_bytes: Mapped[int] = mapped_column(Integer, default=0)
 
     plan: Mapped[list[PlanEntry]] = relationship(
         back_populates="participant", order_by="PlanEntry.position", cascade="all, delete-orphan"
@@ -161,6 +172,7 @@ class Answer(Base):
 
 class Event(Base):
     __tablename__ = "event"
+    __table_args__ = (Index("ix_event_participant", "participant_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
@@ -177,3 +189,39 @@ class AdminUser(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminSession(Base):
+    """A server-side admin session: the cookie holds a random token, the database its
+    sha256. Logout deletes the row; a password change deletes every row of the user."""
+
+    __tablename__ = "admin_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class Throttle(Base):
+    """One counted event (a failed login, an enrollment) under a key such as
+    ``login-addr:203.0.113.9``: the limits count rows in a sliding window, so every worker
+    process and every host shares them."""
+
+    __tablename__ = "throttle"
+    __table_args__ = (Index("ix_throttle_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppSecret(Base):
+    """The app's signing key, created once, so that every host signs and checks cookies,
+    participant tokens and image URLs alike (unless ``CAMSTUDY_SECRET_KEY`` is set)."""
+
+    __tablename__ = "app_secret"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))

@@ -1,43 +1,61 @@
 """The participant's pages: consent, instructions with a practice trial, the trials (driven by
 ``static/study.js``), the questionnaire and the debrief with the completion code.
 
-Recruitment: plain links; MTurk (``assignmentId``, ``workerId``, ``hitId``, ``turkSubmitTo``;
-the preview with ``ASSIGNMENT_ID_NOT_AVAILABLE`` shows the task and enrolls no one);
-Prolific (``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID``). ``mode=sandbox`` or ``mode=debug``
-keeps test runs apart from live data (an MTurk sandbox ``turkSubmitTo`` implies sandbox).
+Recruitment (:mod:`study.recruitment`): a study reads the ids of its own platform only.
+MTurk: ``workerId``, ``assignmentId``, ``hitId``, ``turkSubmitTo``; the preview with
+``ASSIGNMENT_ID_NOT_AVAILABLE`` shows the task and enrolls no one. Prolific:
+``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID``. A live link without the platform's worker id
+is refused unless the study config sets ``allow_plain_links = true``. The mode comes only
+from a link signed by the admin pages (``mode`` and ``mode_key``); test modes never show
+the live completion code.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
+from functools import lru_cache
+from pathlib import Path
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
-    send_from_directory,
     session,
     url_for,
 )
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from study.api import current_participant_id, finish, sessions, study_by_slug
+from study import throttle
+from study.api import current_participant_id, finish, practice_item, sessions, study_by_slug
+from study.blinding import PRACTICE, pad_png, read_image_token
 from study.db import transaction
-from study.enroll import AlreadyParticipated, Recruitment, enroll
-from study.models import Participant, Stimulus, Study
+from study.enroll import AlreadyParticipated, enroll
+from study.models import Participant, PlanEntry, Stimulus, Study
+from study.recruitment import MAX_ID, Recruitment, clean_id, verify_mode
 from study.tokens import issue
 
 bp = Blueprint("participant", __name__, url_prefix="/s/<slug>")
 
 PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
-MAX_ID = 200
+# MTurk shows an external HIT inside a frame of these sites (the worker and sandbox sites).
+MTURK_FRAME_ANCESTORS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+IMAGE_CACHE = "private, max-age=86400, immutable"
+
+
+@bp.before_request
+def _framing() -> None:
+    """An MTurk study's pages may be framed by MTurk (and the configured extra origins);
+    every other page may not be framed at all."""
+    slug = (request.view_args or {}).get("slug", "")
+    study = study_by_slug(slug) if len(slug) <= 64 else None
+    if study is not None and study.settings.get("platform") == "mturk":
+        g.frame_ancestors = (*MTURK_FRAME_ANCESTORS, *current_app.config["EXTRA_FRAME_ANCESTORS"])
 
 
 def _param(name: str) -> str | None:
@@ -48,41 +66,30 @@ def _param(name: str) -> str | None:
 
 
 def recruitment_from_request(study: Study) -> Recruitment:
-    """Platform ids from the query string (or the consent form that carries them on)."""
+    """Platform ids and mode from the query string (or the consent form that carries them
+    on); a 400 page for a link that no platform of this study would send."""
+    mode = verify_mode(study.secret, study.slug, _param("mode"), _param("mode_key"))
+    if mode is None:
+        abort(400, "This link's test mode is not valid: test links come from the study's admin page.")
     turk_submit_to = _param("turkSubmitTo")
-    if turk_submit_to and turk_submit_to.rstrip("/") not in current_app.config["MTURK_SUBMIT_HOSTS"]:
+    hosts = current_app.config["MTURK_SUBMIT_HOSTS"]
+    if turk_submit_to and turk_submit_to.rstrip("/") not in hosts:
         abort(400, "turkSubmitTo is not an MTurk submit host")
-    mode = _param("mode") or ("sandbox" if turk_submit_to and "sandbox" in turk_submit_to else "live")
-    if mode not in ("live", "sandbox", "debug"):
-        abort(400, "mode must be live, sandbox or debug")
-    if _param("PROLIFIC_PID"):
+    if turk_submit_to and "sandbox" in turk_submit_to and mode == "live":
+        abort(400, "This is the live study's link; the MTurk sandbox needs the study's sandbox link.")
+    platform = study.settings.get("platform", "plain")
+    ua = request.user_agent.string[:500]
+    if platform == "prolific" and clean_id(_param("PROLIFIC_PID")):
         return Recruitment(mode=mode, platform="prolific", worker_id=_param("PROLIFIC_PID"),
-                           platform_study_id=_param("STUDY_ID"), session_id=_param("SESSION_ID"),
-                           user_agent=request.user_agent.string[:500])
-    if _param("workerId") or _param("assignmentId"):
+                           platform_study_id=_param("STUDY_ID"), session_id=_param("SESSION_ID"), user_agent=ua)
+    if platform == "mturk" and (clean_id(_param("workerId")) or _param("assignmentId") == PREVIEW):
         return Recruitment(mode=mode, platform="mturk", worker_id=_param("workerId"),
                            assignment_id=_param("assignmentId"), hit_id=_param("hitId"),
-                           turk_submit_to=turk_submit_to, user_agent=request.user_agent.string[:500])
-    return Recruitment(mode=mode, platform="plain", user_agent=request.user_agent.string[:500])
-
-
-class RateLimit:
-    """At most ``per_minute`` enrollments per client address, in this process."""
-
-    def __init__(self) -> None:
-        self.hits: dict[str, deque] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def allow(self, key: str, per_minute: int) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            q = self.hits[key]
-            while q and now - q[0] > 60:
-                q.popleft()
-            if len(q) >= per_minute:
-                return False
-            q.append(now)
-            return True
+                           turk_submit_to=turk_submit_to, user_agent=ua)
+    if platform != "plain" and mode == "live" and not study.settings.get("allow_plain_links"):
+        where = "Prolific" if platform == "prolific" else "MTurk"
+        abort(400, f"This study runs on {where}: please open it from {where}, which adds your worker id to the link.")
+    return Recruitment(mode=mode, platform="plain", user_agent=ua)
 
 
 def _study_or_404(slug: str) -> Study:
@@ -120,7 +127,7 @@ def entry(slug: str):
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
         return render_template("preview.html", study=study)
     p = _participant(study)
-    if p is not None and (who.worker_id is None or who.worker_id == p.worker_id):
+    if p is not None and (who.worker_key is None or who.worker_key == p.worker_key):
         return redirect(url_for("participant.stage", slug=slug, stage=p.stage if p.stage != "consent" else "task"))
     return render_template("consent.html", study=study, params=request.args, csrf_token=_csrf_token())
 
@@ -131,23 +138,44 @@ def consent(slug: str):
     _check_csrf()
     if request.form.get("agree") != "yes":
         return render_template("declined.html", study=study)
-    if not current_app.extensions["camstudy.enroll_limiter"].allow(request.remote_addr or "?", current_app.config["ENROLL_RATE_PER_MINUTE"]):
-        abort(429, "too many enrollments from this address; wait a minute")
     who = recruitment_from_request(study)
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
         abort(400, "accept the HIT before starting")
+    limit = current_app.config["ENROLL_RATE_PER_MINUTE"]
+    key = f"enroll:{request.remote_addr or '?'}"
     try:
         with transaction(sessions()) as s:
-            p = enroll(s, study.id, who)
-            if p.stage == "consent":
+            p = enroll(s, study.id, who)  # its first statement takes the study's lock
+            if p.stage == "consent":  # a new participant (a resumed one is past consent)
+                # Counted in the same transaction: an enrollment that fails (503) costs nothing.
+                if throttle.count(s, key, 60) >= limit:
+                    raise TooMany
+                throttle.hit(s, key)
+                if p.id % 100 == 0:
+                    throttle.sweep(s)
                 p.stage = "task"
             pid, stage = p.id, p.stage
+    except TooMany:
+        abort(429, "Too many enrollments from this address; wait a minute.")
     except AlreadyParticipated:
         return render_template("already.html", study=study), 409
     except OperationalError:
         abort(503, "the study is busy; try again in a moment")
     session[f"p{study.id}"] = issue(current_app.config["SECRET_KEY"], pid, study.id)
     return redirect(url_for("participant.stage", slug=slug, stage=stage))
+
+
+class TooMany(Exception):
+    """The address enrolled too many participants in the last minute."""
+
+
+def completion_code(study: Study, p: Participant) -> str:
+    """The code the debrief shows. Test modes get a code that no platform accepts, never
+    the live one (a test link must not be a way to a paid completion)."""
+    completion = study.settings["completion"]
+    if p.mode != "live":
+        return f"TEST-{p.mode.upper()}-NOT-A-COMPLETION-CODE"
+    return completion["code"] if p.status == "completed" else completion["screened_out_code"]
 
 
 @bp.route("/<any(task, questionnaire, debrief):stage>", methods=["GET", "POST"])
@@ -173,7 +201,7 @@ def stage(slug: str, stage: str):
             return redirect(url_for("participant.stage", slug=slug, stage="debrief"))
         return render_template("questionnaire.html", study=study, csrf_token=_csrf_token())
     completion = study.settings["completion"]
-    code = completion["code"] if p.status == "completed" else completion["screened_out_code"]
+    code = completion_code(study, p)
     redirect_url = completion["redirect_url"].replace("{code}", code) if completion["redirect_url"] else ""
     mturk = None
     if p.platform == "mturk" and p.turk_submit_to and p.assignment_id:
@@ -181,12 +209,45 @@ def stage(slug: str, stage: str):
     return render_template("debrief.html", study=study, participant=p, code=code, redirect_url=redirect_url, mturk=mturk)
 
 
-@bp.get("/img/<int(max=2147483647):stimulus_pk>")  # past the column's range: 404
-def image(slug: str, stimulus_pk: int):
+@bp.get("/img/<token>")
+def image(slug: str, token: str):
+    """An image of a participant's trial, by a token signed for them (see study.blinding):
+    the stimulus padded to its group's size, with no file name, ETag or modification time."""
     study = _study_or_404(slug)
+    found = read_image_token(current_app.config["SECRET_KEY"], token)
+    if found is None:
+        abort(404)
+    pid, position, slot = found
     with sessions()() as s:
-        stim = s.scalar(select(Stimulus).where(Stimulus.id == stimulus_pk, Stimulus.study_id == study.id))
+        if position == PRACTICE:
+            item = practice_item(s, study, pid) if study.settings.get("practice") else None
+            shown = list(item.stimulus_ids) if item is not None else []
+        else:
+            layout = s.scalar(select(PlanEntry.layout).join(Participant, Participant.id == PlanEntry.participant_id)
+                              .where(PlanEntry.participant_id == pid, PlanEntry.position == position,
+                                     Participant.study_id == study.id))
+            shown = list(layout["stimuli"]) if layout else []
+        if not 0 <= slot < len(shown):
+            abort(404)
+        stim = s.execute(select(Stimulus.file, Stimulus.served_size)
+                         .where(Stimulus.study_id == study.id, Stimulus.stimulus_id == shown[slot])).first()
     if stim is None:
         abort(404)
-    resp = send_from_directory(study.stimuli_dir, stim.file, mimetype="image/png", max_age=3600)
+    body = _served_bytes(study.stimuli_dir, stim.file, stim.served_size)
+    resp = Response(body, mimetype="image/png")
+    resp.headers["Cache-Control"] = IMAGE_CACHE
     return resp
+
+
+@lru_cache(maxsize=256)
+def _served_bytes(folder: str, file: str, size: int | None) -> bytes:
+    """The stimulus file padded to its served size (cached: files never change once a study
+    is created; a study checks their sha256 then)."""
+    path = Path(folder) / file
+    if not path.resolve().is_relative_to(Path(folder).resolve()):
+        abort(404)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        abort(404)
+    return pad_png(data, size) if size else data

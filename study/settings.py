@@ -10,6 +10,7 @@ Example (``examples/class-discrimination.toml``)::
     attention_checks = 2                 # mixed in at random positions
     design = "between"                   # methods between subjects (one per participant) or "within"
     platform = "prolific"                # plain, mturk or prolific
+    allow_plain_links = false            # live links without the platform's worker id are refused
     allow_repeat = false                 # one participation per worker
     practice = true
     questionnaire = true
@@ -33,9 +34,9 @@ from pathlib import Path
 
 from camstudy.errors import UserError
 from camstudy.tomlconfig import Fields, load_toml
+from study.recruitment import PLATFORMS
 
 TASKS = ("class_discrimination", "trust")
-PLATFORMS = ("plain", "mturk", "prolific")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class StudyConfig:
     design: str
     methods: tuple[str, ...]
     platform: str
+    allow_plain_links: bool
     allow_repeat: bool
     practice: bool
     questionnaire: bool
@@ -107,6 +109,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
                      lambda s: s in ("between", "within"), "must be 'between' or 'within'"),
         methods=tuple(f.get("methods", list, [], lambda v: all(isinstance(m, str) for m in v), "must be a list of method names")),
         platform=f.get("platform", str, "plain", lambda s: s in PLATFORMS, f"must be one of {', '.join(PLATFORMS)}"),
+        allow_plain_links=f.get("allow_plain_links", bool, False),
         allow_repeat=f.get("allow_repeat", bool, False),
         practice=f.get("practice", bool, True),
         questionnaire=f.get("questionnaire", bool, True),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import secrets
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from camstudy.errors import UserError
+from study.blinding import served_sizes
 from study.models import Item, Stimulus, Study
 from study.settings import StudyConfig
 
@@ -70,17 +72,20 @@ def create_study(session: Session, cfg: StudyConfig, stimuli_dir: Path) -> Study
     items = select_items(cfg, plan_items)
     by_id = {r["stimulus_id"]: r for r in rows}
     used = sorted({s for it in items for s in it["stimulus_ids"]})
+    sizes = {}
     for sid in used:
         row = by_id.get(sid)
         if row is None:
             raise UserError(f"item stimulus {sid!r} is not in {stimuli_dir}/manifest.json")
         path = stimuli_dir / row["file"]
         try:
-            ok = hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+            data = path.read_bytes()
         except OSError:
             raise UserError(f"stimulus file missing: {path}") from None
-        if not ok:
+        if hashlib.sha256(data).hexdigest() != row["sha256"]:
             raise UserError(f"stimulus file changed since the build (sha256 mismatch): {path}")
+        sizes[sid] = len(data)
+    padded = served_sizes(sizes, (it["stimulus_ids"] for it in items))
     study = Study(
         slug=cfg.slug,
         title=cfg.title,
@@ -94,10 +99,15 @@ def create_study(session: Session, cfg: StudyConfig, stimuli_dir: Path) -> Study
     )
     session.add(study)
     session.flush()
-    for sid in used:
+    # Rows in random order: row ids must not follow the file names (which hold model,
+    # method and category), should they ever reach a page.
+    order = list(used)
+    random.SystemRandom().shuffle(order)
+    for sid in order:
         r = by_id[sid]
         session.add(Stimulus(study_id=study.id, stimulus_id=sid, file=r["file"], sha256=r["sha256"],
-                             method=r["method"], model=r["model"], model_role=r["model_role"], provenance=r))
+                             method=r["method"], model=r["model"], model_role=r["model_role"], provenance=r,
+                             served_size=padded[sid]))
     for it in items:
         session.add(
             Item(

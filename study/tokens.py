@@ -24,3 +24,10 @@ def verify(secret: str, token: str | None, study_id: int) -> int | None:
     if not isinstance(data, dict) or data.get("s") != study_id or not isinstance(data.get("p"), int):
         return None
     return data["p"]
+
+
+def participant_of(token: str) -> int | None:
+    """The participant id a token names, read without checking its signature (for the
+    simulated participants' own audit; the server always calls :func:`verify`)."""
+    _ok, data = URLSafeSerializer("-", salt=SALT).loads_unsafe(token)
+    return data.get("p") if isinstance(data, dict) and isinstance(data.get("p"), int) else None

@@ -20,7 +20,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study.bots import PROFILES, Bot, Report, simulate
+from study.bots import PROFILES, Bot, Report, StudyKey, simulate
 from study.db import make_engine, session_factory
 from study.models import Answer, Participant, PlanEntry
 from tests.e2e.servers import wait_until
@@ -235,10 +235,11 @@ def test_two_browsers_of_one_participant_get_one_answer(gunicorn, migrated, stud
     for the same trial at the same moment, to two server workers: one answer is kept and
     both tabs get its acknowledgement."""
     server = gunicorn()
-    first = Bot(server.base, studies[task], "two-tabs", STEADY, None, random.Random(0), "live", 0, 30, 0.05)
+    key = StudyKey(migrated, studies[task], "live")
+    first = Bot(server.base, studies[task], "two-tabs", STEADY, key, random.Random(0), 0, 30, 0.05)
     first.enter()
     plan = first.plan()
-    second = Bot(server.base, studies[task], "two-tabs", STEADY, None, random.Random(1), "live", 0, 30, 0.05)
+    second = Bot(server.base, studies[task], "two-tabs", STEADY, key, random.Random(1), 0, 30, 0.05)
     second.client.cookies = dict(first.client.cookies)
     second.token = first.token
     for trial in plan["trials"]:
@@ -258,6 +259,7 @@ def test_two_browsers_of_one_participant_get_one_answer(gunicorn, migrated, stud
             th.join(30)
         assert acks[0] == acks[1] and acks[0]["position"] == pos, acks
         assert acks[0]["answer"] in {str(c) for c in choices}
+    key.close()
     engine = make_engine(migrated)
     with engine.connect() as c:
         rows = c.execute(select(Answer.position, Answer.answer)).all()

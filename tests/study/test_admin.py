@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ from camstudy.cli import main
 from study.db import transaction
 from study.export import columns, export_rows
 from study.models import Answer, Participant, Stimulus, Study
-from tests.study.test_api import csrf, enroll, headers
+from tests.study.test_api import csrf, enroll, headers, signed, worker
 
 PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"
@@ -89,17 +90,22 @@ def test_routes_refuse_without_login(app, client, admin):
 
 
 def test_login_then_logout(app, client, admin):
-    with client.session_transaction() as sess:
+    with client.session_transaction("/admin/") as sess:
         sess["stale"] = "from before the login"
     r = login(client)
     assert r.status_code == 302 and r.headers["Location"] == "/admin/"
-    with client.session_transaction() as sess:
-        assert "stale" not in sess and isinstance(sess["admin_id"], int)  # the session was rotated
+    with client.session_transaction("/admin/") as sess:
+        assert "stale" not in sess and isinstance(sess["admin_session"], str)  # the session was rotated
     page = client.get("/admin/")
     assert page.status_code == 200 and "cd" in page.get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    copied = client.get_cookie("camstudy_admin", path="/admin").value  # what a thief copies before logout
     assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/admin/").status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("camstudy_admin", copied, path="/admin")
+    assert thief.get("/admin/").status_code == 302  # the session ended on the server, not just in the browser
+    assert thief.get(f"/admin/s/{cd_slug(app)}/export.csv").status_code == 401
 
 
 def test_login_redirects_only_inside_admin(app, client, admin):
@@ -137,23 +143,73 @@ def test_wrong_passwords_are_refused_and_rate_limited(app, client, admin):
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     assert "Too many failed logins" in r.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
-    # Per user name too: another address trying "ada" is blocked, other names are not.
+    # The attacker slowed only their own address: the admin elsewhere is not locked out.
     other = app.test_client()
-    elsewhere = {"environ_base": {"REMOTE_ADDR": "10.1.2.3"}}
-    assert login(other, password=PASSWORD, **elsewhere).status_code == 429
-    assert login(other, name="bob", password="wrong", **elsewhere).status_code == 401
+    assert login(other, password=PASSWORD, environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 302
 
 
-def test_rate_limit_window_expires(app, client, admin):
-    now = [1000.0]
-    app.extensions["camstudy.admin_limiter"].clock = lambda: now[0]
+def test_guessing_from_many_addresses_cannot_lock_out_a_known_browser(app, admin):
+    app.config["ADMIN_USER_MAX_FAILURES"] = 8
+    admins_browser = app.test_client()
+    assert login(admins_browser, environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 302  # leaves a device cookie
+    token = re.search(r'name="csrf_token" value="([^"]+)"', admins_browser.get("/admin/").get_data(as_text=True)).group(1)
+    admins_browser.post("/admin/logout", data={"csrf_token": token})
+    for i in range(8):  # a distributed guesser: 8 addresses, one try each
+        attacker = app.test_client()
+        assert login(attacker, password="guess", environ_base={"REMOTE_ADDR": f"198.51.100.{i}"}).status_code == 401
+    fresh = app.test_client()  # the name is now slowed for browsers it never logged in from ...
+    assert login(fresh, environ_base={"REMOTE_ADDR": "203.0.113.7"}).status_code == 429
+    # ... but the admin's own browser, counted on its own, still logs in.
+    assert login(admins_browser, environ_base={"REMOTE_ADDR": "203.0.113.8"}).status_code == 302
+
+
+def test_limits_and_sessions_are_shared_by_every_worker(app, admin, migrated):
+    """Two app instances on one database stand for two gunicorn workers (or two hosts)."""
+    from study.app import create_app
+
+    other_worker = create_app({"DATABASE_URL": migrated, "SECRET_KEY": "test-secret", "TESTING": True})
+    try:
+        a, b = app.test_client(), other_worker.test_client()
+        for client in (a, b, a, b, a):
+            assert login(client, password="wrong").status_code == 401
+        assert login(b).status_code == 429 and login(a).status_code == 429  # 5 failures in all
+        ok = app.test_client()
+        assert login(ok, environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 302
+        cookie = ok.get_cookie("camstudy_admin", path="/admin").value
+        twin = other_worker.test_client()
+        twin.set_cookie("camstudy_admin", cookie, path="/admin")
+        assert twin.get("/admin/").status_code == 200  # the session is valid on the other worker
+        token = re.search(r'name="csrf_token" value="([^"]+)"', twin.get("/admin/").get_data(as_text=True)).group(1)
+        assert twin.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+        assert ok.get("/admin/").status_code == 302  # logged out there: ended here too
+    finally:
+        other_worker.extensions["camstudy.engine"].dispose()
+
+
+def test_a_password_change_ends_every_session(app, admin, migrated, monkeypatch, capsys):
+    client = app.test_client()
+    assert login(client).status_code == 302 and client.get("/admin/").status_code == 200
+    monkeypatch.setenv("CAMSTUDY_ADMIN_PASSWORD", "a new long password")
+    assert main(["admin", "set-password", "ada", "--db", migrated]) == 0
+    assert "sessions have ended" in capsys.readouterr().out
+    assert client.get("/admin/").status_code == 302
+    assert login(client, password="a new long password").status_code == 302
+
+
+def test_rate_limit_window_expires(app, client, admin, monkeypatch):
+    import study.throttle
+    from study.models import utcnow
+
+    start = utcnow()
+    now = [start]
+    monkeypatch.setattr(study.throttle, "utcnow", lambda: now[0])
     for _ in range(5):
         login(client, password="nope")
     r = login(client)
     assert r.status_code == 429 and r.headers["Retry-After"] == str(15 * 60 + 1)
-    now[0] += 15 * 60 - 1
+    now[0] = start + timedelta(seconds=15 * 60 - 1)
     assert login(client).status_code == 429
-    now[0] += 1
+    now[0] = start + timedelta(seconds=15 * 60 + 1)
     assert login(client).status_code == 302
 
 
@@ -173,7 +229,7 @@ def test_dashboard_shows_progress_per_condition_and_mode(app, client, admin):
     for _ in range(3):
         participate(app, slug)
     participate(app, slug, n_answers=2)  # still active
-    participate(app, slug, {"mode": "debug"})
+    participate(app, slug, {**worker(), **signed(app, slug, "debug")})
     participate(app, trust_slug(app))
     login(client)
     index = client.get("/admin/").get_data(as_text=True)
@@ -251,7 +307,7 @@ def test_export_csv_has_one_row_per_answer(app, client, admin):
     pid = "W-raw-1"
     participate(app, slug, {"PROLIFIC_PID": pid, "STUDY_ID": "st", "SESSION_ID": "se"})
     participate(app, slug, n_answers=3)
-    participate(app, slug, {"mode": "debug"})
+    participate(app, slug, {**worker(), **signed(app, slug, "debug")})
     login(client)
     r = client.get(f"/admin/s/{slug}/export.csv")
     assert r.status_code == 200 and r.mimetype == "text/csv"

@@ -5,19 +5,22 @@ and every admin POST form refuses a missing, forged or foreign CSRF token."""
 from __future__ import annotations
 
 import re
+import secrets
 import time
+from datetime import timedelta
 
 import pytest
 from flask import Flask
 from werkzeug.security import generate_password_hash
 
-from study.admin import _fingerprint
+from study.admin import token_sha256
 from study.db import transaction
-from study.models import AdminUser
+from study.models import AdminSession, AdminUser, utcnow
 from tests.study.test_admin import PASSWORD, login, login_token
 from tests.study.test_api import enroll
 
 LOGIN = "admin.login"
+ADMIN_COOKIE = "camstudy_admin"
 
 
 @pytest.fixture
@@ -57,6 +60,15 @@ def forged_session(data: dict, key: str) -> str:
     return other.session_interface.get_signing_serializer(other).dumps(data)
 
 
+def _session_row(app, user_id: int, hours: float) -> str:
+    """A server-side admin session (as a login creates), expiring ``hours`` from now."""
+    token = secrets.token_urlsafe(32)
+    with transaction(app.extensions["camstudy.sessions"]) as s:
+        s.add(AdminSession(token_sha256=token_sha256(token), user_id=user_id,
+                           expires_at=utcnow() + timedelta(hours=hours)))
+    return token
+
+
 def test_every_admin_get_route_needs_a_login(app, client, admin):
     gets = [(url, e) for m, url, e in admin_urls(app) if m == "GET" and e != LOGIN]
     with app.extensions["camstudy.sessions"]() as s:
@@ -64,45 +76,44 @@ def test_every_admin_get_route_needs_a_login(app, client, admin):
     # A stranger, a participant, and sessions that claim to be the admin but are not.
     participant = app.test_client()
     enroll(participant, app.config["STUDIES"]["class_discrimination"])
-    with app.extensions["camstudy.sessions"]() as s:
-        fp = _fingerprint(s.get(AdminUser, aid).password_hash)
-    now = time.time()
+    live = _session_row(app, aid, 1)
+    expired = _session_row(app, aid, -0.01)
     claims = {
-        "wrong key": forged_session({"admin_id": aid, "admin_at": now, "admin_fp": fp}, "wrong-key"),
-        "no fingerprint": forged_session({"admin_id": aid, "admin_at": now}, "test-secret"),
-        "wrong fingerprint": forged_session({"admin_id": aid, "admin_at": now, "admin_fp": "0" * 16}, "test-secret"),
-        "expired": forged_session({"admin_id": aid, "admin_at": now - 12 * 3600 - 5, "admin_fp": fp}, "test-secret"),
-        "from the future": forged_session({"admin_id": aid, "admin_at": now + 3600, "admin_fp": fp}, "test-secret"),
-        "id as text": forged_session({"admin_id": str(aid), "admin_at": now, "admin_fp": fp}, "test-secret"),
-        "unknown id": forged_session({"admin_id": aid + 99, "admin_at": now, "admin_fp": fp}, "test-secret"),
+        "wrong key": (ADMIN_COOKIE, forged_session({"admin_session": live}, "wrong-key")),
+        "unknown token": (ADMIN_COOKIE, forged_session({"admin_session": secrets.token_urlsafe(32)}, "test-secret")),
+        "expired": (ADMIN_COOKIE, forged_session({"admin_session": expired}, "test-secret")),
+        "token as a number": (ADMIN_COOKIE, forged_session({"admin_session": 12345}, "test-secret")),
+        "the old claims": (ADMIN_COOKIE, forged_session({"admin_id": aid, "admin_at": time.time()}, "test-secret")),
+        "in the participant cookie": ("camstudy", forged_session({"admin_session": live}, "test-secret")),
     }
     visitors = {"stranger": app.test_client(), "participant": participant}
-    for name, cookie in claims.items():
+    for name, (cookie_name, cookie) in claims.items():
         visitors[name] = app.test_client()
-        visitors[name].set_cookie("session", cookie)
+        visitors[name].set_cookie(cookie_name, cookie, path="/admin" if cookie_name == ADMIN_COOKIE else "/")
     for who, c in visitors.items():
         for url, endpoint in gets:
             r = c.get(url)
             assert_refused(r, f"{who}: {endpoint}")
             assert r.headers["Cache-Control"] == "no-store"
-    # The genuine session (the same claims, correctly signed and current) is served: the
-    # refusals above are the checks at work, not a broken page.
+    # The genuine session (a current row, correctly signed cookie) is served: the refusals
+    # above are the checks at work, not a broken page.
     genuine = app.test_client()
-    genuine.set_cookie("session", forged_session({"admin_id": aid, "admin_at": now, "admin_fp": fp}, "test-secret"))
+    genuine.set_cookie(ADMIN_COOKIE, forged_session({"admin_session": live}, "test-secret"), path="/admin")
     for url, endpoint in gets:
         assert genuine.get(url).status_code == 200, endpoint
 
 
-def test_sessions_end_when_the_password_changes_or_the_user_goes(app, client, admin):
+def test_sessions_end_when_the_password_changes_or_the_user_goes(app, client, admin, migrated, monkeypatch):
+    from camstudy.cli import main
+
     assert login(client).status_code == 302 and client.get("/admin/").status_code == 200
-    factory = app.extensions["camstudy.sessions"]
-    with transaction(factory) as s:
-        s.query(AdminUser).filter_by(name="ada").one().password_hash = generate_password_hash("a new password")
+    monkeypatch.setenv("CAMSTUDY_ADMIN_PASSWORD", "a new password")
+    assert main(["admin", "set-password", "ada", "--db", migrated]) == 0
     assert_refused(client.get("/admin/"), "after a password change")
     other = app.test_client()
     assert login(other, password="a new password").status_code == 302
     assert other.get("/admin/").status_code == 200
-    with transaction(factory) as s:
+    with transaction(app.extensions["camstudy.sessions"]) as s:
         s.delete(s.query(AdminUser).filter_by(name="ada").one())
     assert_refused(other.get("/admin/"), "after the user was deleted")
     assert login(app.test_client(), password="a new password").status_code == 401
@@ -127,8 +138,10 @@ def test_every_admin_post_form_needs_its_csrf_token(app, client, admin):
 
 
 def test_failed_logins_count_whatever_the_case_of_the_name(app, client, admin):
-    for name in ("ADA", "Ada", "aDa", "ada ", " ada"):
-        assert login(client, name=name, password="wrong").status_code == 401
+    app.config["ADMIN_USER_MAX_FAILURES"] = 5
+    for i, name in enumerate(("ADA", "Ada", "aDa", "ada ", " ada")):
+        r = login(app.test_client(), name=name, password="wrong", environ_base={"REMOTE_ADDR": f"10.0.0.{i}"})
+        assert r.status_code == 401
     other = app.test_client()
     r = login(other, password=PASSWORD, environ_base={"REMOTE_ADDR": "10.9.8.7"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0

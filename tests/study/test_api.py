@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -17,12 +18,34 @@ def csrf(client, path):
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
+_workers = itertools.count(1)
+
+
+def worker(n: int | None = None) -> dict:
+    """The ids a recruitment platform adds to the link, for a new worker (each study reads
+    only its own platform's: the test studies run on Prolific and MTurk)."""
+    n = next(_workers) if n is None else n
+    return {"PROLIFIC_PID": f"w-{n}", "STUDY_ID": "st-1", "SESSION_ID": f"se-{n}",
+            "workerId": f"W{n}", "assignmentId": f"A{n}", "hitId": "H1"}
+
+
 def enroll(client, slug, params=None):
-    params = params or {}
-    token = csrf(client, f"/s/{slug}/")
+    params = worker() if params is None else params
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    token = csrf(client, f"/s/{slug}/?{query}")
     r = client.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params})
     assert r.status_code == 302, r.get_data(as_text=True)
     return r
+
+
+def signed(app, slug, mode) -> dict:
+    """The signed link parameters of a test mode (as the admin pages give them)."""
+    from study.models import Study
+    from study.recruitment import mode_link_params
+
+    with app.extensions["camstudy.sessions"]() as s:
+        secret = s.query(Study).filter_by(slug=slug).one().secret
+    return mode_link_params(secret, slug, mode)
 
 
 def token_of(client, app, slug):
@@ -52,7 +75,7 @@ def test_full_class_discrimination_flow(app, client):
     assert plan["total"] == 5 and len(plan["trials"]) == 5  # 4 trials + 1 attention check
     for t in plan["trials"]:
         assert len(t["options"]) == 2 and len(t["images"]) == 1
-        assert re.fullmatch(rf"/s/{slug}/img/\d+", t["images"][0])  # opaque: no method or category in the URL
+        assert re.fullmatch(rf"/s/{slug}/img/[\w.-]{{40,}}", t["images"][0])  # a signed token (study/blinding.py)
         assert client.get(t["images"][0]).status_code == 200
     assert plan["practice"] is None or plan["practice"]["correct"] in plan["practice"]["options"]
     answer_all(client, app, slug)
@@ -131,7 +154,7 @@ def test_malformed_body(app, client):
 def test_trust_scores_are_resigned_for_the_stronger_model(app, client):
     slug = app.config["STUDIES"]["trust"]
     enroll(client, slug, {"workerId": "W1", "assignmentId": "A1", "hitId": "H1",
-                          "turkSubmitTo": "https://workersandbox.mturk.com"})
+                          "turkSubmitTo": "https://workersandbox.mturk.com", **signed(app, slug, "sandbox")})
     plan = answer_all(client, app, slug)
     with app.extensions["camstudy.sessions"]() as s:
         p = s.query(Participant).one()
@@ -176,12 +199,12 @@ def test_one_participation_per_worker(app, client):
     client.post(f"/api/s/{slug}/complete", headers=h, json={})
     client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/questionnaire")})
     again = app.test_client()
-    token = csrf(again, f"/s/{slug}/")
+    token = csrf(again, f"/s/{slug}/?PROLIFIC_PID=someone-else")
     r = again.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **PROLIFIC})
     assert r.status_code == 409
-    # The same worker in debug mode is another participation (modes are kept apart).
-    r = again.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", "mode": "debug", **PROLIFIC})
-    assert r.status_code == 302
+    # Not in a test mode either, even with a genuinely signed debug link.
+    r = again.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **signed(app, slug, "debug"), **PROLIFIC})
+    assert r.status_code == 409
 
 
 def test_reload_resumes_the_same_plan(app, client):
@@ -228,8 +251,9 @@ def test_enrollment_is_rate_limited(app):
     codes = []
     for _ in range(3):
         c = app.test_client()
-        token = csrf(c, f"/s/{slug}/")
-        codes.append(c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes"},
+        who = worker()
+        token = csrf(c, f"/s/{slug}/?PROLIFIC_PID={who['PROLIFIC_PID']}")
+        codes.append(c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **who},
                             environ_base={"REMOTE_ADDR": "127.0.0.9"}).status_code)
     assert codes == [302, 302, 429]
 

@@ -45,9 +45,10 @@ from werkzeug.wrappers import Request
 
 from study.api import EVENT_KINDS
 from study.db import transaction
-from study.export import export_bytes, export_rows
+from study.export import export_bytes, export_rows, unneutralise
 from study.models import AdminUser, Participant, Study
 from study.participant import MAX_ID
+from study.recruitment import worker_key
 from study.tokens import SALT, issue
 from tests.study.test_admin import PASSWORD, login
 from tests.study.test_api import csrf, enroll
@@ -218,7 +219,7 @@ def world(app):
     people = {}
     for name, slug in (("A", cd), ("B", cd), ("C", trust)):
         c = app.test_client()
-        enroll(c, slug, {"PROLIFIC_PID": f"worker-{name}"})
+        enroll(c, slug, {"PROLIFIC_PID": f"worker-{name}", "workerId": f"worker-{name}", "assignmentId": f"A-{name}"})
         token = participant_token(c)
         plan = c.get(f"/api/s/{slug}/plan", headers={"X-Participant-Token": token}).get_json()
         pid = URLSafeSerializer("test-secret", salt=SALT).loads(token)["p"]
@@ -351,7 +352,7 @@ def test_tokens_never_cross_participants_or_studies(app, db_url, world):
     for slug, token in cases:
         for key in ("test-secret", "wrong-key"):
             browser = app.test_client()
-            browser.set_cookie("session", forged_cookie({f"p{ids[slug]}": token}, key))
+            browser.set_cookie("camstudy", forged_cookie({f"p{ids[slug]}": token}, key))
             for stage in ("task", "questionnaire", "debrief"):
                 r = browser.get(f"/s/{slug}/{stage}")
                 assert r.status_code == 302 and r.headers["Location"] == f"/s/{slug}/", (slug, token, stage)
@@ -380,11 +381,11 @@ def test_pages_fuzz(app, db_url, world):
         browser = app.test_client()
         if cookie in ("A", "C"):
             p = people[cookie]
-            browser.set_cookie("session", forged_cookie({f"p{ids[p['slug']]}": p["token"]}, "test-secret"))
+            browser.set_cookie("camstudy", forged_cookie({f"p{ids[p['slug']]}": p["token"]}, "test-secret"))
         elif cookie == "forged":
-            browser.set_cookie("session", forged_cookie({f"p{ids[world['cd']]}": people["A"]["token"]}))
+            browser.set_cookie("camstudy", forged_cookie({f"p{ids[world['cd']]}": people["A"]["token"]}))
         elif cookie == "foreign":  # the app's own key, but a token of another study
-            browser.set_cookie("session", forged_cookie({f"p{ids[world['cd']]}": people["C"]["token"]}, "test-secret"))
+            browser.set_cookie("camstudy", forged_cookie({f"p{ids[world['cd']]}": people["C"]["token"]}, "test-secret"))
         before = snapshot(app)
         query = encode_pairs(params)
         r = browser.open(f"/s/{path_part(slug)}/{page}" + (f"?{query}" if query else ""), method=method)
@@ -416,7 +417,7 @@ def test_consent_fuzz(app, db_url, world):
     """The consent form with random recruitment ids: never a 5xx; a refusal writes nothing;
     an enrollment stores the ids exactly as sent (truncated to the column)."""
     browser = app.test_client()
-    token = csrf(browser, f"/s/{world['cd']}/")
+    token = csrf(browser, f"/s/{world['cd']}/?PROLIFIC_PID=x")
 
     @fuzz(db_url, 120)
     @given(slug=st.one_of(st.sampled_from([world["cd"], world["trust"]]), TEXT), form=consent_forms(token),
@@ -442,10 +443,13 @@ def test_consent_fuzz(app, db_url, world):
             raise AssertionError("a NUL was accepted")
         if new:
             (p,) = new
-            prolific = values.get("PROLIFIC_PID")
-            worker = prolific if prolific else values.get("workerId") or None
+            # Each study reads its own platform's ids only (cd: Prolific, trust: MTurk).
+            prolific = slug == world["cd"]
+            worker = values.get("PROLIFIC_PID" if prolific else "workerId") or None
             assert p.worker_id == (worker[:MAX_ID] if worker else None)
-            if prolific:
+            assert p.worker_key == worker_key(p.platform, p.worker_id)
+            assert p.worker_key or values.get("mode")  # a live link needs the platform's worker id
+            if prolific and p.worker_id:
                 assert p.platform_study_id == (values["STUDY_ID"][:MAX_ID] if values.get("STUDY_ID") else None)
 
     check()
@@ -615,7 +619,7 @@ MARKUP = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg/o
 def test_worker_ids_with_markup(app, db_url, world, admin):
     """Worker ids with markup, through Prolific or MTurk: escaped on the dashboard, never in
     the dashboard's (pseudonymous) download, and exported raw as the plain text they are."""
-    cd = world["cd"]
+    cd, trust = world["cd"], world["trust"]
     staff = app.test_client()
     assert login(staff).status_code == 302
     plain = st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=12)
@@ -626,25 +630,31 @@ def test_worker_ids_with_markup(app, db_url, world, admin):
     def check(prefix, payload, suffix, platform):
         wid = f"{prefix}{payload}{suffix}{len(sent)}"  # unique: a repeat would resume, not enroll
         sent.append(wid)
+        # Each study reads its own platform's ids: cd runs on Prolific, trust on MTurk.
+        slug = cd if platform == "prolific" else trust
         params = ({"PROLIFIC_PID": wid, "STUDY_ID": payload, "SESSION_ID": "s"} if platform == "prolific"
                   else {"workerId": wid, "assignmentId": payload, "hitId": "h"})
         c = app.test_client()
-        enroll(c, cd, params)
+        enroll(c, slug, params)
         h = {"X-Participant-Token": participant_token(c)}
-        t = c.get(f"/api/s/{cd}/plan", headers=h).get_json()["trials"][0]
-        assert c.post(f"/api/s/{cd}/answers", headers=h, json={"position": 0, "answer": t["options"][0],
-                                                                "rt_ms": 500}).status_code == 200
-        html = staff.get(f"/admin/s/{cd}").get_data(as_text=True)
+        t = c.get(f"/api/s/{slug}/plan", headers=h).get_json()["trials"][0]
+        answer = t["options"][0] if slug == cd else 0
+        assert c.post(f"/api/s/{slug}/answers", headers=h, json={"position": 0, "answer": answer,
+                                                                  "rt_ms": 500}).status_code == 200
+        html = staff.get(f"/admin/s/{slug}").get_data(as_text=True)
         assert str(markupsafe.escape(wid)) in html and wid not in html and payload not in html
-        download = staff.get(f"/admin/s/{cd}/export.csv").get_data(as_text=True)
+        download = staff.get(f"/admin/s/{slug}/export.csv").get_data(as_text=True)
         assert payload not in download and wid not in download
 
     check()
-    with app.extensions["camstudy.sessions"]() as s:
-        raw = export_bytes(export_rows(s, cd, mode="live", raw_ids=True), "csv")
-    df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
-    assert set(sent) <= set(df["worker_id"])  # the plain text, byte for byte: no HTML escaping
-    assert "&lt;" not in raw.decode().replace("&lt;script&gt;", "")
+    stored = set()
+    for slug in (cd, trust):
+        with app.extensions["camstudy.sessions"]() as s:
+            raw = export_bytes(export_rows(s, slug, mode="live", raw_ids=True), "csv")
+        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+        stored |= {unneutralise(w) for w in df["worker_id"]}
+        assert "&lt;" not in raw.decode().replace("&lt;script&gt;", "")
+    assert set(sent) <= stored  # the plain text, byte for byte: no HTML escaping
 
 
 # --- the inputs that broke the app once ------------------------------------------------------
@@ -661,7 +671,7 @@ def test_known_hostile_inputs(app, world, admin):
     stranger = app.test_client()
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     browser = app.test_client()
-    token = csrf(browser, f"/s/{cd}/")
+    token = csrf(browser, f"/s/{cd}/?PROLIFIC_PID=x")
 
     def deep(opener: bytes, closer: bytes, depth: int, inner: bytes = b"1") -> bytes:
         return opener * depth + inner + closer * depth

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from camstudy.processes import free_port
 
@@ -23,7 +24,7 @@ def test_serve_runs_gunicorn_workers(migrated, studies, tmp_path):
     proc = subprocess.Popen([str(camstudy), "serve", "--port", str(port), "--workers", "2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = f"http://127.0.0.1:{port}/s/{studies['class_discrimination']}/"
+        url = f"http://127.0.0.1:{port}/s/{studies['class_discrimination']}/?PROLIFIC_PID=w1"
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -35,7 +36,10 @@ def test_serve_runs_gunicorn_workers(migrated, studies, tmp_path):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.3)
-        assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0  # generated, private
+        # The signing key was created once in the database (every host shares it), not in a file.
+        with create_engine(migrated).connect() as conn:
+            assert len(conn.execute(text("SELECT value FROM app_secret")).scalars().all()) == 1
+        assert not (tmp_path / "instance" / "secret_key").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
