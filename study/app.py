@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from study.cookies import CookieSessions
@@ -123,6 +123,11 @@ def create_app(config: dict | None = None) -> Flask:
     @app.errorhandler(405)
     def not_allowed(_e):
         return jsonify(error="method not allowed"), 405
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(e: SecurityError):
+        # Before routing: no page of ours can be built for a host we do not serve.
+        return Response(f"{e.description}\n", 400, mimetype="text/plain")
 
     @app.errorhandler(400)
     @app.errorhandler(409)

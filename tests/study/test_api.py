@@ -75,7 +75,7 @@ def test_full_class_discrimination_flow(app, client):
     assert plan["total"] == 5 and len(plan["trials"]) == 5  # 4 trials + 1 attention check
     for t in plan["trials"]:
         assert len(t["options"]) == 2 and len(t["images"]) == 1
-        assert re.fullmatch(rf"/s/{slug}/img/[\w.-]{{40,}}", t["images"][0])  # a signed token (study/blinding.py)
+        assert re.fullmatch(rf"/s/{slug}/img/[\w-]+\.[\w-]{{27}}", t["images"][0])  # a signed token (study/blinding.py)
         assert client.get(t["images"][0]).status_code == 200
     assert plan["practice"] is None or plan["practice"]["correct"] in plan["practice"]["options"]
     answer_all(client, app, slug)
