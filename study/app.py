@@ -50,8 +50,10 @@ def create_app(config: dict | None = None) -> Flask:
                       PROXY_HOPS=int(os.environ.get("CAMSTUDY_PROXY_HOPS") or 0),
                       EXTRA_FRAME_ANCESTORS=tuple(_env_list("CAMSTUDY_FRAME_ANCESTORS")),
                       # Where an MTurk debrief may post the assignment: nowhere else, so a
-                      # crafted link cannot send completion codes to another site.
-                      MTURK_SUBMIT_HOSTS=("https://www.mturk.com", "https://workersandbox.mturk.com"))
+                      # crafted link cannot send completion codes to another site. (A test's
+                      # stand-in for MTurk: CAMSTUDY_MTURK_SUBMIT_HOSTS replaces the list.)
+                      MTURK_SUBMIT_HOSTS=tuple(_env_list("CAMSTUDY_MTURK_SUBMIT_HOSTS"))
+                      or ("https://www.mturk.com", "https://workersandbox.mturk.com"))
     if os.environ.get("CAMSTUDY_ENROLL_RATE_PER_MINUTE"):
         # A load test's bots all come from one address; a real deployment keeps the default.
         app.config["ENROLL_RATE_PER_MINUTE"] = int(os.environ["CAMSTUDY_ENROLL_RATE_PER_MINUTE"])

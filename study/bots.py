@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 from camstudy.errors import UserError
@@ -241,11 +240,15 @@ class Client:
             self.close()  # a fresh connection next time
             raise
         for raw in resp.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(raw).items():
-                if morsel.value == "" or (morsel["expires"] and "1970" in morsel["expires"]):
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
+            # By hand: http.cookies drops a whole cookie with an attribute it does not know
+            # (``Partitioned``, which the server sets behind https).
+            first, _, attrs = raw.partition(";")
+            name, _, value = first.strip().partition("=")
+            attrs = attrs.lower()
+            if not value or "max-age=0" in attrs or "1970" in attrs:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
         if resp.will_close:
             self.close()
         return Response(resp.status, resp.headers, text)

@@ -1,8 +1,10 @@
 """Two session cookies: one for participants, one for the admin pages.
 
-- ``camstudy`` (participants, path ``/``): behind https it is ``SameSite=None; Secure``,
-  so it is sent inside the recruitment platform's frame (MTurk shows a HIT in a frame of
-  another site, where a ``Lax`` cookie is withheld); over plain http, ``Lax``.
+- ``camstudy`` (participants, path ``/``): behind https it is ``SameSite=None; Secure;
+  Partitioned``, so it is kept inside the recruitment platform's frame (MTurk shows a HIT
+  in a frame of another site, where a ``Lax`` cookie is withheld, and where a browser that
+  blocks third-party cookies still keeps a partitioned one, for that top-level site only);
+  over plain http, ``Lax``.
 - ``camstudy_admin`` (path ``/admin``): ``SameSite=Lax``, ``Secure`` behind https, never
   sent with a participant's request. It holds only a server-side session's token
   (:class:`study.models.AdminSession`), so logout and a password change end it.
@@ -35,3 +37,6 @@ class CookieSessions(SecureCookieSessionInterface):
 
     def get_cookie_samesite(self, app: Flask) -> str:
         return "None" if request.is_secure and not _admin() else "Lax"
+
+    def get_cookie_partitioned(self, app: Flask) -> bool:
+        return request.is_secure and not _admin()

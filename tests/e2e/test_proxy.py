@@ -1,0 +1,324 @@
+"""The deployment of docs/deployment.md, for real, on loopback: Debian's nginx with a
+self-signed certificate from openssl, in front of two ``camstudy serve`` hosts that share
+one PostgreSQL database (and nothing else: each has its own instance folder and no
+``CAMSTUDY_SECRET_KEY``, so the signing key, the sessions and the limits come from the
+database).
+
+Through that proxy:
+
+- a framed MTurk HIT works: Chromium opens a stand-in for MTurk's page (another origin, so
+  the study is a cross-site frame) and a worker goes from consent to the HIT's submit;
+- cookies are ``Secure`` (and the participant's ``SameSite=None``, or the frame could not
+  keep its session), HSTS is sent, and the admin pages refuse to be framed;
+- SIGKILL of one host in the middle of a run loses nothing: the simulated participants
+  finish through the other host, and every acknowledged answer is stored exactly once;
+- Locust (headless, bounded in users and time) drives the participant flow
+  (``bench/locustfile.py``) with no failed request.
+
+Needs nginx, openssl and PostgreSQL; skips without them unless CI sets
+``CAMSTUDY_REQUIRE_PROXY=1`` (and ``CAMSTUDY_REQUIRE_POSTGRES=1``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from camstudy.processes import free_port, stop, wait_listening
+from study.bots import PROFILES, simulate
+from study.db import make_engine, session_factory
+from study.models import Answer, Participant, Study
+from study.recruitment import mode_link_params
+from tests.e2e.servers import Gunicorn, wait_until
+from tests.e2e.test_faults import assert_exactly_once
+from tests.study import conftest as study_fixtures
+
+# The study-app fixtures (stimulus build, database, both studies), shared with tests/study.
+stimuli_dir = study_fixtures.stimuli_dir
+db_url = study_fixtures.db_url
+migrated = study_fixtures.migrated
+studies = study_fixtures.studies
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "docs" / "deployment" / "nginx.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+OPENSSL = shutil.which("openssl")
+REQUIRE = os.environ.get("CAMSTUDY_REQUIRE_PROXY") == "1"
+MISSING = [name for name, ok in (("nginx", Path(NGINX).exists()), ("openssl", OPENSSL is not None)) if not ok]
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.skipif(bool(MISSING) and not REQUIRE,
+                       reason=f"needs {', '.join(MISSING)}; CAMSTUDY_REQUIRE_PROXY=1 makes this a failure"),
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+]
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, valid for a day."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def render_site(values: dict[str, str]) -> str:
+    """docs/deployment/nginx.conf with its ``{{FIELD}}`` placeholders filled in."""
+    text = TEMPLATE.read_text()
+    for k, v in values.items():
+        text = text.replace("{{" + k + "}}", v)
+    assert not re.search(r"{{[A-Z_0-9]+}}", text), "a field of the template was not filled in"
+    return text
+
+
+@dataclass
+class Deployment:
+    base: str  # https://localhost:PORT, through nginx
+    frame_origin: str  # https://127.0.0.1:PORT, the stand-in for MTurk's site
+    cafile: Path
+    backends: list[Gunicorn]
+    db: str
+    folder: Path
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cafile))
+
+
+class Nginx:
+    def __init__(self, folder: Path, site: str, frame_port: int, cert: Path, key: Path) -> None:
+        self.folder = folder
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "www"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "site.conf").write_text(site)
+        user = "user root;" if os.geteuid() == 0 else ""  # workers that can read our temp folders
+        (folder / "nginx.conf").write_text(f"""
+daemon off;
+master_process on;
+worker_processes 1;
+{user}
+pid {folder}/nginx.pid;
+error_log {folder}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    access_log {folder}/access.log;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    types {{ text/html html; }}
+    include {folder}/site.conf;
+    # The stand-in for MTurk: the HIT page that frames the study, and the submit endpoint.
+    server {{
+        listen 127.0.0.1:{frame_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {folder}/www;
+        location = /mturk/externalSubmit {{ default_type text/plain; return 200 "HIT submitted\\n"; }}
+    }}
+}}
+""")
+        self.log = open(folder / "nginx.out", "a")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=10, group=True)
+        self.log.close()
+
+
+@pytest.fixture
+def deployment(migrated, studies, tmp_path):
+    cert, key = make_certificate(tmp_path)
+    port, frame_port = free_port(), free_port()
+    frame_origin = f"https://127.0.0.1:{frame_port}"
+    env = {"CAMSTUDY_SECRET_KEY": None,  # the key every host shares comes from the database
+           "CAMSTUDY_PROXY_HOPS": "1", "CAMSTUDY_ALLOWED_HOSTS": "localhost",
+           "CAMSTUDY_FRAME_ANCESTORS": frame_origin, "CAMSTUDY_MTURK_SUBMIT_HOSTS": frame_origin}
+    backends = []
+    nginx = None
+    try:
+        for i in (1, 2):
+            (tmp_path / f"host{i}").mkdir()
+            backends.append(Gunicorn(migrated, tmp_path / f"host{i}" / "instance", env=env).start())
+        site = render_site({"BACKEND_1": f"127.0.0.1:{backends[0].port}", "BACKEND_2": f"127.0.0.1:{backends[1].port}",
+                            "LISTEN": f"127.0.0.1:{port}", "SERVER_NAME": "localhost", "CERT": str(cert),
+                            "KEY": str(key)})
+        nginx = Nginx(tmp_path / "nginx", site, frame_port, cert, key)
+        wait_listening(nginx.proc, "127.0.0.1", port, timeout=30)
+        wait_listening(nginx.proc, "127.0.0.1", frame_port, timeout=30)
+        yield Deployment(f"https://localhost:{port}", frame_origin, cert, backends, migrated, tmp_path)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for b in backends:
+            b.stop()
+
+
+def signed_query(db: str, slug: str, mode: str) -> dict[str, str]:
+    engine = make_engine(db)
+    try:
+        with session_factory(engine)() as s:
+            secret = s.scalar(select(Study.secret).where(Study.slug == slug))
+    finally:
+        engine.dispose()
+    return mode_link_params(secret, slug, mode)
+
+
+def test_through_the_proxy_cookies_are_secure_and_headers_hold(deployment, studies):
+    ctx = deployment.context()
+    slug = studies["trust"]
+    with urllib.request.urlopen(f"{deployment.base}/s/{slug}/?workerId=W1&assignmentId=A1&hitId=H1",
+                                context=ctx, timeout=10) as r:
+        cookie = r.headers["Set-Cookie"]
+        assert "Secure" in cookie and "SameSite=None" in cookie and "Partitioned" in cookie and "HttpOnly" in cookie
+        assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+        assert f"frame-ancestors https://www.mturk.com https://workersandbox.mturk.com {deployment.frame_origin}" \
+            in r.headers["Content-Security-Policy"]
+    with urllib.request.urlopen(f"{deployment.base}/admin/login", context=ctx, timeout=10) as r:
+        cookie = r.headers["Set-Cookie"]
+        assert "Secure" in cookie and "Path=/admin" in cookie
+        assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    # A Host the deployment does not serve is refused, not echoed.
+    req = urllib.request.Request(f"{deployment.base}/s/{slug}", headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, context=ctx, timeout=10)
+    assert e.value.code == 400 and "evil" not in (e.value.headers.get("Location") or "")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CAMSTUDY_REQUIRE_BROWSER") != "1",
+                    reason="needs Chromium at /usr/bin/chromium")
+def test_a_framed_mturk_hit_works_from_consent_to_submit(deployment, studies):
+    from playwright.sync_api import expect, sync_playwright
+
+    slug = studies["trust"]
+    params = {"assignmentId": "framed-assignment", "workerId": "FRAMEDWORKER1", "hitId": "framed-hit",
+              "turkSubmitTo": deployment.frame_origin}
+    study_url = f"{deployment.base}/s/{slug}/?{urlencode(params)}"
+    preview_url = f"{deployment.base}/s/{slug}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=framed-hit"
+    www = deployment.folder / "nginx" / "www"
+    (www / "hit.html").write_text(f'<!doctype html><title>HIT</title><iframe id="hit" src="{study_url}" '
+                                  'width="1200" height="900"></iframe>')
+    (www / "preview.html").write_text(f'<!doctype html><title>HIT</title><iframe id="hit" src="{preview_url}" '
+                                      'width="1200" height="900"></iframe>')
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 1000})
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{deployment.frame_origin}/preview.html")
+            expect(page.frame_locator("#hit").locator("text=Preview")).to_be_visible()
+            page.goto(f"{deployment.frame_origin}/hit.html")
+            frame = page.frame_locator("#hit")
+            frame.get_by_role("button", name="I agree, start").click()
+            expect(frame.locator("#instructions")).to_be_visible()
+            frame.locator("#start").click()
+            expect(frame.locator("#progress")).to_have_text(re.compile("Practice"))
+            frame.locator("#answers button").nth(2).click()  # "equally reliable": right
+            expect(frame.locator("#feedback")).to_have_text("", timeout=8000)
+            n = 0
+            while True:
+                progress = frame.locator("#progress")
+                expect(progress).to_have_text(re.compile(r"Trial \d+ of \d+"))
+                k, total = map(int, re.findall(r"\d+", progress.inner_text()))
+                expect(frame.locator("#answers button:enabled")).to_have_count(5)
+                expect(frame.locator("#images img")).to_have_count(2)
+                frame.locator("#answers button").nth(2).click()
+                n += 1
+                if k == total:
+                    break
+                expect(progress).not_to_have_text(f"Trial {k} of {total}")
+            expect(frame.get_by_role("button", name="Finish")).to_be_visible()
+            frame.get_by_role("button", name="Finish").click()
+            expect(frame.get_by_role("button", name="Submit the HIT")).to_be_visible()
+            frame.get_by_role("button", name="Submit the HIT").click()
+            expect(frame.locator("body")).to_contain_text("HIT submitted")
+            assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+        finally:
+            browser.close()
+    engine = make_engine(deployment.db)
+    try:
+        with session_factory(engine)() as s:
+            p = s.scalar(select(Participant).where(Participant.worker_id == "FRAMEDWORKER1"))
+            answers = s.scalars(select(Answer.position).where(Answer.participant_id == p.id)).all()
+            assert p.status in ("completed", "screened_out") and p.stage == "debrief" and p.mode == "live"
+            assert sorted(answers) == list(range(n)) and n == total
+    finally:
+        engine.dispose()
+
+
+def test_sigkill_of_one_host_loses_nothing(deployment, studies):
+    slug = studies["class_discrimination"]
+    out: dict = {}
+
+    def run() -> None:
+        out["report"] = simulate(deployment.base, slug, 24, concurrency=8, profile=PROFILES["steady"],
+                                 db_url=deployment.db, mode="debug", pace_s=0.05, give_up_s=60,
+                                 cafile=str(deployment.cafile))
+
+    bots = threading.Thread(target=run)
+    bots.start()
+
+    def answers_stored() -> int:
+        engine = make_engine(deployment.db)
+        try:
+            with engine.connect() as c:
+                return len(c.execute(select(Answer.id)).all())
+        finally:
+            engine.dispose()
+
+    wait_until(lambda: answers_stored() >= 20 or not bots.is_alive(), 60, "the first answers through the proxy")
+    assert bots.is_alive(), out["report"].summary() if "report" in out else "the bots stopped"
+    victim = deployment.backends[0]
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(10)
+    bots.join(180)
+    assert not bots.is_alive(), "the simulated participants did not finish"
+    report = out["report"]
+    assert set(report.counts()) <= {"completed", "screened_out"}, report.summary()  # nobody failed
+    assert_exactly_once(deployment.db, report)
+
+
+def test_locust_drives_the_participant_flow_through_the_proxy(deployment, studies):
+    slug = studies["class_discrimination"]
+    stats = deployment.folder / "locust"
+    env = {**os.environ, "CAMSTUDY_LOCUST_STUDY": slug, "CAMSTUDY_LOCUST_PLATFORM": "prolific",
+           "CAMSTUDY_LOCUST_QUERY": urlencode(signed_query(deployment.db, slug, "debug")),
+           "REQUESTS_CA_BUNDLE": str(deployment.cafile)}
+    locust = Path(sys.executable).with_name("locust")
+    run = subprocess.run([str(locust), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless", "--users", "8",
+                          "--spawn-rate", "8", "--run-time", "12s", "--stop-timeout", "10", "--host", deployment.base,
+                          "--csv", str(stats), "--only-summary"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = {r["Name"]: r for r in csv.DictReader(open(f"{stats}_stats.csv"))}
+    answers = rows["POST /api/s/[slug]/answers"]
+    assert int(answers["Request Count"]) > 50 and int(answers["Failure Count"]) == 0, answers
+    assert int(rows["Aggregated"]["Failure Count"]) == 0, rows["Aggregated"]
+    # Every answer Locust got acknowledged is in the database once.
+    engine = make_engine(deployment.db)
+    try:
+        with engine.connect() as c:
+            stored = c.execute(select(Answer.participant_id, Answer.position)).all()
+    finally:
+        engine.dispose()
+    assert len(stored) == len(set(stored)) >= int(answers["Request Count"])
