@@ -154,8 +154,8 @@ def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float, ramp_s:
     env = {"CAMSTUDY_FLOOR_DB": db, "CAMSTUDY_FLOOR_TRIALS": str(a.trials + 2), "PYTHONPATH": str(ROOT)}
     server = Server(gunicorn(a.workers, "floor_app:app", ROOT / "bench"), env, tmp / "floor.log")
     try:
-        report = simulate(server.base, "floor", a.participants, concurrency=a.participants,
-                          profile=PROFILES["random"], seed=1, pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
+        report = simulate(server.base, "floor", a.participants, concurrency=a.participants, profile=PROFILES["random"],
+                          seed=1, db_url=False, mode="live", pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
         server.stop()
     with engine.connect() as c:

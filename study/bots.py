@@ -143,6 +143,9 @@ class StudyKey:
         from study.export import find_study
         from study.recruitment import mode_link_params
 
+        if db_url is False:  # no database: live Prolific-style links, no answer key (a load test's floor)
+            self.engine, self.study_id, self.platform, self.link_params = None, None, "prolific", {}
+            return
         self.engine = make_engine(db_url)
         self.factory = session_factory(self.engine)
         with self.factory() as s:
@@ -167,7 +170,8 @@ class StudyKey:
                 for pos, layout, method, check, correct in rows}
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 def recruitment_params(platform: str, worker_id: str) -> dict[str, str]:
@@ -488,13 +492,14 @@ class Report:
 
 
 def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 10, profile: str | Profile = "paper",
-             seed: int = 0, db_url: str | None = None, mode: str = "debug", run_id: str | None = None,
+             seed: int = 0, db_url: str | None | bool = None, mode: str = "debug", run_id: str | None = None,
              pace_s: float = 0.0, ramp_s: float = 0.0, give_up_s: float = 120.0, backoff_s: float = 0.05,
              cafile: str | None = None) -> Report:
     """Run ``participants`` bots, ``concurrency`` at a time, against the server at ``base_url``.
 
     ``db_url``: the study's database, read for the platform, the signed link of ``mode`` and
-    the answer key; ``pace_s``: each bot waits this long before each answer (reading the
+    the answer key (``False``: none, for a server that is not camstudy's, such as the load
+    benchmark's floor; then the bots send live Prolific-style links and answer at random); ``pace_s``: each bot waits this long before each answer (reading the
     trial); ``ramp_s``: bot ``i`` starts ``i / participants * ramp_s`` seconds after the
     first, as people arrive over time rather than in the same instant; ``cafile``: the CA
     certificate to trust for an https URL (e.g. a test proxy's self-signed one)."""
@@ -503,6 +508,8 @@ def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 
         raise UserError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
     if participants < 1 or concurrency < 1:
         raise UserError("--participants and --concurrency must be at least 1")
+    if db_url is False and (prof.needs_oracle or mode != "live"):
+        raise UserError("without a database the bots can only take live links at random (profile 'random')")
     key = StudyKey(db_url, slug, mode)
     context = ssl.create_default_context(cafile=cafile) if base_url.startswith("https:") else None
     run_id = run_id or secrets.token_hex(3)
