@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from camstudy.errors import UserError
-from camstudy.processes import free_port, stop, wait_listening
+from camstudy.processes import StopSignals, free_port, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -50,7 +49,6 @@ def sheet(args: argparse.Namespace, out: Path) -> None:
 def stimuli(out: Path) -> Path:
     import json
 
-    from stimuli.build import build
     from stimuli.config import load_config
 
     cfg = load_config(EXAMPLES / "demo.toml")
@@ -61,6 +59,8 @@ def stimuli(out: Path) -> Path:
         if done.get("config_sha256") == cfg.sha256 and done.get("shard") == [0, 1]:
             step(2, f"stimuli: {folder} ({done['stimuli']} stimuli, reused)")
             return folder
+    from stimuli.build import build  # imported only here: a reusing run starts sooner
+
     step(2, f"stimuli of examples/demo.toml into {folder}")
     done = build(cfg, folder)
     print(f"      {done['stimuli']} stimuli in {done['seconds']:.1f} s")
@@ -130,17 +130,19 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def serve(db: str, out: Path, host: str, port: int) -> subprocess.Popen:
+def serve(db: str, out: Path, host: str, port: int, stops: StopSignals) -> subprocess.Popen:
+    """Start the server and wait until it listens (or a stop signal arrives)."""
     env = {**os.environ, "CAMSTUDY_DATABASE_URL": db, "CAMSTUDY_INSTANCE": str(out / "instance")}
     camstudy = Path(sys.executable).with_name("camstudy")
     log = open(out / "server.log", "a")  # noqa: SIM115 - the server's own file, kept open for it
     proc = subprocess.Popen([str(camstudy), "serve", "--host", host, "--port", str(port), "--workers", "2"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_listening(proc, host, port)
+        wait_listening(proc, host, port, cancelled=lambda: stops.stopped)
     except RuntimeError as e:
-        stop(proc)
-        raise UserError(f"{e}; see {out / 'server.log'}") from None
+        if not stops.stopped:  # a server that a stop signal ended is no error
+            stop(proc)
+            raise UserError(f"{e}; see {out / 'server.log'}") from None
     return proc
 
 
@@ -160,46 +162,56 @@ def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, s
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.no_serve and not port_free(args.host, args.port):
-        raise UserError(f"{args.host}:{args.port} is in use (another demo?); pass --port")
-    db = args.db or f"sqlite:///{out / 'camstudy.db'}"
-    sheet(args, out)
-    folder = stimuli(out)
-    database(db)
-    slugs = studies(db, folder)
-    admin_user(db)
-    if not args.simulate and args.no_serve:
-        return 0
+    # SIGINT and SIGTERM stop the demo whatever disposition it inherited (a background job
+    # of a non-interactive shell inherits SIGINT ignored): during the setup they interrupt
+    # it, while serving they end the server cleanly (exit 0).
+    with StopSignals() as stops:
+        with stops.raising():
+            out = Path(args.out).resolve()
+            out.mkdir(parents=True, exist_ok=True)
+            if not args.no_serve and not port_free(args.host, args.port):
+                raise UserError(f"{args.host}:{args.port} is in use (another demo?); pass --port")
+            db = args.db or f"sqlite:///{out / 'camstudy.db'}"
+            sheet(args, out)
+            folder = stimuli(out)
+            database(db)
+            slugs = studies(db, folder)
+            admin_user(db)
+        if not args.simulate and args.no_serve:
+            return 0
+        return serve_until_stopped(args, stops, db, out, slugs)
+
+
+def serve_until_stopped(args: argparse.Namespace, stops: StopSignals, db: str, out: Path,
+                        slugs: list[tuple[str, str]]) -> int:
+    """Serve (after the simulation, if asked) until a stop signal; 0 then, an error when the
+    server stops on its own. The server is stopped on every way out."""
     port = args.port if not args.no_serve else free_port(args.host)
-    # SIGTERM (a supervisor, `kill`) stops the server as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
-    proc = serve(db, out, args.host, port)
+    proc = serve(db, out, args.host, port, stops)
     base = f"http://{args.host}:{port}"
     try:
-        if args.simulate:
+        if args.simulate and not stops.stopped:
             step(5, f"server on {base}; simulated participants and the analysis")
-            simulate_and_analyze(base, db, out, slugs, args.simulate)
-        if args.no_serve:
+            with stops.raising():
+                simulate_and_analyze(base, db, out, slugs, args.simulate)
+        if args.no_serve and not stops.stopped:
             return 0
-        step(5, f"serving on {base}  (Ctrl-C stops it)")
-        for slug, kind in slugs:
-            print(f"      {kind:<21} {base}/s/{slug}/")
-        print(f"      {'admin':<21} {base}/admin/  (user {ADMIN!r})", flush=True)
-        proc.wait()
-        raise UserError(f"the server stopped; see {out / 'server.log'}")
-    except KeyboardInterrupt:
+        if not stops.stopped:
+            step(5, f"serving on {base}  (Ctrl-C stops it)")
+            for slug, kind in slugs:
+                print(f"      {kind:<21} {base}/s/{slug}/")
+            print(f"      {'admin':<21} {base}/admin/  (user {ADMIN!r})", flush=True)
+        if not stops.wait(proc):
+            raise UserError(f"the server stopped (exit code {proc.returncode}); see {out / 'server.log'}")
+        print("\nstopping the server", flush=True)
+        return 0
+    except KeyboardInterrupt:  # a stop signal inside stops.raising()
         print("\nstopping the server", flush=True)
         return 0
     finally:
         stop(proc)
         if not args.no_serve:
             print("server stopped", flush=True)
-
-
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
 
 
 def add_demo_parser(sub) -> None:
