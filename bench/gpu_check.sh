@@ -11,7 +11,7 @@ OUT=${OUT:-/tmp/out}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider -W ignore tests/gradcam/test_cuda.py 2>&1 | tail -3 | tee "$OUT/pytest.txt"
-python3 -m camstudy.cli stimuli build examples/demo.toml --out /tmp/stim --quiet 2>&1 | tail -2 | tee "$OUT/build.txt"
+python3 -m camstudy.cli stimuli build camstudy/examples/demo.toml --out /tmp/stim --quiet 2>&1 | tail -2 | tee "$OUT/build.txt"
 python3 bench/stimuli_throughput.py --threads 16 2>&1 | tail -6 | tee "$OUT/throughput.txt"
 python3 -m camstudy.cli stimuli evaluate /tmp/stim --max-images 6 --out "$OUT/evaluation.csv" 2>&1 | tail -16
 for b in 8 64; do

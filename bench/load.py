@@ -186,9 +186,10 @@ def main() -> int:
                         "Debian's binaries are here), or 'none'")
     a = p.parse_args()
     if not (a.stimuli / "manifest.json").exists():
-        print(f"building the demo stimuli into {a.stimuli} (camstudy stimuli build examples/demo.toml)")
+        demo = ROOT / "camstudy" / "examples" / "demo.toml"  # the shipped example config
+        print(f"building the demo stimuli into {a.stimuli} (camstudy stimuli build {demo.relative_to(ROOT)})")
         subprocess.run([str(Path(sys.executable).with_name("camstudy")), "stimuli", "build",
-                        str(ROOT / "examples" / "demo.toml"), "--quiet"], check=True)
+                        str(demo), "--out", str(a.stimuli), "--quiet"], check=True)
 
     with tempfile.TemporaryDirectory(prefix="camstudy-load-") as tmpdir:
         tmp = Path(tmpdir)

@@ -1,9 +1,10 @@
 """Stimulus-build throughput against the engine's own floor, in one process.
 
-1. ``camstudy stimuli build`` of a config (default ``examples/demo.toml``) into a fresh
-   temporary folder: wall time and stimuli per second, everything included (loading
-   models and images, the engine calls, which also give the predictions that planning
-   needs, planning, rendering, PNG encoding, hashing, manifest).
+1. ``camstudy stimuli build`` of a config (default the shipped example,
+   ``camstudy/examples/demo.toml``) into a fresh temporary folder: wall time and stimuli
+   per second, everything included (loading models and images, the engine calls, which
+   also give the predictions that planning needs, planning, rendering, PNG encoding,
+   hashing, manifest).
 2. The floor: the engine calls needed to produce the stimuli the build wrote, and nothing
    else: one :func:`gradcam.explain` call per model on each batch of the *planned*
    explanations (``plan.json``; batched as the build batches), with the classes the
@@ -72,7 +73,7 @@ def floor_seconds(config: Path, out: Path) -> tuple[float, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="examples/demo.toml")
+    p.add_argument("--config", default="camstudy/examples/demo.toml")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3,
                    help="build and floor this many times, alternating; the table shows the fastest of each "

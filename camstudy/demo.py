@@ -1,16 +1,17 @@
 """``camstudy demo``: the whole pipeline on the defaults, in one command.
 
 1. the explanation sheet of the offline stronger/weaker pair (``stimuli.demo``);
-2. the demo study's stimuli (``examples/demo.toml``);
+2. the demo study's stimuli (the shipped example ``demo.toml``, see :mod:`camstudy.examples`);
 3. a SQLite database, migrated to the head;
-4. the paper's two studies (``examples/class-discrimination.toml``, ``examples/trust.toml``)
+4. the paper's two studies (the examples ``class-discrimination.toml`` and ``trust.toml``)
    and an admin user whose generated password is printed once;
 5. the server (gunicorn) on 127.0.0.1:5000 with the participant and admin links, until
    Ctrl-C; with ``--simulate N`` first N simulated participants per study and the analysis
    report of each.
 
 A second run reuses what is there: the sheet, the stimuli, the database, the studies and
-the admin user.
+the admin user. The example configs are read where the package has them (importlib.resources);
+their relative paths do not matter here, because the demo names its folders itself.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from camstudy import examples
 from camstudy.errors import UserError
 from camstudy.processes import StopSignals, free_port, stop, wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 STUDIES = ("class-discrimination.toml", "trust.toml")
 ADMIN = "admin"
 
@@ -51,7 +51,8 @@ def stimuli(out: Path) -> Path:
 
     from stimuli.config import load_config
 
-    cfg = load_config(EXAMPLES / "demo.toml")
+    with examples.path("demo.toml") as path:
+        cfg = load_config(path)
     folder = out / "stimuli"
     summary = folder / "build.json"
     if summary.exists() and not (folder / "manifest.partial.jsonl").exists():
@@ -61,7 +62,7 @@ def stimuli(out: Path) -> Path:
             return folder
     from stimuli.build import build  # imported only here: a reusing run starts sooner
 
-    step(2, f"stimuli of examples/demo.toml into {folder}")
+    step(2, f"stimuli of the example demo.toml into {folder}")
     done = build(cfg, folder)
     print(f"      {done['stimuli']} stimuli in {done['seconds']:.1f} s")
     return folder
@@ -88,7 +89,8 @@ def studies(db: str, folder: Path) -> list[tuple[str, str]]:
     try:
         with transaction(session_factory(engine)) as s:
             for name in STUDIES:
-                cfg = load_study_config(EXAMPLES / name)
+                with examples.path(name) as path:
+                    cfg = load_study_config(path)
                 study = s.scalar(select(Study).where(Study.slug == cfg.slug))
                 state = "reused"
                 if study is None:
@@ -225,3 +227,5 @@ def add_demo_parser(sub) -> None:
                    help="run N simulated participants per study and write each study's analysis report")
     p.add_argument("--no-serve", action="store_true", help="exit after the simulation instead of serving")
     p.set_defaults(func=run)
+    # `camstudy examples DIR`, the shipped configs to edit, is registered with the demo that uses them.
+    examples.add_examples_parser(sub)

@@ -1,6 +1,6 @@
 """The study stimulus config: one TOML file, validated field by field.
 
-Example (``examples/demo.toml``)::
+Example (the shipped ``camstudy/examples/demo.toml``; ``camstudy examples DIR`` copies it out)::
 
     seed = 2026
     out = "stimuli-out"              # relative to this file's folder; --out overrides

@@ -1,13 +1,10 @@
 """The stimulus config: defaults, validation messages that name the field."""
 
-from pathlib import Path
-
 import pytest
 
+from camstudy import examples
 from camstudy.errors import UserError
 from stimuli.config import DEFAULT_METHODS, load_config, parse_config
-
-ROOT = Path(__file__).resolve().parents[2]
 
 MINIMAL = {
     "models": {"stronger": {"name": "efficientnet_lite2"}, "weaker": {"name": "mobilenet_v2"}},
@@ -17,10 +14,12 @@ MINIMAL = {
 
 
 def test_shipped_examples_are_valid():
-    demo = load_config(ROOT / "examples" / "demo.toml")
+    with examples.path("demo.toml") as path:
+        demo = load_config(path)
     assert demo.models["stronger"].name == "efficientnet_lite2"
     assert demo.class_discrimination.attention_checks == 4 and demo.trust.baseline
-    paper = load_config(ROOT / "examples" / "paper.toml")
+    with examples.path("paper.toml") as path:
+        paper = load_config(path)
     assert paper.models["weaker"].name == "alexnet" and paper.source["type"] == "voc"
     assert paper.methods == ("deconvnet", "guided_backprop", "deconv_gradcam", "guided_gradcam", "gradcam")
 
