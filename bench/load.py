@@ -49,6 +49,7 @@ trials_per_participant = {trials}
 raters_per_item = 9
 attention_checks = 2
 design = "between"
+platform = "prolific"
 practice = false
 questionnaire = false
 """
@@ -68,6 +69,19 @@ class Server:
         except RuntimeError as e:
             self.stop()
             raise SystemExit(f"{e}; see {log}") from None
+
+    def warm(self, path: str, requests: int = 64, at_once: int = 8) -> None:
+        """Requests until every worker has booted and served (gunicorn's workers import the
+        app after the socket listens): neither server's start-up is timed."""
+        import urllib.request
+        from concurrent.futures import ThreadPoolExecutor
+
+        def get(_i: int) -> None:
+            with urllib.request.urlopen(self.base + path, timeout=60) as r:
+                r.read()
+
+        with ThreadPoolExecutor(at_once) as pool:
+            list(pool.map(get, range(requests)))
 
     def stop(self) -> None:
         stop(self.proc, group=True)
@@ -137,6 +151,7 @@ def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: f
            "CAMSTUDY_ENROLL_RATE_PER_MINUTE": "100000"}
     server = Server(gunicorn(a.workers, "study.wsgi:app"), env, tmp / "app.log")
     try:
+        server.warm("/s/load/?PROLIFIC_PID=warm-up")  # the consent page: reads the study, writes nothing
         report = simulate(server.base, "load", a.participants, concurrency=a.participants, profile=PROFILES["steady"],
                           seed=1, db_url=db, pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
@@ -154,6 +169,7 @@ def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float, ramp_s:
     env = {"CAMSTUDY_FLOOR_DB": db, "CAMSTUDY_FLOOR_TRIALS": str(a.trials + 2), "PYTHONPATH": str(ROOT)}
     server = Server(gunicorn(a.workers, "floor_app:app", ROOT / "bench"), env, tmp / "floor.log")
     try:
+        server.warm("/s/floor/?PROLIFIC_PID=warm-up")
         report = simulate(server.base, "floor", a.participants, concurrency=a.participants, profile=PROFILES["random"],
                           seed=1, db_url=False, mode="live", pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
@@ -184,6 +200,8 @@ def main() -> int:
     p.add_argument("--postgres", default="auto",
                    help="a PostgreSQL URL, 'auto' (CAMSTUDY_BENCH_POSTGRES_URL, else a temporary cluster when "
                         "Debian's binaries are here), or 'none'")
+    p.add_argument("--databases", default="sqlite,postgresql", help="which of sqlite,postgresql to run")
+    p.add_argument("--loads", default="saturated,paced", help="which of saturated,paced to run")
     a = p.parse_args()
     if not (a.stimuli / "manifest.json").exists():
         demo = ROOT / "camstudy" / "examples" / "demo.toml"  # the shipped example config
@@ -194,7 +212,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="camstudy-load-") as tmpdir:
         tmp = Path(tmpdir)
         pg, pg_url = None, None
-        if a.postgres != "none":
+        if a.postgres != "none" and "postgresql" in a.databases.split(","):
             pg_url = a.postgres if a.postgres != "auto" else os.environ.get("CAMSTUDY_BENCH_POSTGRES_URL")
             if pg_url is None:
                 try:
@@ -202,7 +220,7 @@ def main() -> int:
                     pg_url = pg.url
                 except (RuntimeError, subprocess.CalledProcessError) as e:
                     print(f"PostgreSQL: skipped ({e})")
-        dbs = ["sqlite"] + (["postgresql"] if pg_url else [])
+        dbs = [db for db in ("sqlite", "postgresql") if db in a.databases.split(",") and (db == "sqlite" or pg_url)]
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         print(f"{now}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
               f"{a.participants} concurrent participants x {a.trials + 2} trials, gunicorn {a.workers} sync workers")
@@ -215,6 +233,8 @@ def main() -> int:
                 loads = (("saturated", 0.0, 0.0),
                          (f"paced ({a.think_ms / 1000:g} s think, {a.ramp_s:g} s ramp)", a.think_ms / 1000, a.ramp_s))
                 for load, think, ramp in loads:
+                    if load.split(" ")[0] not in a.loads.split(","):
+                        continue
                     run_dir = tmp / f"{db}-{think}"
                     run_dir.mkdir()
                     app = run_app(fresh_database(db, run_dir, pg_url, "app"), run_dir, a.stimuli, a, think, ramp)

@@ -2,17 +2,20 @@
 
 An answer is unique on (participant, position). A retried POST, or a second browser of
 the same participant answering the same trial, gets the acknowledgement of the answer that
-was stored first and writes nothing.
+was stored first and writes nothing. The positions are answered in order: an answer is
+stored only at the participant's next position.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Row, bindparam, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, bindparam, cast, func, select
+from sqlalchemy.orm import Session
 
 from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
@@ -52,10 +55,8 @@ def _parse_shown_at(value) -> datetime | None:
         raise AnswerError(422, "shown_at must be an ISO 8601 time") from None
 
 
-def _score(trial: Row, answer) -> tuple[str, bool | None, int | None]:
-    """Validate ``answer`` for the trial; return (stored text, correct, score for stronger).
-    ``trial``: a row with the plan entry's ``layout`` and the item's ``task``,
-    ``is_attention_check``, ``expected_answer`` and ``correct_answer`` (``_STATE``'s)."""
+def _score(trial: Trial, answer) -> tuple[str, bool | None, int | None]:
+    """Validate ``answer`` for the trial; return (stored text, correct, score for stronger)."""
     if trial.task == "trust":
         if isinstance(answer, bool) or not isinstance(answer, int) or answer not in TRUST_SCALE:
             raise AnswerError(422, "a trust answer is an integer from -2 to 2")
@@ -69,8 +70,53 @@ def _score(trial: Row, answer) -> tuple[str, bool | None, int | None]:
     return answer, answer == trial.correct_answer, None
 
 
-def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> dict:
-    """Validate and store one answer; return its acknowledgement (the stored one on retry)."""
+@dataclass(frozen=True)
+class Trial:
+    """What the answer path needs of one trial of a plan (which never changes once drawn)."""
+
+    layout: dict
+    task: str
+    is_attention_check: bool
+    expected_answer: int | None
+    correct_answer: str | None
+
+
+class PlanCache:
+    """Participants' plans by participant id, per app (one database), bounded: a plan is
+    drawn once and never changes, so each worker reads it once, not once per answer."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.plans: OrderedDict[int, tuple[dict[int, Trial], int]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, conn, participant_id: int) -> tuple[dict[int, Trial], int]:
+        """``({position: Trial}, plan length)``."""
+        with self.lock:
+            hit = self.plans.get(participant_id)
+            if hit is not None:
+                self.plans.move_to_end(participant_id)
+                return hit
+        rows = conn.execute(_PLAN, {"pid": participant_id}).all()
+        plan = ({r.position: Trial(r.layout, r.task, r.is_attention_check, r.expected_answer, r.correct_answer)
+                 for r in rows}, len(rows))
+        with self.lock:
+            self.plans[participant_id] = plan
+            while len(self.plans) > self.size:
+                self.plans.popitem(last=False)
+        return plan
+
+
+def record(engine: Engine, plans: PlanCache, participant_id: int, body: dict) -> dict:
+    """Validate and store one answer; return its acknowledgement (the stored one on retry).
+
+    The hot path of a running study (one request per answer) is one statement on an
+    autocommit connection: the answer is checked against the participant's plan (cached),
+    and one ``INSERT ... SELECT ... WHERE`` stores it only if the participation is active
+    and the position is the next one, doing nothing on a conflict (a retry, a second tab).
+    When it stores nothing, the slow path reads the state and says why (or acknowledges
+    the answer stored first). On PostgreSQL every BEGIN, COMMIT and query is a round trip.
+    """
     position = body.get("position")
     if not is_position(position):
         raise AnswerError(422, "position must be a non-negative integer")
@@ -78,37 +124,34 @@ def record(factory: sessionmaker[Session], participant_id: int, body: dict) -> d
     if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt) or not 0 < rt <= MAX_RT_MS:
         raise AnswerError(422, f"rt_ms must be a number of milliseconds in (0, {MAX_RT_MS}]")
     shown_at = _parse_shown_at(body.get("shown_at"))
-    # Core statements on a connection, no ORM session or objects: this is the hot path of a
-    # running study (one request per answer).
-    engine = factory.kw["bind"]
     keys = {"pid": participant_id, "pos": position}
-    try:
-        with engine.begin() as conn:
-            state = conn.execute(_STATE, keys).one()
-            if state.stored is not None:
-                return ack(position, state.stored, state.total)
-            if state.status != "active":
-                raise AnswerError(409, "this participation is finished")
-            if state.layout is None:
-                raise AnswerError(404, f"no trial at position {position}")
-            if position != state.answered:
-                # Reads are not one snapshot (SQLite autocommit reads, PostgreSQL read
-                # committed): a second tab may have stored this position since we looked.
-                stored = conn.scalar(_STORED, keys)
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        trials, total = plans.get(conn, participant_id)
+        trial = trials.get(position)
+        invalid = None
+        if trial is not None:
+            try:
+                text, correct, score = _score(trial, body.get("answer"))
+            except AnswerError as e:
+                invalid = e  # said after the state's reasons (a stored answer is acknowledged)
+            else:
+                stored = conn.execute(_GUARDED_INSERT[conn.dialect.name], {
+                    **keys, "answer": text, "correct": correct, "score": score, "rt": float(rt),
+                    "shown": shown_at, "now": utcnow()}).first()
                 if stored is not None:
-                    return ack(position, stored, state.total)
-                raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
-            text, correct, score = _score(state, body.get("answer"))
-            conn.execute(_INSERT, {"participant_id": participant_id, "position": position, "answer": text,
-                                   "correct": correct, "score_stronger": score, "rt_ms": float(rt),
-                                   "shown_at": shown_at, "answered_at": utcnow()})
-            return ack(position, text, state.total)
-    except IntegrityError:
-        # Another request stored this position first (a retry racing its original, or a
-        # second tab): acknowledge what was stored.
-        with engine.connect() as conn:
-            state = conn.execute(_STATE, keys).one()
+                    return ack(position, text, total)
+        # Nothing stored: acknowledge what a retry or another tab stored first, or say why.
+        state = conn.execute(_STATE, keys).one()
+        if state.stored is not None:
             return ack(position, state.stored, state.total)
+        if state.status != "active":
+            raise AnswerError(409, "this participation is finished")
+        if trial is None:
+            raise AnswerError(404, f"no trial at position {position}")
+        if position != state.answered:
+            raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
+        raise invalid or AnswerError(409, f"trial {position} changed meanwhile; send it again")
 
 
 # The hot path's statements, built once (bound per call with ``pid`` and ``pos``).
@@ -116,22 +159,40 @@ _PID, _POS = bindparam("pid"), bindparam("pos")
 _STORED = select(Answer.answer).where(Answer.participant_id == _PID, Answer.position == _POS)
 _TOTAL = select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID)
 _ANSWERED = select(func.count()).select_from(Answer).where(Answer.participant_id == _PID)
-# One row: the participant's status, plan length, answers so far, the answer stored at the
-# position (None if none) and the trial at the position (None columns if there is none).
-_STATE = (
-    select(
-        Participant.status,
-        _TOTAL.scalar_subquery().label("total"),
-        _ANSWERED.scalar_subquery().label("answered"),
-        _STORED.scalar_subquery().label("stored"),
-        PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer, Item.correct_answer,
-    )
-    .select_from(Participant)
-    .outerjoin(PlanEntry, (PlanEntry.participant_id == Participant.id) & (PlanEntry.position == _POS))
-    .outerjoin(Item, Item.id == PlanEntry.item_pk)
-    .where(Participant.id == _PID)
-)
-_INSERT = Answer.__table__.insert()
+# One row: the participant's status, plan length, answers so far and the answer stored at
+# the position (None if none): the slow path's reasons.
+_STATE = select(
+    Participant.status,
+    _TOTAL.scalar_subquery().label("total"),
+    _ANSWERED.scalar_subquery().label("answered"),
+    _STORED.scalar_subquery().label("stored"),
+).where(Participant.id == _PID)
+_PLAN = (select(PlanEntry.position, PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer,
+                Item.correct_answer)
+         .join(Item, Item.id == PlanEntry.item_pk).where(PlanEntry.participant_id == _PID))
+
+
+def _guarded_insert(dialect: str):
+    """``INSERT INTO answer SELECT <the values> WHERE <active> AND <position is next> ON
+    CONFLICT DO NOTHING RETURNING id``. PostgreSQL needs the values cast to the columns'
+    types (a bare parameter in a SELECT list is text); SQLite must not get casts (CAST to
+    a date type would turn its text into a number)."""
+    from sqlalchemy import exists, type_coerce
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    typed = cast if dialect == "postgresql" else type_coerce
+    cols = Answer.__table__.c
+    values = [typed(bindparam(name), col.type).label(col.name) for name, col in (
+        ("pid", cols.participant_id), ("pos", cols.position), ("answer", cols.answer), ("correct", cols.correct),
+        ("score", cols.score_stronger), ("rt", cols.rt_ms), ("shown", cols.shown_at), ("now", cols.answered_at))]
+    active = exists().where(Participant.id == _PID, Participant.status == "active")
+    source = select(*values).where(active, _ANSWERED.scalar_subquery() == _POS)
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(Answer.__table__)
+    return (insert.from_select([c.name for c in values], source)
+            .on_conflict_do_nothing(index_elements=["participant_id", "position"]).returning(cols.id))
+
+
+_GUARDED_INSERT = {name: _guarded_insert(name) for name in ("postgresql", "sqlite")}
 
 
 def progress(session: Session, participant: Participant) -> tuple[int, int]:

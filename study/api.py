@@ -27,7 +27,13 @@ MAX_EVENT_BYTES = 256 * 1024
 
 
 def sessions():
+    """Sessions for writes: ``transaction(sessions())``."""
     return current_app.extensions["camstudy.sessions"]
+
+
+def reads():
+    """Sessions for read-only requests (autocommit: no BEGIN and ROLLBACK around them)."""
+    return current_app.extensions["camstudy.reads"]
 
 
 def error(status: int, message: str):
@@ -44,7 +50,7 @@ def study_by_slug(slug: str) -> Study | None:
     hit = cache.get(slug)
     if hit is not None and hit[0] > now:
         return hit[1]
-    with sessions()() as s:
+    with reads()() as s:
         study = s.scalar(select(Study).where(Study.slug == slug))
     if study is not None:  # only studies that exist: the cache cannot grow with junk slugs
         cache[slug] = (now + STUDY_CACHE_SECONDS, study)
@@ -100,7 +106,7 @@ def plan(slug: str):
     if err:
         return err
     study, pid = ok
-    with sessions()() as s:
+    with reads()() as s:
         p = s.get(Participant, pid)
         entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
         done, total = progress(s, p)
@@ -152,7 +158,8 @@ def answers(slug: str):
     if unknown:
         return error(400, f"unknown field {sorted(unknown)[0]!r}")
     try:
-        return jsonify(record(sessions(), pid, body))
+        return jsonify(record(current_app.extensions["camstudy.engine"], current_app.extensions["camstudy.plans"],
+                              pid, body))
     except AnswerError as e:
         return error(e.status, e.message)
 

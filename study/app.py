@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from study.answers import PlanCache
 from study.cookies import CookieSessions
 from study.db import check_current, database_url, make_engine, session_factory, shared_secret
 
@@ -66,6 +67,10 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = os.environ.get("CAMSTUDY_SECRET_KEY") or shared_secret(engine)
     app.extensions["camstudy.engine"] = engine
     app.extensions["camstudy.sessions"] = session_factory(engine)
+    # Read-only requests read in autocommit: on PostgreSQL a BEGIN and a ROLLBACK around
+    # their SELECTs would be two more round trips each.
+    app.extensions["camstudy.reads"] = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    app.extensions["camstudy.plans"] = PlanCache()
     app.session_interface = CookieSessions()
     if app.config["PROXY_HOPS"] > 0:
         hops = app.config["PROXY_HOPS"]

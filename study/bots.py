@@ -146,7 +146,7 @@ class StudyKey:
         if db_url is False:  # no database: live Prolific-style links, no answer key (a load test's floor)
             self.engine, self.study_id, self.platform, self.link_params = None, None, "prolific", {}
             return
-        self.engine = make_engine(db_url)
+        self.engine = make_engine(db_url, pre_ping=True)  # a test may restart the database mid-run
         self.factory = session_factory(self.engine)
         with self.factory() as s:
             study = find_study(s, slug)

@@ -30,7 +30,10 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str | None = None, pre_ping: bool = False) -> Engine:
+    """The engine for ``url``. ``pre_ping``: test each pooled PostgreSQL connection before
+    use (a round trip each time; for clients that must ride out a database restart without
+    an error, such as the simulated participants' answer key)."""
     url = database_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -39,7 +42,10 @@ def make_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping: it is a round trip before every request. A connection that died (the
+    # database restarted) fails its next statement instead; SQLAlchemy then discards the
+    # whole pool, the request answers 503 with Retry-After, and the retry reconnects.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -18,9 +18,10 @@ import random
 import secrets
 from collections import Counter
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import String, cast, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
+from study import throttle
 from study.models import Item, Participant, PlanEntry, Study
 from study.recruitment import Recruitment
 
@@ -37,10 +38,20 @@ def pseudonym(study: Study, key: str) -> str:
     return hmac.new(study.secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def enroll(session: Session, study_id: int, who: Recruitment) -> Participant:
-    """Enroll (or resume) a participant; call inside a transaction, as its first statement."""
+def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = "consent",
+           count_under: str | None = None) -> Participant:
+    """Enroll (or resume) a participant; call inside a transaction, as its first statement.
+
+    ``study``: the study or its id (a Study need not belong to ``session``: its settings
+    never change). A new participant starts at ``stage``, and with ``count_under`` one
+    event is counted under that key (:mod:`study.throttle`) in the same transaction. On
+    PostgreSQL every statement under the study's lock is a round trip that the next
+    enrollment waits for, so there are few: the lock, the worker's prior participation,
+    the assignment counts, the participant, its plan and the count."""
+    study_id = study if isinstance(study, int) else study.id
     session.execute(update(Study).where(Study.id == study_id).values(enrollments=Study.enrollments + 1))
-    study = session.get(Study, study_id)
+    if isinstance(study, int):
+        study = session.get(Study, study_id)
     attempt = 1
     key = who.worker_key
     if key:
@@ -57,7 +68,8 @@ def enroll(session: Session, study_id: int, who: Recruitment) -> Participant:
             if prior.status == "active":  # repeats are allowed, one at a time
                 raise AlreadyParticipated(f"worker has an unfinished participation in study {study.slug}")
             attempt = prior.attempt + 1
-    cell = least_filled_condition(session, study, who.mode)
+    cells, counts = assignment_counts(session, study, who.mode)
+    cell = least_filled(study, cells)
     seed = secrets.randbelow(2**31)
     p = Participant(
         study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, worker_key=key,
@@ -65,39 +77,39 @@ def enroll(session: Session, study_id: int, who: Recruitment) -> Participant:
         assignment_id=who.assignment_id, hit_id=who.hit_id, platform_study_id=who.platform_study_id,
         session_id=who.session_id, turk_submit_to=who.turk_submit_to, user_agent=who.user_agent,
         pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
-        condition=cell, seed=seed,
+        condition=cell, seed=seed, stage=stage,
     )
     session.add(p)
+    if count_under:
+        throttle.hit(session, count_under)
     session.flush()
     # One multi-row INSERT (Core), not one ORM object per trial.
     rows = [{"participant_id": p.id, "position": position, "item_pk": item.id, "layout": layout}
-            for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed))]
+            for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed, counts))]
     if rows:
         session.execute(insert(PlanEntry.__table__), rows)
     return p
 
 
-def least_filled_condition(session: Session, study: Study, mode: str) -> str:
-    """The condition with the fewest participants of this study and mode (ties: first)."""
+def assignment_counts(session: Session, study: Study, mode: str) -> tuple[Counter, Counter]:
+    """``(participants per condition, plan entries per item)`` of this study and mode, in
+    one query."""
+    in_study = (Participant.study_id == study.id, Participant.mode == mode)
+    cells = (select(literal("c").label("kind"), Participant.condition.label("key"), func.count().label("n"))
+             .where(*in_study).group_by(Participant.condition))
+    items = (select(literal("i"), cast(PlanEntry.item_pk, String), func.count())
+             .join(Participant, Participant.id == PlanEntry.participant_id)
+             .where(*in_study).group_by(PlanEntry.item_pk))
+    out: dict[str, Counter] = {"c": Counter(), "i": Counter()}
+    for kind, key, n in session.execute(union_all(cells, items)):
+        out[kind][key if kind == "c" else int(key)] = n
+    return out["c"], out["i"]
+
+
+def least_filled(study: Study, counts: Counter) -> str:
+    """The condition with the fewest participants (ties: the first)."""
     cells = study.settings["conditions"]
-    counts = dict(
-        session.execute(
-            select(Participant.condition, func.count())
-            .where(Participant.study_id == study.id, Participant.mode == mode)
-            .group_by(Participant.condition)
-        ).all()
-    )
     return min(cells, key=lambda c: (counts.get(c, 0), cells.index(c)))
-
-
-def _rater_counts(session: Session, study: Study, mode: str) -> Counter:
-    rows = session.execute(
-        select(PlanEntry.item_pk, func.count())
-        .join(Participant, Participant.id == PlanEntry.participant_id)
-        .where(Participant.study_id == study.id, Participant.mode == mode)
-        .group_by(PlanEntry.item_pk)
-    ).all()
-    return Counter(dict(rows))
 
 
 # A study's items never change once it is created, and enrollment (which holds the study's
@@ -118,7 +130,7 @@ def study_items(session: Session, study: Study) -> list:
     return _ITEMS[key]
 
 
-def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -> list[tuple]:
+def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int, counts: Counter) -> list[tuple]:
     """The participant's trials in order, each with its counterbalanced layout.
 
     Trials: the condition's items with the fewest raters so far (ties broken by the seed),
@@ -130,7 +142,6 @@ def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int) -
     settings = study.settings
     rng = random.Random(seed)
     items = study_items(session, study)
-    counts = _rater_counts(session, study, mode)
     pool = [it for it in items if not it.is_attention_check and (cell == "all" or it.method == cell)]
     checks = [it for it in items if it.is_attention_check]
     trials = _least_rated(pool, counts, settings["trials_per_participant"], rng, one_per_image=True)

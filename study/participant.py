@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from study import throttle
-from study.api import current_participant_id, finish, practice_item, sessions, study_by_slug
+from study.api import current_participant_id, finish, practice_item, reads, sessions, study_by_slug
 from study.blinding import PRACTICE, pad_png, read_image_token
 from study.db import transaction
 from study.enroll import AlreadyParticipated, enroll
@@ -103,7 +103,7 @@ def _participant(study: Study) -> Participant | None:
     pid = current_participant_id(study)
     if pid is None:
         return None
-    with sessions()() as s:
+    with reads()() as s:
         return s.get(Participant, pid)
 
 
@@ -141,32 +141,27 @@ def consent(slug: str):
     who = recruitment_from_request(study)
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
         abort(400, "accept the HIT before starting")
-    limit = current_app.config["ENROLL_RATE_PER_MINUTE"]
     key = f"enroll:{request.remote_addr or '?'}"
     try:
+        # Read before the study's lock is taken, which every enrollment of the study waits for.
+        with reads()() as s:
+            if throttle.count(s, key, 60) >= current_app.config["ENROLL_RATE_PER_MINUTE"]:
+                abort(429, "Too many enrollments from this address; wait a minute.")
         with transaction(sessions()) as s:
-            p = enroll(s, study.id, who)  # its first statement takes the study's lock
-            if p.stage == "consent":  # a new participant (a resumed one is past consent)
-                # Counted in the same transaction: an enrollment that fails (503) costs nothing.
-                if throttle.count(s, key, 60) >= limit:
-                    raise TooMany
-                throttle.hit(s, key)
-                if p.id % 100 == 0:
-                    throttle.sweep(s)
+            # The lock is its first statement. A new participant is counted under the address
+            # in the same transaction: an enrollment that fails (503) costs nothing.
+            p = enroll(s, study, who, stage="task", count_under=key)
+            if p.stage == "consent":  # enrolled before the consent form set the stage
                 p.stage = "task"
+            if p.id % 100 == 0:
+                throttle.sweep(s)
             pid, stage = p.id, p.stage
-    except TooMany:
-        abort(429, "Too many enrollments from this address; wait a minute.")
     except AlreadyParticipated:
         return render_template("already.html", study=study), 409
     except OperationalError:
         abort(503, "the study is busy; try again in a moment")
     session[f"p{study.id}"] = issue(current_app.config["SECRET_KEY"], pid, study.id)
     return redirect(url_for("participant.stage", slug=slug, stage=stage))
-
-
-class TooMany(Exception):
-    """The address enrolled too many participants in the last minute."""
 
 
 def completion_code(study: Study, p: Participant) -> str:
@@ -218,7 +213,7 @@ def image(slug: str, token: str):
     if found is None:
         abort(404)
     pid, position, slot = found
-    with sessions()() as s:
+    with reads()() as s:
         if position == PRACTICE:
             item = practice_item(s, study, pid) if study.settings.get("practice") else None
             shown = list(item.stimulus_ids) if item is not None else []
