@@ -79,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_power_parser(sub)
 
     from camstudy.demo import add_demo_parser
+    from camstudy.examples import add_examples_parser
 
     add_demo_parser(sub)
+    add_examples_parser(sub)
     return parser
 
 

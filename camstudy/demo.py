@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 from camstudy import examples
 from camstudy.errors import UserError
@@ -75,12 +76,14 @@ def database(db: str) -> None:
     step(3, f"database {db} at revision {head}")
 
 
-def studies(db: str, folder: Path) -> list[tuple[str, str]]:
-    """Create the two studies (or find them); returns (slug, task) pairs."""
+def studies(db: str, folder: Path) -> list[tuple[str, str, str]]:
+    """Create the two studies (or find them); returns (slug, task, the query of the study's
+    signed debug link) triples."""
     from sqlalchemy import select
 
     from study.db import make_engine, session_factory, transaction
     from study.models import Study
+    from study.recruitment import mode_link_params
     from study.settings import load_study_config
     from study.setup import create_study
 
@@ -95,7 +98,8 @@ def studies(db: str, folder: Path) -> list[tuple[str, str]]:
                 state = "reused"
                 if study is None:
                     study, state = create_study(s, cfg, folder), "created"
-                out.append((study.slug, study.kind))
+                debug = urlencode(mode_link_params(study.secret, study.slug, "debug"))
+                out.append((study.slug, study.kind, debug))
                 step(4, f"study {study.slug!r} ({study.kind}, {len(study.items)} items, {state})")
     finally:
         engine.dispose()
@@ -148,11 +152,11 @@ def serve(db: str, out: Path, host: str, port: int, stops: StopSignals) -> subpr
     return proc
 
 
-def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, str]], n: int) -> None:
+def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, str, str]], n: int) -> None:
     from camstudy.cli import main
     from study.bots import audit, simulate
 
-    for slug, kind in slugs:
+    for slug, kind, _debug in slugs:
         print(f"      simulating {n} participants (profile 'paper', mode debug) in {slug!r}", flush=True)
         report = simulate(base, slug, n, concurrency=min(n, 10), profile="paper", db_url=db, mode="debug")
         print("      " + report.summary().replace("\n", "\n      "))
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve_until_stopped(args: argparse.Namespace, stops: StopSignals, db: str, out: Path,
-                        slugs: list[tuple[str, str]]) -> int:
+                        slugs: list[tuple[str, str, str]]) -> int:
     """Serve (after the simulation, if asked) until a stop signal; 0 then, an error when the
     server stops on its own. The server is stopped on every way out."""
     port = args.port if not args.no_serve else free_port(args.host)
@@ -200,8 +204,10 @@ def serve_until_stopped(args: argparse.Namespace, stops: StopSignals, db: str, o
             return 0
         if not stops.stopped:
             step(5, f"serving on {base}  (Ctrl-C stops it)")
-            for slug, kind in slugs:
-                print(f"      {kind:<21} {base}/s/{slug}/")
+            print("      try each study as a participant (debug mode: kept apart from the data; the live")
+            print("      links need the platform's worker ids and are on each study's admin page):")
+            for slug, kind, debug in slugs:
+                print(f"      {kind:<21} {base}/s/{slug}/?{debug}")
             print(f"      {'admin':<21} {base}/admin/  (user {ADMIN!r})", flush=True)
         if not stops.wait(proc):
             raise UserError(f"the server stopped (exit code {proc.returncode}); see {out / 'server.log'}")
@@ -227,5 +233,3 @@ def add_demo_parser(sub) -> None:
                    help="run N simulated participants per study and write each study's analysis report")
     p.add_argument("--no-serve", action="store_true", help="exit after the simulation instead of serving")
     p.set_defaults(func=run)
-    # `camstudy examples DIR`, the shipped configs to edit, is registered with the demo that uses them.
-    examples.add_examples_parser(sub)

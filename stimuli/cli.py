@@ -6,6 +6,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from camstudy import examples
+from camstudy.errors import UserError
 from stimuli.config import load_config
 
 
@@ -15,6 +17,10 @@ def run_build(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     shard = parse_shard(args.shard)
     out = Path(args.out) if args.out else cfg.out
+    shipped = Path(examples.__file__).resolve().parent
+    if out.resolve().is_relative_to(shipped):
+        raise UserError(f"{out} is inside the installed example configs: copy them first "
+                        "(camstudy examples DIR) or pass --out")
     summary = build(cfg, out, shard, progress=not args.quiet)
     plan = __import__("json").loads((out / "plan.json").read_text())
     print(plan_table(plan["items"]))

@@ -1,10 +1,10 @@
 """The study config: one TOML file per study, validated field by field.
 
-Example (``examples/class-discrimination.toml``)::
+Example (``camstudy/examples/class-discrimination.toml``; ``camstudy examples DIR`` copies it)::
 
     title = "Which object does the highlighted evidence show?"
     task = "class_discrimination"        # or "trust"
-    stimuli = "../demo-out/stimuli"      # a stimulus build folder; --stimuli overrides
+    stimuli = "stimuli"                  # a stimulus build folder (relative to this file); --stimuli overrides
     trials_per_participant = 12
     raters_per_item = 9
     attention_checks = 2                 # mixed in at random positions

@@ -71,9 +71,12 @@ def test_second_run_reuses_serves_and_stops_on_ctrl_c(demo_out):
         text = "".join(lines)
         assert "(reused)" in text and "481 stimuli, reused" in text and text.count("reused)") >= 4
         assert "password" not in text.replace("its password was printed", "")  # printed once only
-        for path in ("/s/class-discrimination/", "/s/trust/", "/admin/login"):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-                assert r.status == 200, path
+        links = re.findall(rf"http://127\.0\.0\.1:{port}/s/\S+", text)
+        assert [re.search(r"/s/([\w-]+)/", u).group(1) for u in links] == ["class-discrimination", "trust"]
+        for url in [*links, f"http://127.0.0.1:{port}/admin/login"]:
+            with urllib.request.urlopen(url, timeout=10) as r:  # the signed debug links open the consent page
+                assert r.status == 200, url
+                assert "mode=debug" not in url or "I agree, start" in r.read().decode()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the demo and its server alike
         rest, _ = proc.communicate(timeout=60)
     except BaseException:

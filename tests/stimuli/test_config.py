@@ -82,3 +82,12 @@ def test_missing_sections_and_files(tmp_path):
     bad.write_text("seed = [")
     with pytest.raises(UserError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_shipped_example_is_not_built_inside_the_package(capsys):
+    from camstudy import examples
+    from camstudy.cli import main
+
+    with examples.path("demo.toml") as shipped:
+        assert main(["stimuli", "build", str(shipped), "--quiet"]) == 2
+    assert "copy them first (camstudy examples DIR) or pass --out" in capsys.readouterr().err
