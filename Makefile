@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/stimuli_throughput.py
 	$(PY) bench/analysis_speed.py
 	$(PY) bench/load.py
+	$(PY) bench/proxy_load.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
