@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, bindparam, cast, func, select
-from sqlalchemy.orm import Session
 
 from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
@@ -157,14 +156,15 @@ def record(engine: Engine, plans: PlanCache, participant_id: int, body: dict) ->
 # The hot path's statements, built once (bound per call with ``pid`` and ``pos``).
 _PID, _POS = bindparam("pid"), bindparam("pos")
 _STORED = select(Answer.answer).where(Answer.participant_id == _PID, Answer.position == _POS)
-_TOTAL = select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID)
-_ANSWERED = select(func.count()).select_from(Answer).where(Answer.participant_id == _PID)
+# A participant's plan length and answers so far (bound with ``pid``).
+PLAN_LENGTH = select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == _PID)
+ANSWERED = select(func.count()).select_from(Answer).where(Answer.participant_id == _PID)
 # One row: the participant's status, plan length, answers so far and the answer stored at
 # the position (None if none): the slow path's reasons.
 _STATE = select(
     Participant.status,
-    _TOTAL.scalar_subquery().label("total"),
-    _ANSWERED.scalar_subquery().label("answered"),
+    PLAN_LENGTH.scalar_subquery().label("total"),
+    ANSWERED.scalar_subquery().label("answered"),
     _STORED.scalar_subquery().label("stored"),
 ).where(Participant.id == _PID)
 _PLAN = (select(PlanEntry.position, PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer,
@@ -186,7 +186,7 @@ def _guarded_insert(dialect: str):
         ("pid", cols.participant_id), ("pos", cols.position), ("answer", cols.answer), ("correct", cols.correct),
         ("score", cols.score_stronger), ("rt", cols.rt_ms), ("shown", cols.shown_at), ("now", cols.answered_at))]
     active = exists().where(Participant.id == _PID, Participant.status == "active")
-    source = select(*values).where(active, _ANSWERED.scalar_subquery() == _POS)
+    source = select(*values).where(active, ANSWERED.scalar_subquery() == _POS)
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(Answer.__table__)
     return (insert.from_select([c.name for c in values], source)
             .on_conflict_do_nothing(index_elements=["participant_id", "position"]).returning(cols.id))
@@ -194,8 +194,3 @@ def _guarded_insert(dialect: str):
 
 _GUARDED_INSERT = {name: _guarded_insert(name) for name in ("postgresql", "sqlite")}
 
-
-def progress(session: Session, participant: Participant) -> tuple[int, int]:
-    """(answered, total) trials."""
-    keys = {"pid": participant.id}
-    return session.scalar(_ANSWERED, keys), session.scalar(_TOTAL, keys)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Blueprint, current_app, jsonify, request, session
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 
-from study.answers import AnswerError, is_position, progress, record
+from study import completion
+from study.answers import ANSWERED, AnswerError, is_position, record
 from study.blinding import PRACTICE, image_token
 from study.db import transaction
-from study.models import Answer, Event, Item, Participant, PlanEntry, Study, utcnow
+from study.models import Event, Item, Participant, PlanEntry, Study
 from study.tokens import verify
 
 bp = Blueprint("api", __name__, url_prefix="/api/s/<slug>")
@@ -106,20 +109,27 @@ def plan(slug: str):
     if err:
         return err
     study, pid = ok
-    with reads()() as s:
-        p = s.get(Participant, pid)
-        entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
-        done, total = progress(s, p)
-        trials = []
-        for e in entries:
-            trial = {"position": e.position, "task": study.kind,
-                     "images": image_urls(study, pid, e.position, len(e.layout["stimuli"]))}
-            if study.kind == "class_discrimination":
-                trial["options"] = e.layout["options"]
-            trials.append(trial)
-        practice = _practice(s, study, pid) if study.settings.get("practice") else None
-    return jsonify(study=study.slug, task=study.kind, status=p.status, next=done, total=total, trials=trials,
+    with autocommit() as conn:
+        # The answers read the same cached plan: this request loads it for them.
+        entries, total = current_app.extensions["camstudy.plans"].get(conn, pid)
+        status, done = conn.execute(_STATUS, {"pid": pid}).one()
+    trials = []
+    for position in sorted(entries):
+        layout = entries[position].layout
+        trial = {"position": position, "task": study.kind,
+                 "images": image_urls(study, pid, position, len(layout["stimuli"]))}
+        if study.kind == "class_discrimination":
+            trial["options"] = layout["options"]
+        trials.append(trial)
+    practice = None
+    if study.settings.get("practice"):
+        with reads()() as s:
+            practice = _practice(s, study, pid)
+    return jsonify(study=study.slug, task=study.kind, status=status, next=done, total=total, trials=trials,
                    practice=practice)
+
+
+_STATUS = select(Participant.status, ANSWERED.scalar_subquery()).where(Participant.id == bindparam("pid"))
 
 
 def practice_item(s, study: Study, pid: int) -> Item | None:
@@ -205,32 +215,17 @@ def complete(slug: str):
     if err:
         return err
     study, pid = ok
-    with transaction(sessions()) as s:
-        p = s.get(Participant, pid)
-        done, total = progress(s, p)
-        if done < total:
-            return error(409, f"{total - done} trial(s) still unanswered")
-        if p.status == "active":
-            p.stage = "questionnaire" if study.settings.get("questionnaire") else "debrief"
-            if not study.settings.get("questionnaire"):
-                finish(s, study, p)
-        return jsonify(status=p.status, stage=p.stage, next_url=f"/s/{study.slug}/{p.stage}")
+    with autocommit() as conn:
+        try:
+            status, stage = completion.complete(conn, study.settings, pid)
+        except AnswerError as e:
+            return error(e.status, e.message)
+    return jsonify(status=status, stage=stage, next_url=f"/s/{study.slug}/{stage}")
 
 
-def failed_checks(s, p: Participant) -> int:
-    """Attention checks this participant got wrong."""
-    rows = s.execute(
-        select(Answer.correct)
-        .join(PlanEntry, (PlanEntry.participant_id == Answer.participant_id) & (PlanEntry.position == Answer.position))
-        .join(Item, Item.id == PlanEntry.item_pk)
-        .where(Answer.participant_id == p.id, Item.is_attention_check.is_(True))
-    ).all()
-    return sum(1 for (c,) in rows if c is False)
-
-
-def finish(s, study: Study, p: Participant) -> None:
-    """Mark the participation finished: completed, or screened out by the attention checks."""
-    limit = study.settings["exclusions"]["max_failed_attention_checks"]
-    p.status = "screened_out" if failed_checks(s, p) > limit else "completed"
-    p.stage = "debrief"
-    p.completed_at = utcnow()
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection whose every statement commits by itself (one round trip each)."""
+    with current_app.extensions["camstudy.engine"].connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from flask import Flask, Response, g, jsonify, render_template, request
@@ -22,6 +23,11 @@ CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src '
        "object-src 'none'; base-uri 'self'; frame-ancestors {ancestors}; form-action 'self' https:")
 HSTS = "max-age=15552000"  # 180 days
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@lru_cache(maxsize=16)
+def _csp(ancestors: str) -> str:
+    return CSP.format(ancestors=ancestors)
 
 
 def _env_list(name: str) -> list[str]:
@@ -86,8 +92,11 @@ def create_app(config: dict | None = None) -> Flask:
     def refuse_nul():
         # NUL is in no slug, id, name or answer, and PostgreSQL cannot store or even compare
         # it in text (psycopg raises): refuse it wherever a request can carry text to a query.
-        texts = [request.path, request.user_agent.string or ""]
-        texts += [t for key, values in request.values.lists() for t in (key, *values)]
+        texts = [request.path, request.headers.get("User-Agent", "")]
+        fields = [request.args]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            fields.append(request.form)  # only forms have fields (a JSON body is parsed by its view)
+        texts += [t for multi in fields for key, values in multi.lists() for t in (key, *values)]
         if any("\x00" in t for t in texts):
             if request.path.startswith("/api/"):
                 return jsonify(error="NUL characters are not allowed"), 400
@@ -96,7 +105,7 @@ def create_app(config: dict | None = None) -> Flask:
     @app.after_request
     def security_headers(resp):
         ancestors = " ".join(g.get("frame_ancestors", ())) or "'none'"
-        resp.headers.setdefault("Content-Security-Policy", CSP.format(ancestors=ancestors))
+        resp.headers.setdefault("Content-Security-Policy", _csp(ancestors))
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         if ancestors == "'none'":

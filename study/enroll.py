@@ -17,12 +17,13 @@ import hmac
 import random
 import secrets
 from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy import String, cast, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from study import throttle
-from study.models import Item, Participant, PlanEntry, Study
+from study.models import Item, Participant, PlanEntry, Study, Throttle, utcnow
 from study.recruitment import Recruitment
 
 __all__ = ["AlreadyParticipated", "Recruitment", "enroll"]
@@ -38,31 +39,47 @@ def pseudonym(study: Study, key: str) -> str:
     return hmac.new(study.secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    """A participant as enrollment left them: new, or resumed."""
+
+    id: int
+    stage: str
+    condition: str
+    new: bool
+
+
 def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = "consent",
-           count_under: str | None = None) -> Participant:
+           count_under: str | None = None) -> Enrolled:
     """Enroll (or resume) a participant; call inside a transaction, as its first statement.
 
     ``study``: the study or its id (a Study need not belong to ``session``: its settings
-    never change). A new participant starts at ``stage``, and with ``count_under`` one
-    event is counted under that key (:mod:`study.throttle`) in the same transaction. On
-    PostgreSQL every statement under the study's lock is a round trip that the next
-    enrollment waits for, so there are few: the lock, the worker's prior participation,
-    the assignment counts, the participant, its plan and the count."""
+    never change). A new participant starts at ``stage`` (a resumed one still at the
+    consent stage moves there too), and with ``count_under`` one event is counted under
+    that key (:mod:`study.throttle`) in the same transaction. On PostgreSQL every statement
+    under the study's lock is a round trip that the next enrollment waits for, so there
+    are few, and all Core: the lock, the worker's prior participation, the assignment
+    counts, the participant, the count and the plan."""
     study_id = study if isinstance(study, int) else study.id
-    session.execute(update(Study).where(Study.id == study_id).values(enrollments=Study.enrollments + 1))
+    table = Study.__table__  # Core, not the ORM's bulk UPDATE (which would look for loaded Study objects)
+    session.execute(update(table).where(table.c.id == study_id).values(enrollments=table.c.enrollments + 1))
     if isinstance(study, int):
         study = session.get(Study, study_id)
     attempt = 1
     key = who.worker_key
     if key:
         # Every mode counts: a worker screened out live cannot start over in a test mode.
-        prior = session.scalars(
-            select(Participant).where(Participant.study_id == study_id, Participant.worker_key == key)
-            .order_by(Participant.id.desc())
+        prior = session.execute(
+            select(Participant.id, Participant.status, Participant.mode, Participant.attempt, Participant.stage,
+                   Participant.condition)
+            .where(Participant.study_id == study_id, Participant.worker_key == key).order_by(Participant.id.desc())
         ).first()
         if prior is not None:
-            if prior.status == "active" and prior.mode == who.mode:
-                return prior  # the same worker again: resume, never reshuffle
+            if prior.status == "active" and prior.mode == who.mode:  # the same worker again: resume, never reshuffle
+                if prior.stage == "consent" and stage != "consent":
+                    session.execute(update(Participant.__table__).where(Participant.__table__.c.id == prior.id)
+                                    .values(stage=stage))
+                return Enrolled(prior.id, stage if prior.stage == "consent" else prior.stage, prior.condition, False)
             if not study.settings.get("allow_repeat"):
                 raise AlreadyParticipated(f"worker already took part in study {study.slug}")
             if prior.status == "active":  # repeats are allowed, one at a time
@@ -71,24 +88,21 @@ def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = 
     cells, counts = assignment_counts(session, study, who.mode)
     cell = least_filled(study, cells)
     seed = secrets.randbelow(2**31)
-    p = Participant(
+    pid = session.execute(insert(Participant.__table__).values(
         study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, worker_key=key,
-        attempt=attempt,
-        assignment_id=who.assignment_id, hit_id=who.hit_id, platform_study_id=who.platform_study_id,
-        session_id=who.session_id, turk_submit_to=who.turk_submit_to, user_agent=who.user_agent,
-        pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
-        condition=cell, seed=seed, stage=stage,
-    )
-    session.add(p)
+        attempt=attempt, assignment_id=who.assignment_id, hit_id=who.hit_id,
+        platform_study_id=who.platform_study_id, session_id=who.session_id, turk_submit_to=who.turk_submit_to,
+        user_agent=who.user_agent, pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
+        condition=cell, seed=seed, stage=stage, status="active", events_n=0, events_bytes=0, created_at=utcnow(),
+    ).returning(Participant.__table__.c.id)).scalar_one()
     if count_under:
-        throttle.hit(session, count_under)
-    session.flush()
-    # One multi-row INSERT (Core), not one ORM object per trial.
-    rows = [{"participant_id": p.id, "position": position, "item_pk": item.id, "layout": layout}
+        session.execute(insert(Throttle.__table__).values(key=throttle.clip(count_under), at=utcnow()))
+    # One multi-row INSERT, not one ORM object per trial.
+    rows = [{"participant_id": pid, "position": position, "item_pk": item.id, "layout": layout}
             for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed, counts))]
     if rows:
         session.execute(insert(PlanEntry.__table__), rows)
-    return p
+    return Enrolled(pid, stage, cell, True)
 
 
 def assignment_counts(session: Session, study: Study, mode: str) -> tuple[Counter, Counter]:
@@ -101,7 +115,7 @@ def assignment_counts(session: Session, study: Study, mode: str) -> tuple[Counte
              .join(Participant, Participant.id == PlanEntry.participant_id)
              .where(*in_study).group_by(PlanEntry.item_pk))
     out: dict[str, Counter] = {"c": Counter(), "i": Counter()}
-    for kind, key, n in session.execute(union_all(cells, items)):
+    for kind, key, n in session.execute(union_all(cells, items)).all():
         out[kind][key if kind == "c" else int(key)] = n
     return out["c"], out["i"]
 

@@ -28,12 +28,13 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from study import throttle
-from study.api import current_participant_id, finish, practice_item, reads, sessions, study_by_slug
+from study.api import current_participant_id, practice_item, reads, sessions, study_by_slug
 from study.blinding import PRACTICE, pad_png, read_image_token
+from study.completion import finish
 from study.db import transaction
 from study.enroll import AlreadyParticipated, enroll
 from study.models import Participant, PlanEntry, Stimulus, Study
@@ -99,12 +100,18 @@ def _study_or_404(slug: str) -> Study:
     return study
 
 
-def _participant(study: Study) -> Participant | None:
+def _participant(study: Study) -> Row | None:
+    """The session's participant of this study: the columns the pages need."""
     pid = current_participant_id(study)
     if pid is None:
         return None
     with reads()() as s:
-        return s.get(Participant, pid)
+        return s.execute(_PAGE_COLUMNS, {"pid": pid}).first()
+
+
+_PAGE_COLUMNS = select(Participant.id, Participant.stage, Participant.status, Participant.mode, Participant.platform,
+                       Participant.worker_key, Participant.assignment_id,
+                       Participant.turk_submit_to).where(Participant.id == bindparam("pid"))
 
 
 def _csrf_token() -> str:
@@ -151,9 +158,7 @@ def consent(slug: str):
             # The lock is its first statement. A new participant is counted under the address
             # in the same transaction: an enrollment that fails (503) costs nothing.
             p = enroll(s, study, who, stage="task", count_under=key)
-            if p.stage == "consent":  # enrolled before the consent form set the stage
-                p.stage = "task"
-            if p.id % 100 == 0:
+            if p.new and p.id % 100 == 0:
                 throttle.sweep(s)
             pid, stage = p.id, p.stage
     except AlreadyParticipated:
@@ -164,7 +169,7 @@ def consent(slug: str):
     return redirect(url_for("participant.stage", slug=slug, stage=stage))
 
 
-def completion_code(study: Study, p: Participant) -> str:
+def completion_code(study: Study, p: Row) -> str:
     """The code the debrief shows. Test modes get a code that no platform accepts, never
     the live one (a test link must not be a way to a paid completion)."""
     completion = study.settings["completion"]
@@ -192,7 +197,8 @@ def stage(slug: str, stage: str):
                 q = s.get(Participant, p.id)
                 if q.stage == "questionnaire":
                     q.questionnaire = answers
-                    finish(s, s.get(Study, study.id), q)
+                    s.flush()
+                    finish(s.connection(), study.settings, q.id)
             return redirect(url_for("participant.stage", slug=slug, stage="debrief"))
         return render_template("questionnaire.html", study=study, csrf_token=_csrf_token())
     completion = study.settings["completion"]

@@ -18,20 +18,21 @@ KEEP = timedelta(days=1)  # rows older than every window are swept
 MAX_KEY = 200
 
 
-def _key(key: str) -> str:
+def clip(key: str) -> str:
+    """The key as stored (keys are cut to the column's length)."""
     return key[:MAX_KEY]
 
 
 def count(session: Session, key: str, window_s: float) -> int:
     """Rows of ``key`` in the last ``window_s`` seconds."""
     since = utcnow() - timedelta(seconds=window_s)
-    return session.scalar(select(func.count()).select_from(Throttle).where(Throttle.key == _key(key), Throttle.at > since))
+    return session.scalar(select(func.count()).select_from(Throttle).where(Throttle.key == clip(key), Throttle.at > since))
 
 
 def retry_after(session: Session, key: str, limit: int, window_s: float) -> int:
     """Seconds until ``key`` is under ``limit`` again (0: allowed now)."""
     since = utcnow() - timedelta(seconds=window_s)
-    times = session.scalars(select(Throttle.at).where(Throttle.key == _key(key), Throttle.at > since)
+    times = session.scalars(select(Throttle.at).where(Throttle.key == clip(key), Throttle.at > since)
                             .order_by(Throttle.at.desc()).limit(limit)).all()
     if len(times) < limit:
         return 0
@@ -45,11 +46,11 @@ def retry_after(session: Session, key: str, limit: int, window_s: float) -> int:
 def hit(session: Session, *keys: str) -> None:
     """Count one event under each key."""
     now = utcnow()
-    session.add_all([Throttle(key=_key(k), at=now) for k in keys])
+    session.add_all([Throttle(key=clip(k), at=now) for k in keys])
 
 
 def clear(session: Session, *keys: str) -> None:
-    session.execute(delete(Throttle).where(Throttle.key.in_([_key(k) for k in keys])))
+    session.execute(delete(Throttle).where(Throttle.key.in_([clip(k) for k in keys])))
 
 
 def sweep(session: Session) -> None:

@@ -4,6 +4,8 @@ only their own trials. Sent by the browser module in the ``X-Participant-Token``
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from itsdangerous import BadSignature, URLSafeSerializer
 
 SALT = "camstudy.participant"
@@ -13,8 +15,10 @@ def issue(secret: str, participant_id: int, study_id: int) -> str:
     return URLSafeSerializer(secret, salt=SALT).dumps({"p": participant_id, "s": study_id})
 
 
+@lru_cache(maxsize=8192)
 def verify(secret: str, token: str | None, study_id: int) -> int | None:
-    """The participant id if ``token`` is genuine and for this study, else None."""
+    """The participant id if ``token`` is genuine and for this study, else None. Cached:
+    every answer sends the token, and a token's meaning never changes."""
     if not token or len(token) > 500:
         return None
     try:
