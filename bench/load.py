@@ -88,8 +88,9 @@ class Server:
         self.log.close()
 
 
-def gunicorn(workers: int, app: str, chdir: Path | None = None) -> list[str]:
-    cmd = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(workers), "--log-level", "warning"]
+def gunicorn(workers: int, app: str, chdir: Path | None = None, threads: int = 1) -> list[str]:
+    cmd = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(workers), "--threads", str(threads),
+           "--log-level", "warning"]
     return [*cmd, *(["--chdir", str(chdir)] if chdir else []), app]
 
 
@@ -149,10 +150,10 @@ def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: f
     engine.dispose()
     env = {"CAMSTUDY_DATABASE_URL": db, "CAMSTUDY_INSTANCE": str(tmp / "instance"),
            "CAMSTUDY_ENROLL_RATE_PER_MINUTE": "100000"}
-    server = Server(gunicorn(a.workers, "study.wsgi:app"), env, tmp / "app.log")
+    server = Server(gunicorn(a.workers, "study.wsgi:app", threads=a.threads), env, tmp / "app.log")
     try:
         server.warm("/s/load/?PROLIFIC_PID=warm-up")  # the consent page: reads the study, writes nothing
-        report = simulate(server.base, "load", a.participants, concurrency=a.participants, profile=PROFILES["steady"],
+        report = simulate(server.base, "load", a.participants, concurrency=a.participants, profile=PROFILES["load"],
                           seed=1, db_url=db, pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
         server.stop()
@@ -167,10 +168,10 @@ def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float, ramp_s:
                        + ("AUTOINCREMENT" if db.startswith("sqlite") else "GENERATED ALWAYS AS IDENTITY")
                        + ", path TEXT, body TEXT)"))
     env = {"CAMSTUDY_FLOOR_DB": db, "CAMSTUDY_FLOOR_TRIALS": str(a.trials + 2), "PYTHONPATH": str(ROOT)}
-    server = Server(gunicorn(a.workers, "floor_app:app", ROOT / "bench"), env, tmp / "floor.log")
+    server = Server(gunicorn(a.workers, "floor_app:app", ROOT / "bench", threads=a.threads), env, tmp / "floor.log")
     try:
         server.warm("/s/floor/?PROLIFIC_PID=warm-up")
-        report = simulate(server.base, "floor", a.participants, concurrency=a.participants, profile=PROFILES["random"],
+        report = simulate(server.base, "floor", a.participants, concurrency=a.participants, profile=PROFILES["load"],
                           seed=1, db_url=False, mode="live", pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
     finally:
         server.stop()
@@ -194,6 +195,8 @@ def main() -> int:
     p.add_argument("--participants", type=int, default=200)
     p.add_argument("--trials", type=int, default=12, help="trials per participant, plus 2 attention checks")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers of both servers")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per worker of both servers (1: sync workers; more: gthread, with keep-alive)")
     p.add_argument("--think-ms", type=float, default=3000, help="the paced load's wait before each answer")
     p.add_argument("--ramp-s", type=float, default=10, help="the paced load's arrivals are spread over this long")
     p.add_argument("--stimuli", type=Path, default=ROOT / "demo-out" / "stimuli")
@@ -245,7 +248,8 @@ def main() -> int:
                     print("   app:", app["audit"].line())
                     print("   floor:", floor["report"].summary().split("\n")[0])
                     print(f"   floor: {floor['report'].answers} answers acknowledged, {floor['rows']} rows")
-                    ok &= app["audit"].ok and app["report"].counts().get("completed", 0) == a.participants
+                    finished = sum(app["report"].counts().get(k, 0) for k in ("completed", "screened_out"))
+                    ok &= app["audit"].ok and finished == a.participants
         finally:
             if pg is not None:
                 pg.stop()

@@ -67,10 +67,7 @@ class Profile:
     dropout: float = 0.0
     reload: float = 0.0
     reload_after_error: bool = False  # reload the page after an answer needed retries
-
-    @property
-    def needs_oracle(self) -> bool:
-        return self.name != "random"
+    needs_oracle: bool = True  # False: answers at chance, without reading the answer key
 
 
 PROFILES = {
@@ -85,7 +82,7 @@ PROFILES = {
         attention_failure=0.02, dropout=0.05, reload=0.1,
     ),
     # Everything at chance: a null study.
-    "random": Profile("random", rt_median_ms=2000.0),
+    "random": Profile("random", rt_median_ms=2000.0, needs_oracle=False),
     # Careless workers: fast, at chance, failing attention checks half the time.
     "careless": Profile("careless", rt_median_ms=250.0, rt_sigma=0.3, attention_failure=0.5),
     # For load and fault tests: the paper's answers, everyone finishes; a participant
@@ -96,6 +93,9 @@ PROFILES = {
                   "deconv_gradcam": 0.6037, "gradcam": 0.60, "photo": 0.97},
         trust_mean={"guided_backprop": 1.00, "guided_gradcam": 1.27}, reload_after_error=True,
     ),
+    # For load benchmarks: like steady, but at chance, so the client reads no answer key and
+    # does the same work against the app as against a floor server.
+    "load": Profile("load", rt_median_ms=2000.0, reload_after_error=True, needs_oracle=False),
 }
 
 
@@ -509,7 +509,7 @@ def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 
     if participants < 1 or concurrency < 1:
         raise UserError("--participants and --concurrency must be at least 1")
     if db_url is False and (prof.needs_oracle or mode != "live"):
-        raise UserError("without a database the bots can only take live links at random (profile 'random')")
+        raise UserError("without a database the bots can only take live links at chance (profile 'random' or 'load')")
     key = StudyKey(db_url, slug, mode)
     context = ssl.create_default_context(cafile=cafile) if base_url.startswith("https:") else None
     run_id = run_id or secrets.token_hex(3)

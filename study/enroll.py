@@ -18,8 +18,21 @@ import random
 import secrets
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import String, cast, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Row,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from study import throttle
@@ -49,60 +62,120 @@ class Enrolled:
     new: bool
 
 
+_PRIOR = (select(Participant.id, Participant.status, Participant.mode, Participant.attempt, Participant.stage,
+                 Participant.condition)
+          .where(Participant.study_id == bindparam("sid"), Participant.worker_key == bindparam("key"))
+          .order_by(Participant.id.desc()).limit(1))
+UNREAD = object()  # ``prior`` not read yet
+
+
+def prior_participation(db, study_id: int, key: str | None) -> Row | None:
+    """The worker's latest participation in the study, in any mode (None without a key)."""
+    return db.execute(_PRIOR, {"sid": study_id, "key": key}).first() if key else None
+
+
+def before_enrolling(db, study_id: int, key: str | None, throttle_key: str, window_s: float) -> tuple[int, Row | None]:
+    """``(events counted under throttle_key in the last window_s seconds, the worker's prior
+    participation)``, read in one round trip before the enrollment's transaction."""
+    row = db.execute(_BEFORE, {"tkey": throttle.clip(throttle_key), "since": utcnow() - timedelta(seconds=window_s),
+                               "sid": study_id, "key": key}).one()
+    return row.recent, (row if row.id is not None else None)
+
+
+_RECENT = (select(func.count()).select_from(Throttle)
+           .where(Throttle.key == bindparam("tkey"), Throttle.at > bindparam("since")).scalar_subquery())
+_ONE = select(literal(1).label("one")).subquery("one")
+_PRIOR_ROW = _PRIOR.subquery("prior")
+_BEFORE = select(_RECENT.label("recent"), *_PRIOR_ROW.c).select_from(_ONE.outerjoin(_PRIOR_ROW, true()))
+
+
 def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = "consent",
-           count_under: str | None = None) -> Enrolled:
+           prior: Row | None | object = UNREAD) -> Enrolled:
     """Enroll (or resume) a participant; call inside a transaction, as its first statement.
 
     ``study``: the study or its id (a Study need not belong to ``session``: its settings
     never change). A new participant starts at ``stage`` (a resumed one still at the
-    consent stage moves there too), and with ``count_under`` one event is counted under
-    that key (:mod:`study.throttle`) in the same transaction. On PostgreSQL every statement
-    under the study's lock is a round trip that the next enrollment waits for, so there
-    are few, and all Core: the lock, the worker's prior participation, the assignment
-    counts, the participant, the count and the plan."""
+    consent stage moves there too). ``prior``: :func:`prior_participation`, when the caller
+    read it before the transaction (so a resumed worker takes no lock, and an enrollment
+    holds the lock one round trip less); the unique (study, worker key, attempt) key makes
+    that safe, as a concurrent enrollment of the same worker then fails on the INSERT
+    (IntegrityError: enroll again, and the prior participation is found). On PostgreSQL
+    every statement under the study's lock is a round trip that the next enrollment waits
+    for, so there are few, and all Core: the lock (which returns the study's tally of
+    assignments: a few hundred counts, where counting the plans would read every plan
+    entry of the study), the participant, its plan and the new tally."""
     study_id = study if isinstance(study, int) else study.id
+    key = who.worker_key
+    if prior is not UNREAD:
+        resumed = _resume(session, study, who, stage, prior)
+        if resumed is not None:
+            return resumed
     table = Study.__table__  # Core, not the ORM's bulk UPDATE (which would look for loaded Study objects)
-    session.execute(update(table).where(table.c.id == study_id).values(enrollments=table.c.enrollments + 1))
+    # The lock; it returns the study row as it is now (the latest committed version once
+    # the lock is ours), so the tally it returns counts every enrollment before this one.
+    tally = session.execute(update(table).where(table.c.id == study_id).values(enrollments=table.c.enrollments + 1)
+                            .returning(table.c.tally)).scalar_one()
     if isinstance(study, int):
         study = session.get(Study, study_id)
-    attempt = 1
-    key = who.worker_key
-    if key:
-        # Every mode counts: a worker screened out live cannot start over in a test mode.
-        prior = session.execute(
-            select(Participant.id, Participant.status, Participant.mode, Participant.attempt, Participant.stage,
-                   Participant.condition)
-            .where(Participant.study_id == study_id, Participant.worker_key == key).order_by(Participant.id.desc())
-        ).first()
-        if prior is not None:
-            if prior.status == "active" and prior.mode == who.mode:  # the same worker again: resume, never reshuffle
-                if prior.stage == "consent" and stage != "consent":
-                    session.execute(update(Participant.__table__).where(Participant.__table__.c.id == prior.id)
-                                    .values(stage=stage))
-                return Enrolled(prior.id, stage if prior.stage == "consent" else prior.stage, prior.condition, False)
-            if not study.settings.get("allow_repeat"):
-                raise AlreadyParticipated(f"worker already took part in study {study.slug}")
-            if prior.status == "active":  # repeats are allowed, one at a time
-                raise AlreadyParticipated(f"worker has an unfinished participation in study {study.slug}")
-            attempt = prior.attempt + 1
-    cells, counts = assignment_counts(session, study, who.mode)
+    if prior is UNREAD:
+        prior = prior_participation(session, study_id, key)
+        resumed = _resume(session, study, who, stage, prior)
+        if resumed is not None:
+            return resumed
+    attempt = prior.attempt + 1 if prior is not None else 1
+    if tally is None:  # a study the tally does not cover yet: count the plans once
+        tally = {}
+        cells, counts = assignment_counts(session, study, who.mode)
+    else:
+        cells, counts = tally_counts(tally, who.mode)
     cell = least_filled(study, cells)
     seed = secrets.randbelow(2**31)
-    pid = session.execute(insert(Participant.__table__).values(
+    person = insert(Participant.__table__).values(
         study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, worker_key=key,
         attempt=attempt, assignment_id=who.assignment_id, hit_id=who.hit_id,
         platform_study_id=who.platform_study_id, session_id=who.session_id, turk_submit_to=who.turk_submit_to,
         user_agent=who.user_agent, pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
         condition=cell, seed=seed, stage=stage, status="active", events_n=0, events_bytes=0, created_at=utcnow(),
-    ).returning(Participant.__table__.c.id)).scalar_one()
-    if count_under:
-        session.execute(insert(Throttle.__table__).values(key=throttle.clip(count_under), at=utcnow()))
-    # One multi-row INSERT, not one ORM object per trial.
-    rows = [{"participant_id": pid, "position": position, "item_pk": item.id, "layout": layout}
+    ).returning(Participant.__table__.c.id)
+    plan = [(position, item.id, layout)
             for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed, counts))]
-    if rows:
-        session.execute(insert(PlanEntry.__table__), rows)
+    pid = _insert_participant(session, person, plan)
+    cells[cell] += 1
+    counts.update(item_pk for _position, item_pk, _layout in plan)
+    session.execute(update(table).where(table.c.id == study_id).values(tally={
+        **tally, who.mode: {"c": dict(cells), "i": {str(k): n for k, n in counts.items()}}}))
     return Enrolled(pid, stage, cell, True)
+
+
+def _insert_participant(session: Session, person, plan: list[tuple[int, int, dict]]) -> int:
+    """Insert the participant and their plan (one multi-row INSERT, not one ORM object per
+    trial); the participant's id."""
+    pid = session.execute(person).scalar_one()
+    if plan:
+        session.execute(insert(PlanEntry.__table__), [
+            {"participant_id": pid, "position": position, "item_pk": item_pk, "layout": layout}
+            for position, item_pk, layout in plan])
+    return pid
+
+
+def _resume(session: Session, study: Study | int, who: Recruitment, stage: str, prior: Row | None) -> Enrolled | None:
+    """The same worker again: resume an active participation in this mode, never reshuffle
+    (an Enrolled); refuse another participation where the study allows one
+    (AlreadyParticipated); None: enroll anew (attempt ``prior.attempt + 1``)."""
+    if prior is None:
+        return None
+    if prior.status == "active" and prior.mode == who.mode:
+        if prior.stage == "consent" and stage != "consent":
+            table = Participant.__table__
+            session.execute(update(table).where(table.c.id == prior.id).values(stage=stage))
+        return Enrolled(prior.id, stage if prior.stage == "consent" else prior.stage, prior.condition, False)
+    settings = study.settings if not isinstance(study, int) else session.get(Study, study).settings
+    # Every mode counts: a worker screened out live cannot start over in a test mode.
+    if not settings.get("allow_repeat"):
+        raise AlreadyParticipated("worker already took part in this study")
+    if prior.status == "active":  # repeats are allowed, one at a time
+        raise AlreadyParticipated("worker has an unfinished participation in this study")
+    return None
 
 
 def assignment_counts(session: Session, study: Study, mode: str) -> tuple[Counter, Counter]:
@@ -118,6 +191,12 @@ def assignment_counts(session: Session, study: Study, mode: str) -> tuple[Counte
     for kind, key, n in session.execute(union_all(cells, items)).all():
         out[kind][key if kind == "c" else int(key)] = n
     return out["c"], out["i"]
+
+
+def tally_counts(tally: dict, mode: str) -> tuple[Counter, Counter]:
+    """:func:`assignment_counts` as the study's tally keeps them."""
+    mine = tally.get(mode) or {}
+    return Counter(mine.get("c", {})), Counter({int(k): n for k, n in mine.get("i", {}).items()})
 
 
 def least_filled(study: Study, counts: Counter) -> str:

@@ -52,6 +52,11 @@ class Study(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     secret: Mapped[str] = mapped_column(String(64))  # HMAC key of the export's pseudonyms
     enrollments: Mapped[int] = mapped_column(Integer, default=0)  # bumped first: the enrollment lock
+    # Assignments so far, per mode: {"live": {"c": {condition: participants}, "i": {item pk:
+    # plan entries}}, ...}. Enrollment reads it with the lock and writes it in the same
+    # transaction as the plan (study.enroll), so it always equals what the plans hold, and
+    # an enrollment reads a few hundred counts instead of every plan entry of the study.
+    tally: Mapped[dict | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     items: Mapped[list[Item]] = relationship(back_populates="study", cascade="all, delete-orphan")
@@ -103,7 +108,9 @@ class Participant(Base):
         # study allows repeats. Rows without a worker id (plain links) are not constrained.
         UniqueConstraint("study_id", "mode", "worker_id", "attempt"),
         Index("ix_participant_cell", "study_id", "mode", "condition"),
-        Index("ix_participant_worker_key", "study_id", "worker_key"),
+        # One participation per person across modes (worker_key is the normalised id); a
+        # concurrent second enrollment of the same person fails here (see study.enroll).
+        UniqueConstraint("study_id", "worker_key", "attempt", name="uq_participant_worker_key_attempt"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

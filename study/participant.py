@@ -29,14 +29,21 @@ from flask import (
     url_for,
 )
 from sqlalchemy import Row, bindparam, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from study import throttle
-from study.api import current_participant_id, practice_item, reads, sessions, study_by_slug
+from study.api import (
+    autocommit,
+    current_participant_id,
+    practice_item,
+    reads,
+    sessions,
+    study_by_slug,
+)
 from study.blinding import PRACTICE, pad_png, read_image_token
 from study.completion import finish
 from study.db import transaction
-from study.enroll import AlreadyParticipated, enroll
+from study.enroll import AlreadyParticipated, before_enrolling, enroll
 from study.models import Participant, PlanEntry, Stimulus, Study
 from study.recruitment import MAX_ID, Recruitment, clean_id, verify_mode
 from study.tokens import issue
@@ -151,16 +158,24 @@ def consent(slug: str):
     key = f"enroll:{request.remote_addr or '?'}"
     try:
         # Read before the study's lock is taken, which every enrollment of the study waits for.
-        with reads()() as s:
-            if throttle.count(s, key, 60) >= current_app.config["ENROLL_RATE_PER_MINUTE"]:
-                abort(429, "Too many enrollments from this address; wait a minute.")
-        with transaction(sessions()) as s:
-            # The lock is its first statement. A new participant is counted under the address
-            # in the same transaction: an enrollment that fails (503) costs nothing.
-            p = enroll(s, study, who, stage="task", count_under=key)
-            if p.new and p.id % 100 == 0:
-                throttle.sweep(s)
-            pid, stage = p.id, p.stage
+        with reads()() as s:  # the prior participation too: read outside the lock (see enroll)
+            recent, prior = before_enrolling(s, study.id, who.worker_key, key, 60)
+        if recent >= current_app.config["ENROLL_RATE_PER_MINUTE"]:
+            abort(429, "Too many enrollments from this address; wait a minute.")
+        try:
+            with transaction(sessions()) as s:
+                p = enroll(s, study, who, stage="task", prior=prior)  # takes the study's lock
+        except IntegrityError:  # the same worker enrolled at this moment elsewhere: now it is their prior
+            with transaction(sessions()) as s:
+                p = enroll(s, study, who, stage="task")
+        pid, stage = p.id, p.stage
+        if p.new:
+            # Counted once the enrollment is committed (an enrollment that fails, 503, costs
+            # nothing), outside the lock that the next enrollment waits for.
+            with autocommit() as conn:
+                throttle.hit(conn, key)
+                if pid % 100 == 0:
+                    throttle.sweep(conn)
     except AlreadyParticipated:
         return render_template("already.html", study=study), 409
     except OperationalError:

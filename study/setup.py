@@ -96,6 +96,7 @@ def create_study(session: Session, cfg: StudyConfig, stimuli_dir: Path) -> Study
         stimuli_dir=str(stimuli_dir.resolve()),
         manifest_sha256=manifest_sha,
         secret=secrets.token_hex(32),
+        tally={},
     )
     session.add(study)
     session.flush()

@@ -1,15 +1,16 @@
 """Rate limits kept in the database, so every worker process and every host counts alike.
 
 A limit counts the rows of one key (``enroll:<address>``, ``login-addr:<address>``, ...)
-in a sliding window. Rows are written inside the caller's transaction: a request that
-fails (a 503 while the database restarts) rolls its row back and costs nothing.
+in a sliding window. The functions take a session or a connection; a row is counted only
+for what happened (a failed login; an enrollment once it is committed), so a request that
+failed on the database (a 503 while it restarts) costs nothing.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
 from study.models import Throttle, utcnow
@@ -21,12 +22,6 @@ MAX_KEY = 200
 def clip(key: str) -> str:
     """The key as stored (keys are cut to the column's length)."""
     return key[:MAX_KEY]
-
-
-def count(session: Session, key: str, window_s: float) -> int:
-    """Rows of ``key`` in the last ``window_s`` seconds."""
-    since = utcnow() - timedelta(seconds=window_s)
-    return session.scalar(select(func.count()).select_from(Throttle).where(Throttle.key == clip(key), Throttle.at > since))
 
 
 def retry_after(session: Session, key: str, limit: int, window_s: float) -> int:
@@ -43,16 +38,19 @@ def retry_after(session: Session, key: str, limit: int, window_s: float) -> int:
     return max(int(wait) + 1, 1)
 
 
-def hit(session: Session, *keys: str) -> None:
+_TABLE = Throttle.__table__
+
+
+def hit(db: Session | Connection, *keys: str) -> None:
     """Count one event under each key."""
     now = utcnow()
-    session.add_all([Throttle(key=clip(k), at=now) for k in keys])
+    db.execute(insert(_TABLE), [{"key": clip(k), "at": now} for k in keys])
 
 
-def clear(session: Session, *keys: str) -> None:
-    session.execute(delete(Throttle).where(Throttle.key.in_([clip(k) for k in keys])))
+def clear(db: Session | Connection, *keys: str) -> None:
+    db.execute(delete(_TABLE).where(_TABLE.c.key.in_([clip(k) for k in keys])))
 
 
-def sweep(session: Session) -> None:
+def sweep(db: Session | Connection) -> None:
     """Forget rows older than every window."""
-    session.execute(delete(Throttle).where(Throttle.at < utcnow() - KEEP))
+    db.execute(delete(_TABLE).where(_TABLE.c.at < utcnow() - KEEP))

@@ -100,3 +100,30 @@ def test_plan_is_stored_and_counterbalanced(migrated, studies):
 def test_app_refuses_an_unmigrated_database(tmp_path):
     with pytest.raises(UserError, match="not migrated: run `camstudy db upgrade` first"):
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "SECRET_KEY": "x"})
+
+
+def test_the_tally_equals_what_the_plans_hold(migrated, studies):
+    """Enrollment balances by the study's tally, not by counting plan entries: after
+    concurrent enrollments in two modes it must equal the counts the plans give."""
+    from study.enroll import assignment_counts, tally_counts
+
+    engine = make_engine(migrated)
+    factory = session_factory(engine)
+    sid = _study_id(factory, studies["class_discrimination"])
+    barrier = threading.Barrier(12)
+
+    def one(i):
+        barrier.wait()
+        with transaction(factory) as s:
+            enroll(s, sid, Recruitment(mode="debug" if i % 3 == 0 else "live", platform="prolific", worker_id=f"t{i}"))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with factory() as s:
+        study = s.get(Study, sid)
+        for mode in ("live", "debug"):
+            assert tally_counts(study.tally, mode) == assignment_counts(s, study, mode), mode
+    engine.dispose()

@@ -260,3 +260,41 @@ def test_csv_exports_neutralise_formulas_and_round_trip(app, migrated, tmp_path)
     # The analysis reads the stored values back exactly.
     back = load_export(out)
     assert sorted(back["worker_id"].unique()) == sorted(HOSTILE_IDS)
+
+
+def test_one_person_enrolling_twice_at_once_gets_one_participation(app, migrated):
+    """The prior participation is read before the study's lock; the unique (study, worker
+    key, attempt) key settles two simultaneous enrollments of one person, whatever spelling
+    and mode each uses: one enrolls, the other resumes it or is refused."""
+    import threading
+
+    from study.app import create_app
+
+    slug = app.config["STUDIES"]["class_discrimination"]
+    other = create_app({"DATABASE_URL": migrated, "SECRET_KEY": "test-secret", "TESTING": True})
+    try:
+        for a in (app, other):
+            a.config["ENROLL_RATE_PER_MINUTE"] = 10**6
+        debug = signed(app, slug, "debug")
+        for n in range(8):
+            spellings = [({"PROLIFIC_PID": f"twin-{n}"}, app), ({"PROLIFIC_PID": f" TWIN-{n}\u200b", **debug}, other)]
+            gate = threading.Barrier(2)
+            codes: list[int] = []
+
+            def go(params, a, gate=gate, codes=codes):
+                c = a.test_client()
+                page = c.get(f"/s/{slug}/?{urlencode(params)}")
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+                gate.wait()
+                codes.append(c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params}).status_code)
+
+            threads = [threading.Thread(target=go, args=s) for s in spellings]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert sorted(codes) in ([302, 409], [302, 302]), codes  # never a 500
+            with app.extensions["camstudy.sessions"]() as s:
+                assert s.query(Participant).filter_by(worker_key=f"twin-{n}").count() == 1
+    finally:
+        other.extensions["camstudy.engine"].dispose()
