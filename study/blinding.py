@@ -24,7 +24,9 @@ import struct
 import zlib
 from collections.abc import Iterable
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import URLSafeSerializer
+
+from study.tokens import signed_payload
 
 BUCKET = 4096
 # An ancillary (lower-case first letter), private (second), safe-to-copy (fourth) chunk type.
@@ -89,12 +91,7 @@ def image_token(secret: str, participant_id: int, position: int, slot: int) -> s
 
 def read_image_token(secret: str, token: str) -> tuple[int, int, int] | None:
     """``(participant id, position, slot)`` of a genuine token, else None."""
-    if not token or len(token) > 300:
-        return None
-    try:
-        data = URLSafeSerializer(secret, salt=SALT).loads(token)
-    except BadSignature:
-        return None
+    data = signed_payload(secret, SALT, token, limit=300)
     if (not isinstance(data, list) or len(data) != 3
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in data)):
         return None

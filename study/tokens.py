@@ -11,6 +11,16 @@ from itsdangerous import BadSignature, URLSafeSerializer
 SALT = "camstudy.participant"
 
 
+def signed_payload(secret: str, salt: str, token: str | None, limit: int = 500):
+    """The payload of a genuine token signed with ``secret`` and ``salt``, else None."""
+    if not token or len(token) > limit:
+        return None
+    try:
+        return URLSafeSerializer(secret, salt=salt).loads(token)
+    except BadSignature:
+        return None
+
+
 def issue(secret: str, participant_id: int, study_id: int) -> str:
     return URLSafeSerializer(secret, salt=SALT).dumps({"p": participant_id, "s": study_id})
 
@@ -19,12 +29,7 @@ def issue(secret: str, participant_id: int, study_id: int) -> str:
 def verify(secret: str, token: str | None, study_id: int) -> int | None:
     """The participant id if ``token`` is genuine and for this study, else None. Cached:
     every answer sends the token, and a token's meaning never changes."""
-    if not token or len(token) > 500:
-        return None
-    try:
-        data = URLSafeSerializer(secret, salt=SALT).loads(token)
-    except BadSignature:
-        return None
+    data = signed_payload(secret, SALT, token)
     if not isinstance(data, dict) or data.get("s") != study_id or not isinstance(data.get("p"), int):
         return None
     return data["p"]

@@ -33,19 +33,7 @@ from tests.study import conftest as study_fixtures
 stimuli_dir = study_fixtures.stimuli_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-CD = """
-title = "Which category does the highlighted evidence show?"
-task = "class_discrimination"
-slug = "wheel-cd"
-trials_per_participant = 4
-raters_per_item = 3
-attention_checks = 1
-platform = "prolific"
-[completion]
-code = "DONE123"
-screened_out_code = "SCREEN9"
-redirect_url = "https://app.prolific.com/submissions/complete?cc={code}"
-"""
+CD = study_fixtures.CD_TOML.replace('slug = "cd"', 'slug = "wheel-cd"')
 # What the package reads besides its modules, as the checkout has it.
 DATA = [("study", "templates"), ("study", "static"), ("study", "migrations"), ("camstudy", "examples")]
 
