@@ -26,21 +26,22 @@ class Link:
 
 
 def participant_links(study: Study, base_url: str = "") -> list[Link]:
-    """One link per mode for the study's platform (MTurk appends its own ids; Prolific's
-    are placeholders it fills in)."""
+    """One link per mode: live and sandbox for the platform to open (MTurk appends its own
+    ids; Prolific's are placeholders it fills in), debug to open by hand (without
+    placeholders, which would become a worker id)."""
     platform = study.settings.get("platform", "plain")
     base = f"{base_url.rstrip('/')}/s/{study.slug}/"
+    notes = {
+        ("live", "prolific"): "the study URL on Prolific (it fills in the ids)",
+        ("live", "mturk"): "the HIT's ExternalQuestion URL (MTurk adds workerId, assignmentId, hitId, turkSubmitTo)",
+        ("live", "plain"): "the link to share",
+        ("sandbox", "mturk"): "the sandbox HIT's ExternalQuestion URL; kept apart from the data",
+    }
     out = []
     for mode in MODES:
-        query = urlencode(mode_link_params(study.secret, study.slug, mode))
-        if platform == "prolific":
-            query = "&".join(q for q in (PROLIFIC_IDS, query) if q)
-            note = "the study URL on Prolific"
-        elif platform == "mturk":
-            note = "the ExternalQuestion URL (MTurk adds workerId, assignmentId, hitId, turkSubmitTo)"
-        else:
-            note = "the link to share"
-        if mode != "live":
-            note = f"test run, kept apart from the data; {note}"
+        params = urlencode(mode_link_params(study.secret, study.slug, mode))
+        query = "&".join(q for q in (PROLIFIC_IDS if platform == "prolific" and mode != "debug" else "", params) if q)
+        note = notes.get((mode, platform)) or ("open it yourself; kept apart from the data" if mode == "debug"
+                                               else "a pilot run, kept apart from the data")
         out.append(Link(mode, platform, base + (f"?{query}" if query else ""), note))
     return out

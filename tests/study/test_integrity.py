@@ -298,3 +298,19 @@ def test_one_person_enrolling_twice_at_once_gets_one_participation(app, migrated
                 assert s.query(Participant).filter_by(worker_key=f"twin-{n}").count() == 1
     finally:
         other.extensions["camstudy.engine"].dispose()
+
+
+def test_the_admin_page_gives_links_that_work(app):
+    from study.links import participant_links
+    from study.models import Study
+
+    with app.extensions["camstudy.sessions"]() as s:
+        study = s.query(Study).filter_by(slug=app.config["STUDIES"]["class_discrimination"]).one()
+        links = {link.mode: link.url for link in participant_links(study, "http://localhost")}
+    assert "{{%PROLIFIC_PID%}}" in links["live"] and "mode=" not in links["live"]
+    assert "PROLIFIC_PID" not in links["debug"]  # opened by hand: no placeholder becomes a worker id
+    c = app.test_client()
+    page = c.get(links["debug"].removeprefix("http://localhost"))
+    assert page.status_code == 200 and "I agree, start" in page.get_data(as_text=True)
+    filled = links["sandbox"].replace("{{%PROLIFIC_PID%}}", "pilot-1").removeprefix("http://localhost")
+    assert c.get(filled).status_code == 200
