@@ -62,6 +62,12 @@ pytestmark = [
 ]
 
 
+def shot(page, name: str) -> None:
+    """A screenshot into CAMSTUDY_E2E_SHOTS, when it names a folder (to look at by eye)."""
+    if os.environ.get("CAMSTUDY_E2E_SHOTS"):
+        page.screenshot(path=str(Path(os.environ["CAMSTUDY_E2E_SHOTS"]) / name))
+
+
 @pytest.fixture
 def deployment(migrated, studies, tmp_path):
     with deploy(migrated, tmp_path) as d:
@@ -127,6 +133,8 @@ def test_a_framed_mturk_hit_works_from_consent_to_submit(deployment, studies):
             expect(page.frame_locator("#hit").locator("text=Preview")).to_be_visible()
             page.goto(f"{deployment.frame_origin}/hit.html")
             frame = page.frame_locator("#hit")
+            expect(frame.get_by_role("button", name="I agree, start")).to_be_visible()
+            shot(page, "proxy-framed-consent.png")
             frame.get_by_role("button", name="I agree, start").click()
             expect(frame.locator("#instructions")).to_be_visible()
             frame.locator("#start").click()
@@ -140,6 +148,8 @@ def test_a_framed_mturk_hit_works_from_consent_to_submit(deployment, studies):
                 k, total = map(int, re.findall(r"\d+", progress.inner_text()))
                 expect(frame.locator("#answers button:enabled")).to_have_count(5)
                 expect(frame.locator("#images img")).to_have_count(2)
+                if n == 0:
+                    shot(page, "proxy-framed-trust-trial.png")
                 frame.locator("#answers button").nth(2).click()
                 n += 1
                 if k == total:
