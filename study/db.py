@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from camstudy.errors import UserError
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Package data, found like any other (an installed wheel has it unpacked beside the
+# modules: Alembic needs a real folder, which importlib.resources gives for such installs).
+MIGRATIONS = Path(str(resources.files("study") / "migrations"))
 DEFAULT_URL = "sqlite:///instance/camstudy.db"
 
 
