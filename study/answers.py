@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, cast, func, select
+from sqlalchemy import Connection, bindparam, cast, func, select
 
 from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
@@ -106,11 +106,11 @@ class PlanCache:
         return plan
 
 
-def record(engine: Engine, plans: PlanCache, participant_id: int, body: dict) -> dict:
+def record(conn: Connection, plans: PlanCache, participant_id: int, body: dict) -> dict:
     """Validate and store one answer; return its acknowledgement (the stored one on retry).
 
-    The hot path of a running study (one request per answer) is one statement on an
-    autocommit connection: the answer is checked against the participant's plan (cached),
+    ``conn``: an autocommit connection (each statement commits by itself). The hot path of
+    a running study (one request per answer) is one statement there: the answer is checked against the participant's plan (cached),
     and one ``INSERT ... SELECT ... WHERE`` stores it only if the participation is active
     and the position is the next one, doing nothing on a conflict (a retry, a second tab).
     When it stores nothing, the slow path reads the state and says why (or acknowledges
@@ -124,33 +124,31 @@ def record(engine: Engine, plans: PlanCache, participant_id: int, body: dict) ->
         raise AnswerError(422, f"rt_ms must be a number of milliseconds in (0, {MAX_RT_MS}]")
     shown_at = _parse_shown_at(body.get("shown_at"))
     keys = {"pid": participant_id, "pos": position}
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        trials, total = plans.get(conn, participant_id)
-        trial = trials.get(position)
-        invalid = None
-        if trial is not None:
-            try:
-                text, correct, score = _score(trial, body.get("answer"))
-            except AnswerError as e:
-                invalid = e  # said after the state's reasons (a stored answer is acknowledged)
-            else:
-                stored = conn.execute(_GUARDED_INSERT[conn.dialect.name], {
-                    **keys, "answer": text, "correct": correct, "score": score, "rt": float(rt),
-                    "shown": shown_at, "now": utcnow()}).first()
-                if stored is not None:
-                    return ack(position, text, total)
-        # Nothing stored: acknowledge what a retry or another tab stored first, or say why.
-        state = conn.execute(_STATE, keys).one()
-        if state.stored is not None:
-            return ack(position, state.stored, state.total)
-        if state.status != "active":
-            raise AnswerError(409, "this participation is finished")
-        if trial is None:
-            raise AnswerError(404, f"no trial at position {position}")
-        if position != state.answered:
-            raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
-        raise invalid or AnswerError(409, f"trial {position} changed meanwhile; send it again")
+    trials, total = plans.get(conn, participant_id)
+    trial = trials.get(position)
+    invalid = None
+    if trial is not None:
+        try:
+            text, correct, score = _score(trial, body.get("answer"))
+        except AnswerError as e:
+            invalid = e  # said after the state's reasons (a stored answer is acknowledged)
+        else:
+            stored = conn.execute(_GUARDED_INSERT[conn.dialect.name], {
+                **keys, "answer": text, "correct": correct, "score": score, "rt": float(rt),
+                "shown": shown_at, "now": utcnow()}).first()
+            if stored is not None:
+                return ack(position, text, total)
+    # Nothing stored: acknowledge what a retry or another tab stored first, or say why.
+    state = conn.execute(_STATE, keys).one()
+    if state.stored is not None:
+        return ack(position, state.stored, state.total)
+    if state.status != "active":
+        raise AnswerError(409, "this participation is finished")
+    if trial is None:
+        raise AnswerError(404, f"no trial at position {position}")
+    if position != state.answered:
+        raise AnswerError(409, f"trial {position} is not next (next is {state.answered})")
+    raise invalid or AnswerError(409, f"trial {position} changed meanwhile; send it again")
 
 
 # The hot path's statements, built once (bound per call with ``pid`` and ``pos``).

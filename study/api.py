@@ -168,8 +168,8 @@ def answers(slug: str):
     if unknown:
         return error(400, f"unknown field {sorted(unknown)[0]!r}")
     try:
-        return jsonify(record(current_app.extensions["camstudy.engine"], current_app.extensions["camstudy.plans"],
-                              pid, body))
+        with autocommit() as conn:
+            return jsonify(record(conn, current_app.extensions["camstudy.plans"], pid, body))
     except AnswerError as e:
         return error(e.status, e.message)
 
@@ -226,6 +226,5 @@ def complete(slug: str):
 @contextmanager
 def autocommit() -> Iterator[Connection]:
     """A connection whose every statement commits by itself (one round trip each)."""
-    with current_app.extensions["camstudy.engine"].connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    with current_app.extensions["camstudy.autocommit"].connect() as conn:
         yield conn

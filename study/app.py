@@ -75,7 +75,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["camstudy.sessions"] = session_factory(engine)
     # Read-only requests read in autocommit: on PostgreSQL a BEGIN and a ROLLBACK around
     # their SELECTs would be two more round trips each.
-    app.extensions["camstudy.reads"] = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    app.extensions["camstudy.autocommit"] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    app.extensions["camstudy.reads"] = session_factory(app.extensions["camstudy.autocommit"])
     app.extensions["camstudy.plans"] = PlanCache()
     app.session_interface = CookieSessions()
     if app.config["PROXY_HOPS"] > 0:
