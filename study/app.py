@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from study.answers import PlanCache
 from study.cookies import CookieSessions
 from study.db import check_current, database_url, make_engine, session_factory, shared_secret
+from study.recruitment import MTURK_SITES
 
 MAX_BODY = 16 * 1024
 # Every page of the app satisfies this policy: its own scripts and styles only, images from
@@ -59,8 +60,7 @@ def create_app(config: dict | None = None) -> Flask:
                       # Where an MTurk debrief may post the assignment: nowhere else, so a
                       # crafted link cannot send completion codes to another site. (A test's
                       # stand-in for MTurk: CAMSTUDY_MTURK_SUBMIT_HOSTS replaces the list.)
-                      MTURK_SUBMIT_HOSTS=tuple(_env_list("CAMSTUDY_MTURK_SUBMIT_HOSTS"))
-                      or ("https://www.mturk.com", "https://workersandbox.mturk.com"))
+                      MTURK_SUBMIT_HOSTS=tuple(_env_list("CAMSTUDY_MTURK_SUBMIT_HOSTS")) or MTURK_SITES)
     if os.environ.get("CAMSTUDY_ENROLL_RATE_PER_MINUTE"):
         # A load test's bots all come from one address; a real deployment keeps the default.
         app.config["ENROLL_RATE_PER_MINUTE"] = int(os.environ["CAMSTUDY_ENROLL_RATE_PER_MINUTE"])

@@ -95,8 +95,8 @@ def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = 
 
     ``study``: the study or its id (a Study need not belong to ``session``: its settings
     never change). A new participant starts at ``stage`` (a resumed one still at the
-    consent stage moves there too). ``prior``: :func:`prior_participation`, when the caller
-    read it before the transaction (so a resumed worker takes no lock, and an enrollment
+    consent stage moves there too). ``prior``: the prior participation (as
+    :func:`before_enrolling` gives it), when the caller read it before the transaction (so a resumed worker takes no lock, and an enrollment
     holds the lock one round trip less); the unique (study, worker key, attempt) key makes
     that safe, as a concurrent enrollment of the same worker then fails on the INSERT
     (IntegrityError: enroll again, and the prior participation is found). On PostgreSQL

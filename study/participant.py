@@ -45,14 +45,12 @@ from study.completion import finish
 from study.db import transaction
 from study.enroll import AlreadyParticipated, before_enrolling, enroll
 from study.models import Participant, PlanEntry, Stimulus, Study
-from study.recruitment import MAX_ID, Recruitment, clean_id, verify_mode
+from study.recruitment import MAX_ID, MTURK_SITES, Recruitment, clean_id, verify_mode
 from study.tokens import issue
 
 bp = Blueprint("participant", __name__, url_prefix="/s/<slug>")
 
 PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
-# MTurk shows an external HIT inside a frame of these sites (the worker and sandbox sites).
-MTURK_FRAME_ANCESTORS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 IMAGE_CACHE = "private, max-age=86400, immutable"
 
 
@@ -63,7 +61,7 @@ def _framing() -> None:
     slug = (request.view_args or {}).get("slug", "")
     study = study_by_slug(slug) if len(slug) <= 64 else None
     if study is not None and study.settings.get("platform") == "mturk":
-        g.frame_ancestors = (*MTURK_FRAME_ANCESTORS, *current_app.config["EXTRA_FRAME_ANCESTORS"])
+        g.frame_ancestors = (*MTURK_SITES, *current_app.config["EXTRA_FRAME_ANCESTORS"])
 
 
 def _param(name: str) -> str | None:

@@ -24,6 +24,8 @@ MODES = ("live", "sandbox", "debug")
 PLATFORMS = ("plain", "mturk", "prolific")
 # Platforms whose worker ids ignore case.
 CASELESS = ("mturk", "prolific")
+# MTurk's worker and sandbox sites: they frame an external HIT, and the HIT posts back to them.
+MTURK_SITES = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 MAX_ID = 200
 
 
