@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlencode
 
 from camstudy import examples
 from camstudy.errors import UserError
@@ -77,13 +76,13 @@ def database(db: str) -> None:
 
 
 def studies(db: str, folder: Path) -> list[tuple[str, str, str]]:
-    """Create the two studies (or find them); returns (slug, task, the query of the study's
-    signed debug link) triples."""
+    """Create the two studies (or find them); returns (slug, task, the path of the study's
+    signed debug link, without the server's address) triples."""
     from sqlalchemy import select
 
     from study.db import make_engine, session_factory, transaction
+    from study.links import participant_links
     from study.models import Study
-    from study.recruitment import mode_link_params
     from study.settings import load_study_config
     from study.setup import create_study
 
@@ -98,7 +97,7 @@ def studies(db: str, folder: Path) -> list[tuple[str, str, str]]:
                 state = "reused"
                 if study is None:
                     study, state = create_study(s, cfg, folder), "created"
-                debug = urlencode(mode_link_params(study.secret, study.slug, "debug"))
+                debug = next(link.url for link in participant_links(study) if link.mode == "debug")
                 out.append((study.slug, study.kind, debug))
                 step(4, f"study {study.slug!r} ({study.kind}, {len(study.items)} items, {state})")
     finally:
@@ -206,8 +205,8 @@ def serve_until_stopped(args: argparse.Namespace, stops: StopSignals, db: str, o
             step(5, f"serving on {base}  (Ctrl-C stops it)")
             print("      try each study as a participant (debug mode: kept apart from the data; the live")
             print("      links need the platform's worker ids and are on each study's admin page):")
-            for slug, kind, debug in slugs:
-                print(f"      {kind:<21} {base}/s/{slug}/?{debug}")
+            for _slug, kind, debug in slugs:
+                print(f"      {kind:<21} {base}{debug}")
             print(f"      {'admin':<21} {base}/admin/  (user {ADMIN!r})", flush=True)
         if not stops.wait(proc):
             raise UserError(f"the server stopped (exit code {proc.returncode}); see {out / 'server.log'}")
