@@ -52,6 +52,15 @@ design = "between"
 platform = "prolific"
 practice = false
 questionnaire = false
+
+[consent]
+researcher = "camstudy load benchmark"
+institution = "none"
+contact = "none"
+ethics_approval = "none (synthetic participants)"
+pay = "none"
+minutes = 5
+data_retention = "deleted after the run"
 """
 
 

@@ -14,6 +14,18 @@ Example (``camstudy/examples/class-discrimination.toml``; ``camstudy examples DI
     allow_repeat = false                 # one participation per worker
     practice = true
     questionnaire = true
+    blank_ms = 300                       # a blank screen between trials (no answer reaches a trial unseen)
+    allow_degenerate = false             # stimuli the build scored as degenerate are refused
+    pilot = false                        # true: only the sandbox and debug links work
+
+    [consent]                            # shown on the consent page; required unless pilot = true
+    researcher = "Dr Ada Example"
+    institution = "Example University, School of Informatics"
+    contact = "ada.example@example.edu"
+    ethics_approval = "EU-REC-2026-041"
+    pay = "GBP 1.50"
+    minutes = 8
+    data_retention = "Answers are kept, under a pseudonym, for 10 years and may be published."
 
     [completion]
     code = "C1A55D15"
@@ -46,6 +58,27 @@ class Completion:
     redirect_url: str = ""  # "{code}" is replaced by the participant's code
 
 
+CONSENT_FIELDS = ("researcher", "institution", "contact", "ethics_approval", "pay", "minutes", "data_retention")
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What the consent page must tell a participant before they agree (and the debrief
+    repeats): who runs the study, whom to ask, who approved it, what it pays, how long it
+    takes and what happens to the data."""
+
+    researcher: str = ""
+    institution: str = ""
+    contact: str = ""
+    ethics_approval: str = ""
+    pay: str = ""
+    minutes: int = 0
+    data_retention: str = ""
+
+    def missing(self) -> list[str]:
+        return [name for name in CONSENT_FIELDS if not getattr(self, name)]
+
+
 @dataclass(frozen=True)
 class Exclusions:
     max_failed_attention_checks: int = 0
@@ -69,6 +102,10 @@ class StudyConfig:
     allow_repeat: bool
     practice: bool
     questionnaire: bool
+    blank_ms: int = 300
+    allow_degenerate: bool = False
+    pilot: bool = False
+    consent: Consent = field(default_factory=Consent)
     completion: Completion = field(default_factory=Completion)
     exclusions: Exclusions = field(default_factory=Exclusions)
     source_text: str = ""
@@ -113,11 +150,19 @@ def load_study_config(path: str | Path) -> StudyConfig:
         allow_repeat=f.get("allow_repeat", bool, False),
         practice=f.get("practice", bool, True),
         questionnaire=f.get("questionnaire", bool, True),
+        blank_ms=f.get("blank_ms", int, 300, lambda v: 0 <= v <= 5000, "must be an integer from 0 to 5000 (milliseconds)"),
+        allow_degenerate=f.get("allow_degenerate", bool, False),
+        pilot=f.get("pilot", bool, False),
+        consent=_consent(f.table_of("consent", {})),
         completion=_completion(f.table_of("completion", {})),
         exclusions=_exclusions(f.table_of("exclusions", {})),
         source_text=path.read_text(),
     )
     f.done()
+    missing = cfg.consent.missing()
+    if missing and not cfg.pilot:
+        raise UserError(f"consent.{missing[0]}: missing; a study that can run live needs every consent field "
+                        f"({', '.join(CONSENT_FIELDS)}), or `pilot = true` (sandbox and debug links only)")
     return cfg
 
 
@@ -137,6 +182,22 @@ def _completion(table: dict) -> Completion:
     f.done()
     if c.code == c.screened_out_code:
         raise UserError("completion.screened_out_code: must differ from completion.code")
+    return c
+
+
+def _consent(table: dict) -> Consent:
+    f = Fields(table, "consent")
+    text = (lambda s: s.strip() != "" and len(s) <= 2000, "must be a non-empty string of at most 2000 characters")
+    c = Consent(
+        researcher=f.get("researcher", str, "", *text),
+        institution=f.get("institution", str, "", *text),
+        contact=f.get("contact", str, "", *text),
+        ethics_approval=f.get("ethics_approval", str, "", *text),
+        pay=f.get("pay", str, "", *text),
+        minutes=f.get("minutes", int, 0, lambda v: 1 <= v <= 600, "must be an integer from 1 to 600"),
+        data_retention=f.get("data_retention", str, "", *text),
+    )
+    f.done()
     return c
 
 

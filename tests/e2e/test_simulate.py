@@ -36,7 +36,7 @@ design = "between"
 methods = {PAPER_FOUR!r}
 practice = false
 questionnaire = true
-"""
+""" + study_fixtures.CONSENT_TOML
 TRUST = """
 title = "Which model is more reliable?"
 task = "trust"
@@ -48,7 +48,7 @@ design = "within"
 methods = ["guided_backprop", "guided_gradcam"]
 practice = false
 questionnaire = false
-"""
+""" + study_fixtures.CONSENT_TOML
 
 
 def create(migrated: str, stimuli_dir, tmp_path, name: str, body: str) -> str:

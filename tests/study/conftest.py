@@ -21,6 +21,18 @@ from study.setup import create_study
 PG_URL = os.environ.get("CAMSTUDY_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("CAMSTUDY_REQUIRE_POSTGRES") == "1"
 
+# The consent page's fields: every study that can run live must declare them.
+CONSENT_TOML = """
+[consent]
+researcher = "Dr Test Researcher"
+institution = "Test University"
+contact = "researcher@example.org"
+ethics_approval = "TEST-ETHICS-1"
+pay = "USD 1.00"
+minutes = 5
+data_retention = "Kept for the test run only."
+"""
+
 CD_TOML = """
 title = "Which category does the highlighted evidence show?"
 task = "class_discrimination"
@@ -33,7 +45,7 @@ platform = "prolific"
 code = "DONE123"
 screened_out_code = "SCREEN9"
 redirect_url = "https://app.prolific.com/submissions/complete?cc={code}"
-"""
+""" + CONSENT_TOML
 
 TRUST_TOML = """
 title = "Which model is more reliable?"
@@ -43,7 +55,7 @@ trials_per_participant = 5
 raters_per_item = 3
 attention_checks = 1
 platform = "mturk"
-"""
+""" + CONSENT_TOML
 
 
 @pytest.fixture(scope="session")
