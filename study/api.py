@@ -18,7 +18,8 @@ from study import completion
 from study.answers import ANSWERED, AnswerError, is_position, record
 from study.blinding import PRACTICE, image_token
 from study.db import transaction
-from study.models import Event, Item, Participant, PlanEntry, Study
+from study.models import Event, Participant, Study
+from study.teaching import EXAMPLE, example_text, practice_feedback, teaching_items
 from study.tokens import verify
 
 bp = Blueprint("api", __name__, url_prefix="/api/s/<slug>")
@@ -121,38 +122,36 @@ def plan(slug: str):
         if study.kind == "class_discrimination":
             trial["options"] = layout["options"]
         trials.append(trial)
-    practice = None
+    example = practice = None
     if study.settings.get("practice"):
         with reads()() as s:
-            practice = _practice(s, study, pid)
+            example, practice = _teaching(s, study, pid)
     return jsonify(study=study.slug, task=study.kind, status=status, next=done, total=total, trials=trials,
-                   practice=practice)
+                   question=QUESTIONS[study.kind], blank_ms=study.settings.get("blank_ms", 300),
+                   example=example, practice=practice)
 
 
 _STATUS = select(Participant.status, ANSWERED.scalar_subquery()).where(Participant.id == bindparam("pid"))
+# Asked above every trial (and the practice), so no one has to remember the instructions.
+QUESTIONS = {
+    "class_discrimination": "Which object does the visible evidence show?",
+    "trust": "Which model seems more reliable?",
+}
 
 
-def practice_item(s, study: Study, pid: int) -> Item | None:
-    """The practice trial's item: an attention-check item this participant will not see
-    among their trials (the same on every call)."""
-    planned = select(PlanEntry.item_pk).where(PlanEntry.participant_id == pid)
-    return s.scalars(
-        select(Item).where(Item.study_id == study.id, Item.is_attention_check.is_(True), Item.id.not_in(planned))
-        .order_by(Item.id)
-    ).first()
-
-
-def _practice(s, study: Study, pid: int) -> dict | None:
-    """A practice trial with feedback (see :func:`practice_item`)."""
-    check = practice_item(s, study, pid)
-    if check is None:
-        return None
-    images = image_urls(study, pid, PRACTICE, len(check.stimulus_ids))
-    if study.kind == "class_discrimination":
-        return {"images": images, "options": check.options, "correct": check.correct_answer,
-                "explanation": f"Not quite: the image shows a {check.correct_answer}. Look for the evidence the model highlights."}
-    return {"images": images, "correct": 0,
-            "explanation": "Not quite: both sides show the same explanation, so the models are equally reliable (3)."}
+def _teaching(s, study: Study, pid: int) -> tuple[dict | None, dict | None]:
+    """The worked example and the practice trial (see study.teaching), as the page needs them."""
+    taught = teaching_items(s, study, pid)
+    example = practice = None
+    if taught.example is not None:
+        it = taught.example
+        example = {"images": image_urls(study, pid, EXAMPLE, len(it.stimulus_ids)),
+                   "options": it.options, **example_text(study, it)}
+    if taught.practice is not None:
+        it = taught.practice
+        practice = {"images": image_urls(study, pid, PRACTICE, len(it.stimulus_ids)),
+                    "options": it.options, **practice_feedback(study, it)}
+    return example, practice
 
 
 @bp.post("/answers")

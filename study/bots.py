@@ -397,19 +397,18 @@ class Bot:
         return plan
 
     def finish(self) -> None:
-        """Complete, answer the questionnaire where there is one, and open the debrief, as the
-        browser does; the final status comes from the server's answers."""
+        """Complete, open the debrief (which shows the code at once), and answer its optional
+        questionnaire where there is one, as a participant can; the final status comes from
+        the server's answer."""
         done = self.call(lambda: self.api("POST", "/complete"), lambda r: r.status == 200).json()
-        if done["stage"] != "questionnaire":
-            self.call(lambda: self.client.request("GET", f"/s/{self.slug}/debrief"), lambda r: r.status == 200)
-            self.result.status = done["status"]
+        self.result.status = done["status"]
+        page = self.call(lambda: self.client.request("GET", f"/s/{self.slug}/debrief"), lambda r: r.status == 200)
+        if 'name="strategy"' not in page.text:
             return
-        page = self.call(lambda: self.client.request("GET", f"/s/{self.slug}/questionnaire"), lambda r: r.status == 200)
         form = {"csrf_token": _field(page.text, "csrf_token"), "strategy": "simulated participant",
-                "difficulty": "3", "comments": ""}
+                "difficulty": "medium", "comments": ""}
         self.call(lambda: self.client.follow(self.client.request("POST", f"/s/{self.slug}/questionnaire", form=form)),
-                  lambda r: r.status == 200)  # redirected to the debrief
-        self.result.status = self.call(lambda: self.api("GET", "/plan"), lambda r: r.status == 200).json()["status"]
+                  lambda r: r.status == 200)  # back to the debrief
 
     def run(self) -> BotResult:
         try:

@@ -3,11 +3,13 @@
 Each step is one conditional UPDATE (no read-modify-write, so no race between two tabs or
 two workers, and on PostgreSQL one round trip):
 
-- :func:`complete` after the last answer: to the questionnaire where the study has one,
-  else finished at once;
-- :func:`finish` (the questionnaire sent, or no questionnaire): ``completed``, or
+- :func:`complete` after the last answer: finished at once, ``completed``, or
   ``screened_out`` when more attention checks were failed than the study's exclusion rule
-  allows; the debrief shows the matching code.
+  allows. The debrief then shows the matching code: the code never waits for the
+  questionnaire, which the debrief offers as optional (a worker who closes the tab after
+  the last trial has still earned the code, and saw it);
+- :func:`finish`: the same for a participation left at the old ``questionnaire`` stage
+  (databases from before the questionnaire moved onto the debrief).
 """
 
 from __future__ import annotations
@@ -39,8 +41,6 @@ def _finishing(*conditions):
 
 _FINISH = _finishing(*_ACTIVE)
 _COMPLETE_AND_FINISH = _finishing(*_ACTIVE, _ALL_ANSWERED)
-_TO_QUESTIONNAIRE = (update(Participant).where(*_ACTIVE, _ALL_ANSWERED).values(stage="questionnaire")
-                     .returning(Participant.status, Participant.stage))
 _STATE = select(Participant.status, Participant.stage, ANSWERED.scalar_subquery().label("answered"),
                 PLAN_LENGTH.scalar_subquery().label("total")).where(Participant.id == _PID)
 
@@ -52,8 +52,7 @@ def _params(settings: dict, pid: int) -> dict:
 def complete(conn: Connection, settings: dict, pid: int) -> tuple[str, str]:
     """The trials are done: ``(status, stage)`` afterwards. Allowed only once every answer
     is stored (409 otherwise); asking again changes nothing."""
-    stmt = _TO_QUESTIONNAIRE if settings.get("questionnaire") else _COMPLETE_AND_FINISH
-    row = conn.execute(stmt, _params(settings, pid)).first()
+    row = conn.execute(_COMPLETE_AND_FINISH, _params(settings, pid)).first()
     if row is not None:
         return row.status, row.stage
     state = conn.execute(_STATE, {"pid": pid}).one()
@@ -63,5 +62,5 @@ def complete(conn: Connection, settings: dict, pid: int) -> tuple[str, str]:
 
 
 def finish(conn: Connection, settings: dict, pid: int) -> None:
-    """Mark an active participation finished (the questionnaire was sent)."""
+    """Mark an active participation finished (one left at the old questionnaire stage)."""
     conn.execute(_FINISH, _params(settings, pid))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
 from flask import (
     Blueprint,
@@ -28,24 +29,18 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from study import throttle
-from study.api import (
-    autocommit,
-    current_participant_id,
-    practice_item,
-    reads,
-    sessions,
-    study_by_slug,
-)
+from study.api import autocommit, current_participant_id, reads, sessions, study_by_slug
 from study.blinding import PRACTICE, pad_png, read_image_token
 from study.completion import finish
 from study.db import transaction
-from study.enroll import AlreadyParticipated, before_enrolling, enroll
+from study.enroll import UNREAD, AlreadyParticipated, before_enrolling, enroll, prior_participation
 from study.models import Participant, PlanEntry, Stimulus, Study
 from study.recruitment import MAX_ID, MTURK_SITES, Recruitment, clean_id, verify_mode
+from study.teaching import EXAMPLE, teaching_items
 from study.tokens import issue
 
 bp = Blueprint("participant", __name__, url_prefix="/s/<slug>")
@@ -77,6 +72,8 @@ def recruitment_from_request(study: Study) -> Recruitment:
     mode = verify_mode(study.secret, study.slug, _param("mode"), _param("mode_key"))
     if mode is None:
         abort(400, "This link's test mode is not valid: test links come from the study's admin page.")
+    if mode == "live" and study.settings.get("pilot"):
+        abort(400, "This study is a pilot: only its sandbox and debug links work, not the live link.")
     turk_submit_to = _param("turkSubmitTo")
     hosts = current_app.config["MTURK_SUBMIT_HOSTS"]
     if turk_submit_to and turk_submit_to.rstrip("/") not in hosts:
@@ -141,7 +138,27 @@ def entry(slug: str):
     p = _participant(study)
     if p is not None and (who.worker_key is None or who.worker_key == p.worker_key):
         return redirect(url_for("participant.stage", slug=slug, stage=p.stage if p.stage != "consent" else "task"))
-    return render_template("consent.html", study=study, params=request.args, csrf_token=_csrf_token())
+    if who.worker_key is not None:
+        with reads()() as s:
+            again = _finished_before(s, study, who, prior_participation(s, study.id, who.worker_key))
+        if again is not None:
+            return again
+    return render_template("consent.html", study=study, params=request.args, csrf_token=_csrf_token(),
+                           consent=study.settings.get("consent") or {})
+
+
+def _finished_before(s, study: Study, who: Recruitment, prior: Row | None):
+    """A worker who finished this study in this mode and opens its link again (another
+    browser, a closed tab): their code again, with the platform's way back, so a finished
+    worker is never stranded without it. None where that is not the case."""
+    if prior is None or prior.status == "active" or prior.mode != who.mode or study.settings.get("allow_repeat"):
+        return None
+    p = s.execute(_PAGE_COLUMNS, {"pid": prior.id}).first()
+    if who.platform == "mturk" and who.assignment_id and who.turk_submit_to:
+        # The HIT as it was opened now (the first assignment may have been returned since).
+        p = SimpleNamespace(**{**p._asdict(), "assignment_id": who.assignment_id, "turk_submit_to": who.turk_submit_to})
+    page, _ = debrief_page(study, p, again=True)
+    return page
 
 
 @bp.post("/consent")
@@ -154,6 +171,7 @@ def consent(slug: str):
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
         abort(400, "accept the HIT before starting")
     key = f"enroll:{request.remote_addr or '?'}"
+    prior = UNREAD
     try:
         # Read before the study's lock is taken, which every enrollment of the study waits for.
         with reads()() as s:  # the prior participation too: read outside the lock (see enroll)
@@ -175,6 +193,11 @@ def consent(slug: str):
                 if pid % 100 == 0:
                     throttle.sweep(conn)
     except AlreadyParticipated:
+        if prior is not UNREAD:
+            with reads()() as s:
+                again = _finished_before(s, study, who, prior_participation(s, study.id, who.worker_key))
+            if again is not None:
+                return again
         return render_template("already.html", study=study), 409
     except OperationalError:
         abort(503, "the study is busy; try again in a moment")
@@ -191,36 +214,59 @@ def completion_code(study: Study, p: Row) -> str:
     return completion["code"] if p.status == "completed" else completion["screened_out_code"]
 
 
-@bp.route("/<any(task, questionnaire, debrief):stage>", methods=["GET", "POST"])
+@bp.get("/<any(task, questionnaire, debrief):stage>")
 def stage(slug: str, stage: str):
     study = _study_or_404(slug)
     p = _participant(study)
     if p is None:
         return redirect(url_for("participant.entry", slug=slug))
+    if p.stage == "questionnaire":  # left there by an older version: the code never waits for it
+        with transaction(sessions()) as s:
+            finish(s.connection(), study.settings, p.id)
+        p = _participant(study)
     if stage != p.stage:
         return redirect(url_for("participant.stage", slug=slug, stage=p.stage))
     if stage == "task":
         token = session[f"p{study.id}"]
         return render_template("task.html", study=study, token=token, settings=study.settings)
-    if stage == "questionnaire":
-        if request.method == "POST":
-            _check_csrf()
-            answers = {k: request.form.get(k, "")[:2000] for k in ("strategy", "difficulty", "comments")}
-            with transaction(sessions()) as s:
-                q = s.get(Participant, p.id)
-                if q.stage == "questionnaire":
-                    q.questionnaire = answers
-                    s.flush()
-                    finish(s.connection(), study.settings, q.id)
-            return redirect(url_for("participant.stage", slug=slug, stage="debrief"))
-        return render_template("questionnaire.html", study=study, csrf_token=_csrf_token())
+    return debrief_page(study, p, sent=request.args.get("sent") == "1")
+
+
+def debrief_page(study: Study, p: Row, sent: bool = False, again: bool = False):
+    """The code (with a copy button), the platform's way back, and the optional questionnaire
+    where the study has one and it is not answered yet."""
     completion = study.settings["completion"]
     code = completion_code(study, p)
     redirect_url = completion["redirect_url"].replace("{code}", code) if completion["redirect_url"] else ""
     mturk = None
-    if p.platform == "mturk" and p.turk_submit_to and p.assignment_id:
+    if p.platform == "mturk" and p.turk_submit_to and p.assignment_id and p.mode != "debug":
         mturk = {"action": p.turk_submit_to.rstrip("/") + "/mturk/externalSubmit", "assignmentId": p.assignment_id}
-    return render_template("debrief.html", study=study, participant=p, code=code, redirect_url=redirect_url, mturk=mturk)
+    with reads()() as s:
+        answered = s.scalar(select(Participant.questionnaire).where(Participant.id == p.id)) is not None
+    ask = bool(study.settings.get("questionnaire")) and not answered and not again
+    return render_template("debrief.html", study=study, participant=p, code=code, redirect_url=redirect_url,
+                           mturk=mturk, ask=ask, sent=sent, again=again, csrf_token=_csrf_token(),
+                           consent=study.settings.get("consent") or {}), 200
+
+
+@bp.post("/questionnaire")
+def questionnaire(slug: str):
+    """The optional questionnaire, sent from the debrief: stored once, after the code was shown."""
+    study = _study_or_404(slug)
+    p = _participant(study)
+    if p is None:
+        return redirect(url_for("participant.entry", slug=slug))
+    _check_csrf()
+    answers = {k: request.form.get(k, "")[:2000] for k in QUESTIONNAIRE_FIELDS}
+    if any(answers.values()):
+        with transaction(sessions()) as s:
+            s.execute(update(Participant).where(Participant.id == p.id, Participant.stage == "debrief",
+                                                Participant.questionnaire.is_(None))
+                      .values(questionnaire=answers))
+    return redirect(url_for("participant.stage", slug=slug, stage="debrief", sent=1))
+
+
+QUESTIONNAIRE_FIELDS = ("strategy", "difficulty", "comments")
 
 
 @bp.get("/img/<token>")
@@ -233,8 +279,8 @@ def image(slug: str, token: str):
         abort(404)
     pid, position, slot = found
     with reads()() as s:
-        if position == PRACTICE:
-            item = practice_item(s, study, pid) if study.settings.get("practice") else None
+        if position in (PRACTICE, EXAMPLE):
+            item = teaching_items(s, study, pid).at(position)
             shown = list(item.stimulus_ids) if item is not None else []
         else:
             layout = s.scalar(select(PlanEntry.layout).join(Participant, Participant.id == PlanEntry.participant_id)

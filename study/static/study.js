@@ -8,10 +8,6 @@ const { slug, task, token } = app.dataset;
 const headers = { "Content-Type": "application/json", "X-Participant-Token": token };
 const api = (path) => `/api/s/${slug}${path}`;
 const QUEUE_KEY = `camstudy:${slug}:${token.slice(-24)}:queue`;
-const TRUST_LABELS = [
-  "Model 1 clearly less reliable", "Model 1 slightly less reliable", "Equally reliable",
-  "Model 1 slightly more reliable", "Model 1 clearly more reliable",
-];
 const OFFLINE_TEXT = (n) =>
   `Connection problem: your answers are kept in this browser (${n} waiting) and will be sent when the connection is back. You can go on.`;
 const $ = (id) => document.getElementById(id);
@@ -104,12 +100,40 @@ function event(kind, detail, position) {
 let plan = null;
 let current = 0;
 
+// The trust scale: one row, left to right, anchored at both ends and the middle. The stored
+// value keeps its meaning: +2 is "Model 1 much more reliable", -2 "Model 2 much more".
+const TRUST_POINTS = [
+  { value: 2, label: "Model 1 much more reliable" },
+  { value: 1, label: "Model 1 somewhat more reliable" },
+  { value: 0, label: "Equally reliable" },
+  { value: -1, label: "Model 2 somewhat more reliable" },
+  { value: -2, label: "Model 2 much more reliable" },
+];
+const SPINNER_AFTER_MS = 150; // a spinner only where loading is noticeable
+
 function preload(trial) {
-  return Promise.all((trial?.images || []).map((src) => {
+  return Promise.all(sources(trial).map(([src, srcset]) => {
     const img = new Image();
+    if (srcset) img.srcset = srcset;
     img.src = src;
     return img.decode().catch(() => {});
   }));
+}
+
+function sources(trial) {
+  // [src, srcset] per image: the 2x file for screens with more than one pixel per CSS pixel.
+  return (trial?.images || []).map((src, i) => {
+    const hi = trial.images_2x?.[i];
+    return [src, hi ? `${src} 1x, ${hi} 2x` : ""];
+  });
+}
+
+function image(src, srcset, alt) {
+  const img = document.createElement("img");
+  if (srcset) img.srcset = srcset;
+  img.src = src;
+  img.alt = alt;
+  return img;
 }
 
 function answerButtons(trial, onAnswer) {
@@ -117,28 +141,45 @@ function answerButtons(trial, onAnswer) {
   // stands out and Enter or Space cannot answer by accident.
   const box = $("answers");
   const choices = task === "trust"
-    ? TRUST_LABELS.map((label, i) => ({ label: `${i + 1}. ${label}`, value: i - 2 }))
-    : trial.options.map((o, i) => ({ label: `${i + 1}. ${o}`, value: o }));
+    ? TRUST_POINTS.map((p, i) => ({ text: String(i + 1), aria: `${i + 1}: ${p.label}`, value: p.value }))
+    : trial.options.map((o, i) => ({ text: `${i + 1}. ${o}`, aria: null, value: o }));
   const buttons = choices.map((c) => {
     const b = document.createElement("button");
     b.type = "button";
     b.disabled = true;
-    b.textContent = c.label;
+    b.textContent = c.text;
+    if (c.aria) b.setAttribute("aria-label", c.aria);
     b.addEventListener("click", () => onAnswer(c.value, b));
     return b;
   });
-  box.replaceChildren(...buttons);
+  if (task === "trust") {
+    const row = document.createElement("div");
+    row.className = "scale-points";
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", "Which model seems more reliable?");
+    row.append(...buttons);
+    const anchors = document.createElement("div");
+    anchors.className = "scale-anchors";
+    anchors.setAttribute("aria-hidden", "true");
+    for (const text of ["Model 1 much more reliable", "Equally reliable", "Model 2 much more reliable"]) {
+      const span = document.createElement("span");
+      span.textContent = text;
+      anchors.append(span);
+    }
+    const scale = document.createElement("div");
+    scale.className = "scale";
+    scale.append(row, anchors);
+    box.replaceChildren(scale);
+  } else {
+    box.replaceChildren(...buttons);
+  }
   return { choices, buttons };
 }
 
-function showImages(trial) {
-  const box = $("images");
-  const figures = trial.images.map((src, i) => {
+function figures(trial, alt) {
+  return sources(trial).map(([src, srcset], i) => {
     const fig = document.createElement("figure");
-    const img = document.createElement("img");
-    img.src = src;
-    img.alt = task === "trust" ? `Model ${i + 1}'s explanation` : "the highlighted evidence";
-    fig.append(img);
+    fig.append(image(src, srcset, alt(i)));
     if (task === "trust") {
       const cap = document.createElement("figcaption");
       cap.textContent = `Model ${i + 1}`;
@@ -146,9 +187,16 @@ function showImages(trial) {
     }
     return fig;
   });
-  // Decode before showing, so the trial appears at once and the clock starts on a full screen.
-  return Promise.all(figures.map((f) => f.querySelector("img").decode().catch(() => {})))
-    .then(() => box.replaceChildren(...figures));
+}
+
+async function showImages(trial) {
+  // Decode before showing, so the trial appears whole; a spinner while that takes long.
+  const figs = figures(trial, (i) => (task === "trust" ? `Model ${i + 1}'s explanation` : "the visible evidence"));
+  const spin = setTimeout(() => { $("spinner").hidden = false; }, SPINNER_AFTER_MS);
+  await Promise.all(figs.map((f) => f.querySelector("img").decode().catch(() => {})));
+  clearTimeout(spin);
+  $("spinner").hidden = true;
+  $("images").replaceChildren(...figs);
 }
 
 const nextFrame = () => new Promise((r) => {
@@ -156,8 +204,17 @@ const nextFrame = () => new Promise((r) => {
   requestAnimationFrame(() => requestAnimationFrame(r));
 });
 
+function blank() {
+  // Between trials: an empty screen for the study's blank interval, so a double click or a
+  // double tap lands on nothing, and every trial is seen before it can be answered.
+  $("images").replaceChildren();
+  $("answers").replaceChildren();
+  return sleep(plan.blank_ms ?? 300);
+}
+
 async function ask(trial) {
-  // Resolves with {value, rt_ms, shown_at} once the participant answers.
+  // Resolves with {value, rt_ms, shown_at} once the participant answers. Input is taken
+  // only once the images and the buttons have painted, and the clock starts there.
   $("answers").replaceChildren(); // no stale buttons while the next images load
   await showImages(trial);
   let resolveAnswer;
@@ -190,32 +247,51 @@ async function ask(trial) {
   return answered;
 }
 
+function setProgress(done, total, text) {
+  $("bar").max = Math.max(total, 1);
+  $("bar").value = done;
+  $("progress").textContent = text;
+}
+
 async function practice() {
   if (!plan.practice) return;
-  $("progress").textContent = "Practice trial (not recorded)";
+  setProgress(0, plan.trials.length, "Practice trial (not recorded)");
   const { value } = await ask(plan.practice);
-  const right = value === plan.practice.correct;
-  $("feedback").textContent = right ? "Correct! Now the real trials start." : plan.practice.explanation;
-  await sleep(right ? 1200 : 3500);
+  const p = plan.practice;
+  const right = p.correct === null || p.correct === undefined || value === p.correct;
+  $("feedback").textContent = right ? p.right : p.wrong;
+  // The participant reads the feedback at their own pace, then goes on.
+  const go = $("go-on");
+  go.hidden = false;
+  go.focus({ preventScroll: true });
+  await new Promise((r) => go.addEventListener("click", r, { once: true }));
+  go.hidden = true;
   $("feedback").textContent = "";
+  $("trial").focus({ preventScroll: true });
 }
 
 async function run() {
   $("instructions").hidden = true;
   $("trial").hidden = false;
+  $("question").textContent = plan.question;
   $("trial").focus({ preventScroll: true });
-  if (current === 0 && app.dataset.practice === "yes") await practice();
+  if (current === 0 && app.dataset.practice === "yes") {
+    await practice();
+    await blank();
+  }
   while (current < plan.trials.length) {
     const trial = plan.trials[current];
     preload(plan.trials[current + 1]);
-    $("progress").textContent = `Trial ${current + 1} of ${plan.trials.length}`;
+    setProgress(current, plan.trials.length, `Trial ${current + 1} of ${plan.trials.length}`);
     const a = await ask(trial);
     enqueue({ position: trial.position, answer: a.value, rt_ms: Math.round(a.rt_ms * 10) / 10, shown_at: a.shown_at });
     current += 1;
+    await blank();
   }
   $("images").replaceChildren();
   $("answers").replaceChildren();
-  $("progress").textContent = "Saving your answers…";
+  $("question").textContent = "";
+  setProgress(plan.trials.length, plan.trials.length, "Saving your answers…");
   await flush(); // no completion until every answer is acknowledged
   while (true) {
     let res = null;
@@ -242,14 +318,14 @@ async function run() {
 }
 
 function showExample(example) {
-  // The instructions' example: what a trial shows (the practice item, never a real trial).
-  const box = $("example-images");
-  box.replaceChildren(...example.images.map((src, i) => {
-    const img = document.createElement("img");
-    img.src = src;
-    img.alt = task === "trust" ? `example: Model ${i + 1}` : "example of highlighted evidence";
-    return img;
-  }));
+  // The instructions' worked example: a real item of the participant's method (never one
+  // of their trials), with its answer explained.
+  $("example-images").replaceChildren(...figures(example, (i) => (
+    task === "trust" ? `example: Model ${i + 1}'s explanation` : "example: the visible evidence")));
+  $("example-answer").textContent = task === "trust"
+    ? `Both models named the object: ${example.object}.`
+    : `Options: ${example.options.map((o, i) => `${i + 1}. ${o}`).join("   ")}. The answer: ${example.answer}.`;
+  $("example-explanation").textContent = example.explanation;
   $("example").hidden = false;
 }
 
@@ -276,7 +352,7 @@ async function start() {
   const queued = queue.map((a) => a.position + 1);
   current = Math.max(plan.next, ...queued, 0);
   event("load", { resumed_at: current });
-  if (plan.practice && current === 0) showExample(plan.practice);
+  if (plan.example && current === 0) showExample(plan.example);
   const button = $("start");
   if (current > 0) {
     button.textContent = "Continue";

@@ -78,14 +78,19 @@ def test_full_class_discrimination_flow(app, client):
         assert re.fullmatch(rf"/s/{slug}/img/[\w-]+\.[\w-]{{27}}", t["images"][0])  # a signed token (study/blinding.py)
         assert client.get(t["images"][0]).status_code == 200
     assert plan["practice"] is None or plan["practice"]["correct"] in plan["practice"]["options"]
+    assert plan["question"] and plan["blank_ms"] == 300
     answer_all(client, app, slug)
     r = client.post(f"/api/s/{slug}/complete", headers=h, json={})
-    assert r.status_code == 200 and r.get_json()["next_url"] == f"/s/{slug}/questionnaire"
-    page = client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/questionnaire"), "strategy": "<b>looked</b>"})
-    assert page.status_code == 302
+    # The code comes with the last acknowledgement: the debrief, not the questionnaire, is next.
+    assert r.status_code == 200 and r.get_json()["next_url"] == f"/s/{slug}/debrief"
     debrief = client.get(f"/s/{slug}/debrief").get_data(as_text=True)
-    assert ("DONE123" in debrief) != ("SCREEN9" in debrief)
-    assert "https://app.prolific.com/submissions/complete?cc=" in debrief
+    assert ("DONE123" in debrief) != ("SCREEN9" in debrief) and 'name="strategy"' in debrief
+    assert 'data-redirect=""' in debrief  # no automatic return while the optional questionnaire is offered
+    page = client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/debrief"), "strategy": "<b>looked</b>"})
+    assert page.status_code == 302 and page.headers["Location"].endswith(f"/s/{slug}/debrief?sent=1")
+    debrief = client.get(f"/s/{slug}/debrief?sent=1").get_data(as_text=True)
+    assert ("DONE123" in debrief) != ("SCREEN9" in debrief) and 'name="strategy"' not in debrief
+    assert 'data-redirect="https://app.prolific.com/submissions/complete?cc=' in debrief  # now it returns by itself
 
 
 def test_answers_are_idempotent_and_ordered(app, client):
@@ -203,11 +208,15 @@ def test_one_participation_per_worker(app, client):
     answer_all(client, app, slug)
     h = headers(client, app, slug)
     client.post(f"/api/s/{slug}/complete", headers=h, json={})
-    client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/questionnaire")})
+    client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/debrief")})
     again = app.test_client()
     token = csrf(again, f"/s/{slug}/?PROLIFIC_PID=someone-else")
     r = again.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **PROLIFIC})
-    assert r.status_code == 409
+    # No second participation; the worker who finished gets their code again, never stranded.
+    assert r.status_code == 200 and "You have finished this study" in r.get_data(as_text=True)
+    assert ("DONE123" in r.get_data(as_text=True)) != ("SCREEN9" in r.get_data(as_text=True))
+    with app.extensions["camstudy.sessions"]() as s:
+        assert s.query(Participant).count() == 1
     # Not in a test mode either, even with a genuinely signed debug link.
     r = again.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **signed(app, slug, "debug"), **PROLIFIC})
     assert r.status_code == 409
@@ -241,7 +250,7 @@ def test_no_answer_after_completion(app, client):
     answer_all(client, app, slug)
     h = headers(client, app, slug)
     client.post(f"/api/s/{slug}/complete", headers=h, json={})
-    client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/questionnaire")})
+    client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/debrief")})
     with app.extensions["camstudy.sessions"]() as s:
         assert s.query(Participant).one().status in ("completed", "screened_out")
         n = s.query(Answer).count()

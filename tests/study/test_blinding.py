@@ -233,7 +233,7 @@ def test_test_modes_never_show_the_live_code(app):
             c.post(f"/api/s/{slug}/answers", headers=h, json={"position": t["position"], "answer": t["options"][0],
                                                              "rt_ms": 900})
         c.post(f"/api/s/{slug}/complete", headers=h, json={})
-        c.post(f"/s/{slug}/questionnaire", data={"csrf_token": _csrf(c, f"/s/{slug}/questionnaire")})
+        c.post(f"/s/{slug}/questionnaire", data={"csrf_token": _csrf(c, f"/s/{slug}/debrief")})
         page = c.get(f"/s/{slug}/debrief").get_data(as_text=True)
         assert "DONE123" not in page and "SCREEN9" not in page and f"TEST-{mode.upper()}" in page
 

@@ -28,8 +28,8 @@ def _consent(app, slug: str, params: dict, remote: str = "127.0.0.1"):
     """A new browser opens the link with ``params`` and agrees: the response."""
     c = app.test_client()
     page = c.get(f"/s/{slug}/?{urlencode(params)}")
-    if page.status_code != 200:
-        return page
+    if page.status_code != 200 or 'name="agree"' not in page.get_data(as_text=True):
+        return page  # refused, or no consent form (a finished worker gets their code again)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
     return c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params},
                   environ_base={"REMOTE_ADDR": remote})
@@ -53,7 +53,7 @@ def _finish(app, slug: str, params: dict, fail_checks: bool = False) -> str:
         assert c.post(f"/api/s/{slug}/answers", headers=h,
                       json={"position": t["position"], "answer": value, "rt_ms": 800}).status_code == 200
     assert c.post(f"/api/s/{slug}/complete", headers=h, json={}).status_code == 200
-    c.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(c, f"/s/{slug}/questionnaire")})
+    c.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(c, f"/s/{slug}/debrief")})
     with app.extensions["camstudy.sessions"]() as s:
         return s.get(Participant, p.id).status
 
@@ -78,7 +78,10 @@ def test_another_spelling_of_the_id_cannot_take_the_study_again(app):
     _finish(app, slug, {"PROLIFIC_PID": "5f1a2b3c4d5e6f7a8b9c0d1e"})
     for variant in ("5F1A2B3C4D5E6F7A8B9C0D1E", " 5f1a2b3c4d5e6f7a8b9c0d1e ", "\u200b5f1a2b3c4d5e6f7a8b9c0d1e"):
         r = _consent(app, slug, {"PROLIFIC_PID": variant})
-        assert r.status_code == 409, variant
+        # The same worker: no second participation, but the code of the first again.
+        page = r.get_data(as_text=True)
+        assert r.status_code == 200 and "You have finished this study" in page, variant
+        assert ("DONE123" in page) != ("SCREEN9" in page) and 'name="agree"' not in page
     with app.extensions["camstudy.sessions"]() as s:
         assert s.query(Participant).count() == 1
 
@@ -107,7 +110,11 @@ def test_a_screened_out_worker_cannot_start_again_in_any_mode(app):
     for params in ({}, signed(app, slug, "sandbox"), signed(app, slug, "debug"), {"mode": "debug"},
                    {"PROLIFIC_PID": "CARELESS-WORKER"}):
         r = _consent(app, slug, {**who, **params})
-        assert r.status_code in (400, 409), params
+        page = r.get_data(as_text=True)
+        if r.status_code == 200:  # the live link again: the screened-out code, never the completion code
+            assert "SCREEN9" in page and "DONE123" not in page and params in ({}, {"PROLIFIC_PID": "CARELESS-WORKER"})
+        else:
+            assert r.status_code in (400, 409), params
     with app.extensions["camstudy.sessions"]() as s:
         assert s.query(Participant).count() == 1
 
@@ -206,7 +213,7 @@ def test_events_are_capped_and_end_with_the_participation(app):
         done.post(f"/api/s/{slug}/answers", headers=dh, json={"position": t["position"], "answer": t["options"][0],
                                                                "rt_ms": 700})
     done.post(f"/api/s/{slug}/complete", headers=dh, json={})
-    done.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(done, f"/s/{slug}/questionnaire")})
+    done.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(done, f"/s/{slug}/debrief")})
     assert done.post(f"/api/s/{slug}/events", headers=dh, json={"kind": "blur"}).status_code == 409
 
 

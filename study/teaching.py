@@ -1,0 +1,100 @@
+"""What the instructions teach with: a worked example and a practice trial, both real items
+of the participant's own method.
+
+The paper's workers were told what to do, then rated. A plain photo or two identical
+images (what camstudy showed before) teaches nothing about reading an explanation, so each
+participant gets two real items of the method they will rate (between design: their
+condition; within design: the method of their first trial):
+
+- the **worked example**, shown in the instructions with its answer explained;
+- the **practice trial**, answered with feedback and not recorded.
+
+Neither item is in the participant's plan, nor is any item of an image they will rate: an
+answer explained on one image must not carry over to a trial on the same photo. The pair
+is drawn per participant from the candidates (so no one item is the example for everyone)
+and is the same on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from study.blinding import PRACTICE
+from study.models import Item, Participant, PlanEntry, Study
+
+EXAMPLE = -2  # the image-token position of the worked example's images (PRACTICE is -1)
+
+
+@dataclass(frozen=True)
+class Teaching:
+    example: Item | None
+    practice: Item | None
+
+    def at(self, position: int) -> Item | None:
+        return {EXAMPLE: self.example, PRACTICE: self.practice}.get(position)
+
+
+def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
+    """The worked example and the practice item of participant ``pid`` (None where the study
+    has no practice, or no item qualifies)."""
+    if not study.settings.get("practice"):
+        return Teaching(None, None)
+    person = s.execute(select(Participant.condition, Participant.seed).where(Participant.id == pid)).first()
+    if person is None:
+        return Teaching(None, None)
+    planned = s.execute(select(Item.image_id, Item.method, Item.is_attention_check)
+                        .join(PlanEntry, PlanEntry.item_pk == Item.id)
+                        .where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
+    method = person.condition
+    if method == "all":  # within design: the method the participant meets first
+        first = next((p for p in planned if not p.is_attention_check), None)
+        method = first.method if first is not None else None
+    if method is None:
+        return Teaching(None, None)
+    images = {p.image_id for p in planned}
+    candidates = s.scalars(
+        select(Item).where(Item.study_id == study.id, Item.method == method, Item.is_attention_check.is_(False),
+                           Item.image_id.not_in(images) if images else Item.id.is_not(None))
+        .order_by(Item.id)).all()
+    if not candidates:
+        return Teaching(None, None)
+    k = person.seed % len(candidates)
+    example = candidates[k]
+    # The practice on another photo than the example's, when there is one.
+    rest = [c for c in candidates[k + 1:] + candidates[:k] if c.image_id != example.image_id]
+    return Teaching(example, rest[0] if rest else None)
+
+
+def example_text(study: Study, item: Item) -> dict:
+    """The worked example's question, answer and explanation, in words."""
+    if study.kind == "class_discrimination":
+        other = next((o for o in item.options or [] if o != item.correct_answer), "the other category")
+        n = (item.options or []).index(item.correct_answer) + 1 if item.correct_answer in (item.options or []) else 1
+        return {
+            "answer": f"{n}. {item.correct_answer}",
+            "explanation": (f"This photo shows both a {item.correct_answer} and a {other}. The model was asked for "
+                            f"the evidence of \u201c{item.correct_answer}\u201d: the parts it kept visible are where it "
+                            f"found that evidence. So the answer is \u201c{item.correct_answer}\u201d."),
+        }
+    return {
+        "object": item.category,
+        "explanation": (f"Both models named the object in this photo \u201c{item.category}\u201d. Each image shows "
+                        f"where one model looked to decide. Compare the two: a model that looked at the "
+                        f"{item.category} itself seems more reliable than one that looked elsewhere. "
+                        f"There is no right or wrong answer: rate what you see."),
+    }
+
+
+def practice_feedback(study: Study, item: Item) -> dict:
+    """What the practice trial says after the participant's answer."""
+    if study.kind == "class_discrimination":
+        return {"correct": item.correct_answer,
+                "right": "Correct! Now the real trials start.",
+                "wrong": (f"Not quite: the model kept visible its evidence of \u201c{item.correct_answer}\u201d. "
+                          f"Look at which object the visible parts belong to.")}
+    return {"correct": None,
+            "right": (f"Thank you. Both models named this object \u201c{item.category}\u201d. In the real trials, too, "
+                      f"there is no right answer: rate what you see. Now the real trials start.")}
