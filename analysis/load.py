@@ -12,11 +12,15 @@ straight from the database has the same columns and dtypes:
 - ``answer``: ``Int64`` for trust (-2..2), ``str`` for class discrimination (a category);
 - ``score_stronger``: ``Int64`` (empty for trust attention checks);
 - ``rt_ms``: ``float64``;
-- ``shown_at, answered_at``: ``datetime64[us, UTC]`` (``shown_at`` may be NaT).
+- ``shown_at, answered_at``: ``datetime64[us, UTC]`` (``shown_at`` may be NaT);
+- the participant's columns where the export has them (``study.export.PARTICIPANT_COLUMNS``):
+  ``time_on_task_s, hidden_s`` ``float64``, ``blur_events, focus_events, hidden_events``
+  ``Int64``, the ``questionnaire_*`` columns text.
 
 The study kind is read from the ``study_kind`` column; the required columns are exactly those
 of :func:`study.export.columns` for that kind (``worker_id``, written only with ``--raw-ids``,
-is optional). Every problem a user can cause (no such file, an unknown suffix, missing columns,
+is optional, and so are the participant's columns, which exports before them lack: a frame
+without them is loaded without them). Every problem a user can cause (no such file, an unknown suffix, missing columns,
 no rows, values that do not parse) is a :class:`camstudy.errors.UserError` with a one-line
 message.
 """
@@ -29,12 +33,13 @@ import numpy as np
 import pandas as pd
 
 from camstudy.errors import UserError
-from study.export import ESCAPE, columns
+from study.export import ESCAPE, EVENT_COUNTS, columns
 
 KINDS = ("class_discrimination", "trust")
 BOOL_TEXT = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 DATETIME_COLUMNS = ("shown_at", "answered_at")
 DATETIME_DTYPE = "datetime64[us, UTC]"
+SECONDS_COLUMNS = ("time_on_task_s", "hidden_s")
 
 
 def load_export(path: str | Path) -> pd.DataFrame:
@@ -131,7 +136,7 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
         raise UserError(f"{source}: no answers")
     out = df.copy(deep=False)  # columns are replaced, never written into
     text = set(out.columns) - {"position", "is_attention_check", "correct", "answer", "score_stronger",
-                               "rt_ms", *DATETIME_COLUMNS}
+                               "rt_ms", *DATETIME_COLUMNS, *SECONDS_COLUMNS, *EVENT_COUNTS}
     if kind == "class_discrimination":
         text.add("answer")
     for c in text:
@@ -147,6 +152,12 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
     out["rt_ms"] = _numbers(out["rt_ms"], "rt_ms", source)
     for c in DATETIME_COLUMNS:
         out[c] = _datetimes(out[c], c, source)
+    for c in SECONDS_COLUMNS:
+        if c in out.columns:
+            out[c] = _numbers(out[c], c, source)
+    for c in EVENT_COUNTS:
+        if c in out.columns:
+            out[c] = _integers(out[c], c, source, nullable=True)
     order = [c for c in columns(kind, raw_ids="worker_id" in out.columns)] + [
         c for c in out.columns if c not in columns(kind, raw_ids=True)]
     return out[order].reset_index(drop=True)

@@ -17,7 +17,21 @@ Columns, in order (``study.kind`` decides the task-specific ones):
 - every study: ``rt_ms, shown_at, answered_at`` (UTC, ISO 8601 with "+00:00"; ``shown_at`` is
   empty where the browser did not send it), the stimulus provenance ``weights_sha256, layer,
   code_version`` (from the manifest row; trust: left;right) and ``participant_status``
-  (active | completed | screened_out: exclusions are for analysis/ to apply).
+  (active | completed | screened_out: exclusions are for analysis/ to apply);
+- then the participant's own columns (:data:`PARTICIPANT_COLUMNS`, the same on each of their
+  rows): ``time_on_task_s`` (seconds from consent, when the participant is enrolled, to
+  completion or screening out; empty while active), ``questionnaire_strategy,
+  questionnaire_difficulty, questionnaire_comments`` (the free text as sent; empty without a
+  questionnaire), ``blur_events, focus_events`` (how often the window lost and regained the
+  focus during the task), ``hidden_events`` (how often the page was hidden: another tab, a
+  minimised window) and ``hidden_s`` (seconds hidden: from each "hidden" to the next
+  "visible" or page load, an interval still open at completion ending there; one still open
+  while the participant is active is not counted). Events are the browser's, timed by the
+  server as they arrive (a lost event is missing here too).
+
+:func:`columns` are the columns every export has had, which ``analysis.load`` requires;
+:func:`export_columns` adds the participant's columns (an export written before them still
+loads).
 
 Rows are ordered by mode, participant (enrollment order) and position. The module imports
 pandas and SQLAlchemy lazily, so the ``camstudy`` command line stays quick to start.
@@ -57,13 +71,23 @@ HEAD = ["study", "study_kind", "mode", "participant", "condition", "position", "
 CD_COLUMNS = ["model", "model_role", "stimulus_ids", "options", "correct_answer", "answer", "correct"]
 TRUST_COLUMNS = ["model_left", "model_right", "stimulus_ids", "answer", "correct", "score_stronger"]
 TAIL = ["rt_ms", "shown_at", "answered_at", "weights_sha256", "layer", "code_version", "participant_status"]
+QUESTIONNAIRE = ("strategy", "difficulty", "comments")  # the questionnaire's fields (study.participant)
+EVENT_COUNTS = ["blur_events", "focus_events", "hidden_events"]
+PARTICIPANT_COLUMNS = ["time_on_task_s", *(f"questionnaire_{k}" for k in QUESTIONNAIRE), *EVENT_COUNTS, "hidden_s"]
 ROLES = ("stronger", "weaker")
 
 
 def columns(kind: str, raw_ids: bool = False) -> list[str]:
-    """The export's columns, in order, for a study of ``kind``."""
+    """The columns every export of a study of ``kind`` has, in order (what analysis/
+    requires); :func:`export_columns` is what an export writes now."""
     head = HEAD[:4] + (["worker_id"] if raw_ids else []) + HEAD[4:]
     return head + (TRUST_COLUMNS if kind == "trust" else CD_COLUMNS) + TAIL
+
+
+def export_columns(kind: str, raw_ids: bool = False) -> list[str]:
+    """The columns :func:`export_rows` writes, in order: :func:`columns`, then the
+    participant's (:data:`PARTICIPANT_COLUMNS`)."""
+    return columns(kind, raw_ids) + PARTICIPANT_COLUMNS
 
 
 def iso_utc(t: datetime | None) -> str | None:
@@ -119,8 +143,8 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
     mode_order = case({m: i for i, m in enumerate(MODES)}, value=Participant.mode)
     q = (
         select(
-            Participant.mode, Participant.pseudonym, Participant.worker_id, Participant.condition,
-            Participant.status, Answer.position, Answer.answer, Answer.correct, Answer.score_stronger,
+            Participant.id.label("pid"), Participant.mode, Participant.pseudonym, Participant.worker_id,
+            Participant.condition, Participant.status, Answer.position, Answer.answer, Answer.correct, Answer.score_stronger,
             Answer.rt_ms, Answer.shown_at, Answer.answered_at, PlanEntry.layout, Item.item_id,
             Item.is_attention_check, Item.image_id, Item.method, Item.correct_answer,
         )
@@ -130,7 +154,8 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
         .where(Participant.study_id == study.id, Participant.mode.in_(modes))
         .order_by(mode_order, Participant.id, Answer.position)
     )
-    out: dict[str, list] = {c: [] for c in columns(study.kind, raw_ids)}
+    people = participant_details(session, study, modes)
+    out: dict[str, list] = {c: [] for c in export_columns(study.kind, raw_ids)}
     for r in session.execute(q):
         shown = list(r.layout.get("stimuli") or [])
         rows = [stimuli.get(sid) for sid in shown]
@@ -145,6 +170,7 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
             "layer": ";".join(str(p.get("layer") or "") for p in prov),
             "code_version": ";".join(str(p.get("code_version") or "") for p in prov),
             "participant_status": r.status,
+            **people[r.pid],
         }
         if trust:
             left_role = r.layout.get("model_1", "stronger")
@@ -164,10 +190,71 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
     df["is_attention_check"] = df["is_attention_check"].astype(bool)
     df["correct"] = df["correct"].astype("boolean")
     df["rt_ms"] = df["rt_ms"].astype("float64")
+    for c in ("time_on_task_s", "hidden_s"):
+        df[c] = df[c].astype("float64")
+    for c in EVENT_COUNTS:
+        df[c] = df[c].astype("int64")
     if trust:
         df["answer"] = df["answer"].astype("Int64")
         df["score_stronger"] = df["score_stronger"].astype("Int64")
     return df
+
+
+def participant_details(session: Session, study: Study, modes: tuple[str, ...]) -> dict[int, dict]:
+    """Per participant id of ``study`` in ``modes``: the values of :data:`PARTICIPANT_COLUMNS`
+    (time on task, questionnaire, focus and visibility events; see the module doc)."""
+    from sqlalchemy import select
+
+    from study.models import Event, Participant
+
+    out: dict[int, dict] = {}
+    ends: dict[int, datetime | None] = {}
+    for pid, created, completed, questionnaire in session.execute(
+        select(Participant.id, Participant.created_at, Participant.completed_at, Participant.questionnaire)
+        .where(Participant.study_id == study.id, Participant.mode.in_(modes))
+    ):
+        q = questionnaire if isinstance(questionnaire, dict) else {}
+        out[pid] = {
+            "time_on_task_s": seconds_between(created, completed),
+            **{f"questionnaire_{k}": (str(q[k]) if q.get(k) is not None else None) for k in QUESTIONNAIRE},
+            **dict.fromkeys(EVENT_COUNTS, 0), "hidden_s": 0.0,
+        }
+        ends[pid] = completed
+    hidden_since: dict[int, datetime] = {}
+    for pid, kind, detail, at in session.execute(
+        select(Event.participant_id, Event.kind, Event.detail, Event.at)
+        .join(Participant, Participant.id == Event.participant_id)
+        .where(Participant.study_id == study.id, Participant.mode.in_(modes),
+               Event.kind.in_(("blur", "focus", "visibility", "load")))
+        .order_by(Event.participant_id, Event.at, Event.id)
+    ):
+        row = out[pid]
+        state = detail.get("state") if isinstance(detail, dict) else None
+        if kind in ("blur", "focus"):
+            row[f"{kind}_events"] += 1
+        elif kind == "visibility" and state == "hidden":
+            row["hidden_events"] += 1
+            hidden_since.setdefault(pid, at)
+        elif pid in hidden_since and (kind == "load" or state == "visible"):
+            row["hidden_s"] += seconds_between(hidden_since.pop(pid), at) or 0.0
+    for pid, since in hidden_since.items():  # still hidden at the last event
+        if ends[pid] is not None:
+            out[pid]["hidden_s"] += seconds_between(since, ends[pid]) or 0.0
+    for row in out.values():
+        row["hidden_s"] = round(row["hidden_s"], 3)
+    return out
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """``end - start`` in seconds (rounded to the millisecond), None where either is missing.
+    SQLite hands back naive UTC times, PostgreSQL aware ones: both are read as UTC."""
+    if start is None or end is None:
+        return None
+    return round((_aware(end) - _aware(start)).total_seconds(), 3)
+
+
+def _aware(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def _side(stim, layout_role: str, role_models: dict[str, str]) -> str:
