@@ -47,6 +47,7 @@ from flask import (
 )
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import and_, case, delete, func, select
+from werkzeug.exceptions import BadRequest
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from study import throttle
@@ -110,12 +111,30 @@ def csrf_token() -> str:
     return session[CSRF_KEY]
 
 
+class FormExpired(BadRequest):
+    """A form whose CSRF token is missing or not this session's: the page (study.app's 400
+    handler) says to reload and try again."""
+
+    description = ("This form has expired (or did not come from this site), so nothing was done. "
+                   "Reload the page and try again.")
+
+    def __init__(self, back: tuple[str, str]) -> None:
+        super().__init__()
+        self.back = back  # (link, text): the form's own page to reload, or the studies' list
+
+    @property
+    def name(self) -> str:
+        return "The form has expired"
+
+
 def _check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get(CSRF_KEY, "")
     # compare_digest takes str of ASCII only: compare the bytes of whatever was sent.
     if not sent or not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
-        abort(400, "the form expired or did not come from this site; reload the page")
+        if request.endpoint == "admin.login":
+            raise FormExpired(back=(url_for("admin.login"), "Open the login form again"))
+        raise FormExpired(back=(url_for("admin.index"), "Back to the studies"))
 
 
 def token_sha256(token: str) -> str:
@@ -280,11 +299,12 @@ def index():
             .join(Participant, Participant.id == Answer.participant_id)
             .group_by(Participant.study_id, Participant.mode)
         ))
-    rows = [
-        {"study": st, "modes": [{"mode": m, "answers": answers.get((st.id, m), 0), **_counts(people[(st.id, m)])}
-                                for m in MODES]}
-        for st in studies
-    ]
+    rows = []
+    for st in studies:
+        modes = [{"mode": m, "answers": answers.get((st.id, m), 0), **_counts(people[(st.id, m)])} for m in MODES]
+        # Live always has its row; a test mode only once someone took part in it.
+        shown = [m for m in modes if m["mode"] == "live" or m["enrolled"]]
+        rows.append({"study": st, "modes": shown, "empty": [m["mode"] for m in modes if m not in shown]})
     return render_template("admin_index.html", rows=rows, admin=current_admin(), csrf_token=csrf_token())
 
 
@@ -302,6 +322,8 @@ def _spread(values: list[int]) -> dict:
 def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
     """``(per mode: participants per condition, answers, raters per item, live results,
     recent participants; model name per role)``."""
+    from study.export import seconds_between
+
     conditions = list(study.settings.get("conditions", []))
     target = int(study.settings.get("raters_per_item", 0))
     items = s.scalars(select(Item).where(Item.study_id == study.id).order_by(Item.id)).all()
@@ -395,9 +417,87 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
             .where(Participant.study_id == study.id, Participant.mode == mode)
             .order_by(Participant.id.desc()).limit(RECENT)
         ):
-            out[mode]["participants"].append({"p": p, "answered": n_done, "total": n_total,
-                                              "enrolled_at": _utc_minute(p.created_at)})
+            out[mode]["participants"].append({
+                "p": p, "answered": n_done, "total": n_total, "enrolled_at": _utc_minute(p.created_at),
+                "time_on_task": _minutes(seconds_between(p.created_at, p.completed_at))})
     return out, role_models
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, interpolated linearly between the two nearest
+    ranks (numpy's and pandas' default, R's type 7)."""
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def time_on_task(s, study: Study) -> dict[str, dict | None]:
+    """Per mode, over the participants who completed the study: minutes from consent
+    (enrollment) to completion, ``{"n", "median", "q1", "q3", "min", "max"}``; None where
+    nobody completed. Screened-out participants are left out (they stopped early or went
+    through the task carelessly), and so is anyone still active."""
+    from study.export import seconds_between
+
+    minutes: dict[str, list[float]] = defaultdict(list)
+    for mode, created, completed in s.execute(
+        select(Participant.mode, Participant.created_at, Participant.completed_at)
+        .where(Participant.study_id == study.id, Participant.status == "completed",
+               Participant.completed_at.is_not(None))
+    ):
+        minutes[mode].append(seconds_between(created, completed) / 60)
+    out: dict[str, dict | None] = {}
+    for mode in MODES:
+        v = sorted(minutes[mode])
+        out[mode] = {"n": len(v), "median": _quantile(v, 0.5), "q1": _quantile(v, 0.25), "q3": _quantile(v, 0.75),
+                     "min": v[0], "max": v[-1]} if v else None
+    return out
+
+
+def rule_text(rule: str, r) -> str | None:
+    """What an exclusion rule of :mod:`analysis.exclusions` excludes, in words; None where
+    the study switched it off."""
+    if rule == "attention" and r.max_failed_attention_checks is not None:
+        n = r.max_failed_attention_checks
+        return f"more than {n} failed attention check{'s' if n != 1 else ''}"
+    if rule == "too_fast" and r.min_median_rt_ms is not None:
+        return f"median reaction time under {r.min_median_rt_ms} ms (trials, not checks)"
+    if rule == "incomplete" and r.require_complete:
+        return "did not finish (still active: stopped part-way, or still at it)"
+    return None
+
+
+def exclusion_preview(s, study: Study) -> dict[str, dict | None] | str:
+    """Per mode: what the study's exclusion rules (``settings["exclusions"]``, applied by
+    :func:`analysis.exclusions.apply_exclusions` to the export's rows so far) would do:
+    ``{"rules": [{"rule", "text", "excluded"}], "enrolled", "excluded", "remain"}``; None for
+    a mode without answers. A message instead where the rules cannot be read."""
+    from analysis.exclusions import RULES, apply_exclusions, as_rules
+    from camstudy.errors import UserError
+    from study.export import export_rows
+
+    try:
+        rules = as_rules(study.settings.get("exclusions"))
+    except UserError as e:
+        return str(e)
+    df = export_rows(s, study, mode="all")
+    out: dict[str, dict | None] = {}
+    for mode in MODES:
+        part = df[df["mode"] == mode].reset_index(drop=True)
+        if part.empty:
+            out[mode] = None
+            continue
+        _kept, flow = apply_exclusions(part, rules)
+        out[mode] = {
+            "rules": [{"rule": rule, "text": rule_text(rule, rules), "excluded": flow[f"excluded_{rule}"]}
+                      for rule in RULES],
+            "enrolled": flow["enrolled"], "excluded": flow["excluded"], "remain": flow["analysed_participants"],
+        }
+    return out
+
+
+def _minutes(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def _utc_minute(t: datetime | None) -> str:
@@ -412,8 +512,12 @@ def study_page(slug: str):
     with _sessions()() as s:
         study = _study_or_404(s, slug)
         progress, role_models = study_progress(s, study)
+        times = time_on_task(s, study)
+        preview = exclusion_preview(s, study)
     links = participant_links(study, request.host_url)
+    enrolled = {m: sum(c["enrolled"] for c in progress[m]["conditions"].values()) for m in MODES}
     return render_template("admin_study.html", study=study, progress=progress, modes=MODES, links=links,
+                           enrolled=enrolled, times=times, preview=preview,
                            statuses=STATUSES, role_models=role_models, recent=RECENT,
                            target=study.settings.get("raters_per_item"), admin=current_admin(),
                            csrf_token=csrf_token())
@@ -426,7 +530,8 @@ def export(slug: str, fmt: str):
 
     mode = request.args.get("mode", "live")
     if mode not in (*MODES, "all"):
-        return jsonify(error="mode must be live, sandbox, debug or all"), 400
+        abort(400, "There is no such export: the mode must be live, sandbox, debug or all. "
+                   "Use the export links on the study's page.")
     with _sessions()() as s:
         study = _study_or_404(s, slug)
         df = export_rows(s, study, mode=mode, raw_ids=False)  # the download is always pseudonymous

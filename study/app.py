@@ -6,13 +6,13 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request, url_for
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from study.answers import PlanCache
-from study.cookies import CookieSessions
+from study.cookies import ADMIN_PATH, CookieSessions
 from study.db import check_current, database_url, make_engine, session_factory, shared_secret
 from study.recruitment import MTURK_SITES
 
@@ -101,7 +101,8 @@ def create_app(config: dict | None = None) -> Flask:
         if any("\x00" in t for t in texts):
             if request.path.startswith("/api/"):
                 return jsonify(error="NUL characters are not allowed"), 400
-            return "NUL characters are not allowed", 400
+            return render_template("error.html", title="Bad Request",
+                                   message="This address or form holds a NUL character, which no page here takes."), 400
 
     @app.after_request
     def security_headers(resp):
@@ -117,29 +118,56 @@ def create_app(config: dict | None = None) -> Flask:
             resp.headers.setdefault("Strict-Transport-Security", HSTS)
         return resp
 
+    @app.get("/")
+    def landing():
+        # What a stray visitor needs, and nothing about the studies (no slugs: a study's
+        # link is for its recruitment platform to hand out).
+        return render_template("landing.html")
+
+    # Errors: the JSON API (/api/...) answers JSON, which the browser module and the bots
+    # read; every other path answers an HTML page in the study's style (error.html).
+    def _api() -> bool:
+        return request.path.startswith("/api/")
+
+    def _page(status: int, title: str, message: str, back: tuple[str, str] | None = None,
+              headers: dict | None = None):
+        """error.html; ``back``: (link, its text), by default the studies' list on admin pages."""
+        if back is None and (request.path == ADMIN_PATH or request.path.startswith(ADMIN_PATH + "/")):
+            back = (url_for("admin.index"), "Back to the studies")
+        return render_template("error.html", title=title, message=message, back=back), status, headers or {}
+
     @app.errorhandler(413)
     def too_large(_e):
-        return jsonify(error=f"request body over {MAX_BODY} bytes"), 413
+        if _api():
+            return jsonify(error=f"request body over {MAX_BODY} bytes"), 413
+        return _page(413, "Too much data", f"The form sent more than {MAX_BODY // 1024} KiB, which this site does "
+                                           "not accept. Shorten what you typed and send it again.")
 
     @app.errorhandler(OperationalError)
     def database_unavailable(e):
         # The database is restarting or unreachable: nothing was acknowledged, so the
         # browser (or a bot) retries later; say so rather than answer 500.
         app.logger.warning("database unavailable: %s", str(e).splitlines()[0])
-        resp = jsonify(error="the database is unavailable; retry in a moment")
-        resp.status_code, resp.headers["Retry-After"] = 503, "1"
-        return resp
+        if _api():
+            resp = jsonify(error="the database is unavailable; retry in a moment")
+            resp.status_code, resp.headers["Retry-After"] = 503, "1"
+            return resp
+        return _page(503, "Busy for a moment", "The site cannot reach its database just now. Nothing was lost: "
+                                               "reload the page in a few seconds.", headers={"Retry-After": "1"})
 
     @app.errorhandler(404)
     def not_found(_e):
-        if request.path.startswith("/api/"):
+        if _api():
             return jsonify(error="not found"), 404
-        return render_template("error.html", title="Not found",
-                               message="There is no page at this address. Check the link you were given."), 404
+        return _page(404, "Not found", "There is no page at this address. Check the link you were given.")
 
     @app.errorhandler(405)
-    def not_allowed(_e):
-        return jsonify(error="method not allowed"), 405
+    def not_allowed(e: HTTPException):
+        allow = {"Allow": ", ".join(e.valid_methods)} if getattr(e, "valid_methods", None) else {}
+        if _api():
+            return jsonify(error="method not allowed"), 405, allow
+        return _page(405, "Not here", "This address does not take that kind of request: open it as a link, "
+                                      "or send its form from the page it is on.", headers=allow)
 
     @app.errorhandler(SecurityError)
     def untrusted_host(e: SecurityError):
@@ -149,9 +177,19 @@ def create_app(config: dict | None = None) -> Flask:
     @app.errorhandler(400)
     @app.errorhandler(409)
     @app.errorhandler(429)
+    @app.errorhandler(503)
     def refused(e: HTTPException):
-        if request.path.startswith("/api/") or request.path.endswith((".csv", ".parquet")):
-            return jsonify(error=e.description), e.code
-        return render_template("error.html", title=e.name, message=e.description), e.code
+        retry = {"Retry-After": "1"} if e.code == 503 else {}
+        if _api():
+            return jsonify(error=e.description), e.code, retry
+        return _page(e.code, e.name, e.description, back=getattr(e, "back", None), headers=retry)
+
+    @app.errorhandler(500)
+    def failed(e: HTTPException):
+        # Only outside TESTING / debug (where Flask re-raises); the traceback is in the log.
+        if _api():
+            return jsonify(error="internal error; retry later"), 500
+        return _page(500, "Something went wrong", "The site failed to handle this request; the error is logged. "
+                                                  "Reload the page to try again.")
 
     return app

@@ -12,12 +12,13 @@ from werkzeug.security import generate_password_hash
 
 from camstudy.cli import main
 from study.db import transaction
-from study.export import columns, export_rows
+from study.export import PARTICIPANT_COLUMNS, columns, export_columns, export_rows
 from study.models import Answer, Participant, Stimulus, Study
-from tests.study.test_api import csrf, enroll, headers, signed, worker
+from tests.study.test_api import enroll, headers, signed, worker
 
 PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"
+OUR_SCRIPT = '<script src="/static/admin.js" defer>'
 DOCUMENTED = ["study", "study_kind", "mode", "participant", "condition", "position", "item_id",
               "is_attention_check", "image_id", "method", "stimulus_ids", "answer", "rt_ms", "shown_at",
               "answered_at", "weights_sha256", "layer", "code_version", "participant_status"]
@@ -42,7 +43,7 @@ def login(client, name="ada", password=PASSWORD, **kw):
                                              "password": password}, **kw)
 
 
-def participate(app, slug, params=None, n_answers=None, choose=None, finish=True):
+def participate(app, slug, params=None, n_answers=None, choose=None, finish=True, questionnaire=None):
     """A new browser that enrolls, answers ``n_answers`` trials (all by default) and finishes."""
     client = app.test_client()
     enroll(client, slug, params)
@@ -59,11 +60,17 @@ def participate(app, slug, params=None, n_answers=None, choose=None, finish=True
     if finish and n_answers is None:
         r = client.post(f"/api/s/{slug}/complete", headers=h, json={})
         assert r.status_code == 200
-        page = r.get_json()["next_url"]
-        if page.endswith("/questionnaire"):
-            form = {"csrf_token": csrf(client, page), "comments": "<b>bold</b> claim"}
-            assert client.post(page, data=form).status_code == 302
+        send_questionnaire(client, r.get_json()["next_url"], questionnaire or {"comments": "<b>bold</b> claim"})
     return client
+
+
+def send_questionnaire(client, page: str, answers: dict) -> None:
+    """Send the questionnaire form that ``page`` (the page after the last trial) shows."""
+    html = client.get(page).get_data(as_text=True)
+    form = re.search(r'<form method="post"(?: action="([^"]*questionnaire)")?[^>]*>(?:(?!</form>).)*'
+                     r'name="csrf_token" value="([^"]+)"', html, re.S)
+    assert form, "no questionnaire form after the last trial"
+    assert client.post(form.group(1) or page, data={"csrf_token": form.group(2), **answers}).status_code == 302
 
 
 def cd_slug(app):
@@ -221,7 +228,7 @@ def _cells(html: str, mode: str, condition: str) -> list[int]:
 
 
 def _section(html: str, mode: str) -> str:
-    return re.search(rf'<section id="mode-{mode}">(.*?)</section>', html, re.S).group(1)
+    return re.search(rf'<section id="mode-{mode}"[^>]*>(.*?)</section>', html, re.S).group(1)
 
 
 def test_dashboard_shows_progress_per_condition_and_mode(app, client, admin):
@@ -288,7 +295,7 @@ def test_worker_ids_and_free_text_are_escaped(app, client, admin):
                                                           f"/admin/s/{trust_slug(app)}")]
     for html in pages:
         assert XSS not in html and "<b>bold</b>" not in html
-        assert "<script" not in html
+        assert re.findall(r"<script[^>]*>", html) == [OUR_SCRIPT]  # only the admin pages' own file
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1]
     assert "&lt;b&gt;bold&lt;/b&gt; claim" in pages[1]
     download = client.get(f"/admin/s/{slug}/export.csv").get_data(as_text=True)
@@ -317,7 +324,7 @@ def test_export_csv_has_one_row_per_answer(app, client, admin):
     with app.extensions["camstudy.sessions"]() as s:
         live = {a.id for a in s.query(Answer).join(Participant).filter(Participant.mode == "live")}
     assert len(df) == len([a for a in stored if a.id in live]) == 5 + 3
-    assert list(df.columns) == columns("class_discrimination")
+    assert list(df.columns) == export_columns("class_discrimination") == columns("class_discrimination") + PARTICIPANT_COLUMNS
     assert set(DOCUMENTED + ["model", "options", "correct_answer", "correct"]) <= set(df.columns)
     assert "worker_id" not in df.columns and pid not in r.get_data(as_text=True)
     assert df["participant"].str.fullmatch(r"[0-9a-f]{16}").all() and df["participant"].nunique() == 2
@@ -343,11 +350,12 @@ def test_export_csv_has_one_row_per_answer(app, client, admin):
         raw = export_rows(s, slug, mode="live", raw_ids=True)
         debug = export_rows(s, slug, mode="debug")
     assert len(everything) == len(stored) and set(everything["mode"]) == {"live", "debug"}
-    assert list(raw.columns) == columns("class_discrimination", raw_ids=True)
+    assert list(raw.columns) == export_columns("class_discrimination", raw_ids=True)
     assert raw.columns[4] == "worker_id" and pid in set(raw["worker_id"])
     assert (raw["participant"] == df["participant"]).all()
     assert len(debug) == 5 and (debug["mode"] == "debug").all()
-    assert client.get(f"/admin/s/{slug}/export.csv?mode=bogus").status_code == 400
+    bogus = client.get(f"/admin/s/{slug}/export.csv?mode=bogus")
+    assert bogus.status_code == 400 and bogus.mimetype == "text/html"
     assert client.get(f"/admin/s/{slug}/export.csv?raw_ids=1").get_data(as_text=True).count(pid) == 0
     assert client.get("/admin/s/nope/export.csv").status_code == 404
 
@@ -360,7 +368,7 @@ def test_export_trust_scores_follow_the_side(app, client, admin):
         df = export_rows(s, slug)
         roles = {st.stimulus_id: st.model_role for st in s.query(Stimulus)}
     assert len(df) == len(_stored(app, slug)) == 12
-    assert list(df.columns) == columns("trust")
+    assert list(df.columns) == export_columns("trust")
     assert set(DOCUMENTED + ["model_left", "model_right", "score_stronger"]) <= set(df.columns)
     assert "model" not in df.columns and "options" not in df.columns
     sides = set()
