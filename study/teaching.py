@@ -9,8 +9,9 @@ condition; within design: the method of their first trial):
 - the **worked example**, shown in the instructions with its answer explained;
 - the **practice trial**, answered with feedback and not recorded.
 
-Neither item is in the participant's plan, nor is any item of an image they will rate: an
-answer explained on one image must not carry over to a trial on the same photo. The pair
+Neither item is in the participant's plan, nor (where the study has photos enough) is any
+item of a photo they will rate: an answer explained on one photo must not carry over to a
+trial on the same photo. The pair
 is drawn per participant from the candidates (so no one item is the example for everyone)
 and is the same on every call.
 """
@@ -55,16 +56,20 @@ def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
     if method is None:
         return Teaching(None, None)
     images = {p.image_id for p in planned}
-    candidates = s.scalars(
+    items = s.scalars(
         select(Item).where(Item.study_id == study.id, Item.method == method, Item.is_attention_check.is_(False),
-                           Item.image_id.not_in(images) if images else Item.id.is_not(None))
+                           Item.id.not_in(select(PlanEntry.item_pk).where(PlanEntry.participant_id == pid)))
         .order_by(Item.id)).all()
+    # Items of photos the participant will not rate; a study too small for that (every photo
+    # is in the plan) falls back to items not in the plan.
+    candidates = [it for it in items if it.image_id not in images] or items
     if not candidates:
         return Teaching(None, None)
     k = person.seed % len(candidates)
     example = candidates[k]
     # The practice on another photo than the example's, when there is one.
-    rest = [c for c in candidates[k + 1:] + candidates[:k] if c.image_id != example.image_id]
+    others = candidates[k + 1:] + candidates[:k]
+    rest = [c for c in others if c.image_id != example.image_id] or others
     return Teaching(example, rest[0] if rest else None)
 
 

@@ -128,6 +128,12 @@ function sources(trial) {
   });
 }
 
+function noUpscale(img) {
+  // Never wider than the stimulus's own size in CSS pixels (naturalWidth counts the 2x file
+  // as its display size): an upscaled stimulus is a blurred one.
+  if (img.naturalWidth) img.style.maxWidth = `${img.naturalWidth}px`;
+}
+
 function image(src, srcset, alt) {
   const img = document.createElement("img");
   if (srcset) img.srcset = srcset;
@@ -194,6 +200,7 @@ async function showImages(trial) {
   const figs = figures(trial, (i) => (task === "trust" ? `Model ${i + 1}'s explanation` : "the visible evidence"));
   const spin = setTimeout(() => { $("spinner").hidden = false; }, SPINNER_AFTER_MS);
   await Promise.all(figs.map((f) => f.querySelector("img").decode().catch(() => {})));
+  figs.forEach((f) => noUpscale(f.querySelector("img")));
   clearTimeout(spin);
   $("spinner").hidden = true;
   $("images").replaceChildren(...figs);
@@ -320,8 +327,13 @@ async function run() {
 function showExample(example) {
   // The instructions' worked example: a real item of the participant's method (never one
   // of their trials), with its answer explained.
-  $("example-images").replaceChildren(...figures(example, (i) => (
-    task === "trust" ? `example: Model ${i + 1}'s explanation` : "example: the visible evidence")));
+  const figs = figures(example, (i) => (
+    task === "trust" ? `example: Model ${i + 1}'s explanation` : "example: the visible evidence"));
+  figs.forEach((f) => {
+    const img = f.querySelector("img");
+    img.decode().then(() => noUpscale(img)).catch(() => {});
+  });
+  $("example-images").replaceChildren(...figs);
   $("example-answer").textContent = task === "trust"
     ? `Both models named the object: ${example.object}.`
     : `Options: ${example.options.map((o, i) => `${i + 1}. ${o}`).join("   ")}. The answer: ${example.answer}.`;

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -57,8 +58,11 @@ studies = study_fixtures.studies
 
 CD_TRIALS = 5  # 4 trials + 1 attention check
 TRUST_TRIALS = 6  # 5 trials + 1 attention check
-TRUST_LABELS = ["Model 1 clearly less reliable", "Model 1 slightly less reliable", "Equally reliable",
-                "Model 1 slightly more reliable", "Model 1 clearly more reliable"]
+# The trust scale, left to right: its buttons read 1-5, their accessible names and the values stored.
+TRUST_LABELS = ["1: Model 1 much more reliable", "2: Model 1 somewhat more reliable", "3: Equally reliable",
+                "4: Model 2 somewhat more reliable", "5: Model 2 much more reliable"]
+TRUST_VALUES = [2, 1, 0, -1, -2]
+PROLIFIC_HOST = "app.prolific.com"  # the automatic return goes there: answered by the test, never reached
 TIMEOUT_MS = 15_000
 
 
@@ -108,6 +112,7 @@ class Watch:
     """What a browser context did wrong: script errors, CSP reports, foreign hosts."""
 
     def __init__(self, context, base: str) -> None:
+        self.hosts = {urlsplit(base).netloc, PROLIFIC_HOST}
         self.allowed: list[str] = []  # console texts a test expects, such as a rejected answer
         self.errors: list[str] = []
         self.foreign: list[str] = []
@@ -117,7 +122,7 @@ class Watch:
         context.on("weberror", lambda e: self.errors.append(f"page error: {e.error}"))
 
     def _request(self, req) -> None:
-        if req.url.startswith(("http:", "https:", "ws:", "wss:")) and urlsplit(req.url).netloc != self.host:
+        if req.url.startswith(("http:", "https:", "ws:", "wss:")) and urlsplit(req.url).netloc not in self.hosts:
             self.foreign.append(req.url)
 
     def _console(self, msg) -> None:
@@ -140,6 +145,9 @@ def context_for(browser, server):
     def make(**options):
         ctx = browser.new_context(base_url=server.base, **options)
         ctx.set_default_timeout(TIMEOUT_MS)
+        # Prolific's completion page, stood in for: the debrief's automatic return lands here.
+        ctx.route(f"https://{PROLIFIC_HOST}/**", lambda route: route.fulfill(
+            status=200, content_type="text/html", body="<!doctype html><title>Prolific</title><p>returned</p>"))
         made.append((ctx, Watch(ctx, server.base)))
         return ctx, made[-1][1]
 
@@ -189,22 +197,26 @@ def wait_trial(page, k: int, n: int, choices: int) -> None:
 
 
 def do_practice(page, slug: str, *, right: bool, tap: bool = False) -> None:
-    """Answer the practice trial (right or wrong on purpose) and check its feedback."""
+    """Answer the practice trial (right or wrong on purpose), check its feedback and go on."""
     practice = plan_of(page, slug)["practice"]
     assert practice is not None, "the study has practice on, but the plan has no practice trial"
     expect(page.locator("#progress")).to_have_text(re.compile("Practice"))
-    if "options" in practice:
+    expect(page.locator("#question")).not_to_have_text("")
+    if practice["correct"] is not None:
         want = practice["options"].index(practice["correct"])
         pick = want if right else 1 - want
         expect(page.locator("#answers button:enabled")).to_have_count(2)
-    else:
-        pick = 2 if right else 0  # the scale's middle: "equally reliable"
+        feedback = practice["right"] if right else practice["wrong"]
+    else:  # trust: no right answer, the same feedback whatever the rating
+        pick = 2 if right else 0
         expect(page.locator("#answers button:enabled")).to_have_count(5)
+        feedback = practice["right"]
     button = page.locator("#answers button").nth(pick)
     button.tap() if tap else button.click()
-    expect(page.locator("#feedback")).to_have_text("Correct! Now the real trials start." if right
-                                                   else practice["explanation"])
-    expect(page.locator("#feedback")).to_have_text("", timeout=6000)
+    expect(page.locator("#feedback")).to_have_text(feedback)
+    go = page.get_by_role("button", name="Start the real trials")
+    go.tap() if tap else go.click()
+    expect(page.locator("#feedback")).to_have_text("")
 
 
 def answer_key(page, key: str) -> None:
@@ -216,12 +228,17 @@ def answer_click(page, index: int, tap: bool = False) -> None:
     button.tap() if tap else button.click()
 
 
-def finish_questionnaire(page, slug: str) -> None:
-    page.wait_for_url(re.compile(rf"/s/{slug}/questionnaire$"))
+def reach_debrief(page, slug: str) -> None:
+    """After the last answer: the debrief, with the code at once (no questionnaire first)."""
+    page.wait_for_url(re.compile(rf"/s/{slug}/debrief$"))
+    expect(page.locator("#code")).not_to_have_text("")
+
+
+def send_questionnaire(page, slug: str) -> None:
+    """The optional questionnaire on the debrief."""
     page.get_by_label("How did you decide?").fill("I looked at the highlighted parts.")
     page.get_by_label("How hard was it?").select_option("easy")
-    page.get_by_role("button", name="Finish").click()
-    page.wait_for_url(re.compile(rf"/s/{slug}/debrief$"))
+    page.get_by_role("button", name=re.compile("^Send answers")).click()
 
 
 def stored(server: Server, worker_id: str):
@@ -291,20 +308,38 @@ def test_class_discrimination_with_keyboard_and_reload(context_for, server, stud
     for k in range(3, CD_TRIALS + 1):
         wait_trial(page, k, CD_TRIALS, 2)
         answer_key(page, "2" if k % 2 else "1")
-    finish_questionnaire(page, slug)
+    reach_debrief(page, slug)
 
     p, answers, total = stored(server, "e2e-prolific-1")
     assert total == CD_TRIALS
     check_answers(answers, total)
-    assert p.status in ("completed", "screened_out") and p.stage == "debrief"
+    assert p.status in ("completed", "screened_out") and p.stage == "debrief" and p.questionnaire is None
     assert (p.platform, p.platform_study_id, p.session_id) == ("prolific", "study-9", "session-4")
-    assert p.questionnaire["difficulty"] == "easy"
     code = "DONE123" if p.status == "completed" else "SCREEN9"
+    done_url = f"https://app.prolific.com/submissions/complete?cc={code}"
+    # The code is there before the (optional) questionnaire, with a copy button that copies it.
     expect(page.locator("#code")).to_have_text(code)
-    expect(page.locator("#return")).to_have_attribute("href", f"https://app.prolific.com/submissions/complete?cc={code}")
+    expect(page.locator("#return")).to_have_attribute("href", done_url)
+    ctx.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator("#copied")).to_have_text("Copied.")
+    assert page.evaluate("() => navigator.clipboard.readText()") == code
     assert queued(page) == []
-    page.goto(participant_url(slug, params))  # coming back later: the debrief again, no new participation
+    # Sent, the questionnaire is stored, and the page returns to Prolific by itself.
+    send_questionnaire(page, slug)
+    page.wait_for_url(done_url, timeout=TIMEOUT_MS)
+    assert stored(server, "e2e-prolific-1")[0].questionnaire["difficulty"] == "easy"
+    page.goto(server.base + participant_url(slug, params))  # coming back later: the code again
     page.wait_for_url(re.compile(rf"/s/{slug}/debrief$"))
+    expect(page.locator("#code")).to_have_text(code)
+    # Another browser (no cookie) with the same Prolific id: the code again, no new participation.
+    other, other_watch = context_for(viewport={"width": 1280, "height": 800})
+    again = other.new_page()
+    again.goto(participant_url(slug, params))
+    expect(again.get_by_role("heading", name="You have finished this study")).to_be_visible()
+    expect(again.locator("#code")).to_have_text(code)
+    assert again.get_by_role("button", name="I agree, start").count() == 0
+    other_watch.check()
     watch.check()
     # The policy is enforced (and a breach would be caught): an inline style is refused.
     page.evaluate("() => document.body.setAttribute('style', 'color: red')")
@@ -325,8 +360,12 @@ def test_trust_with_clicks_and_reload(context_for, server, studies):
     clicks = [4, 0, 2, 3, 1, 2]
     for k in (1, 2, 3):
         wait_trial(page, k, TRUST_TRIALS, 5)
-        labels = page.locator("#answers button").all_inner_texts()
-        assert labels == [f"{i + 1}. {t}" for i, t in enumerate(TRUST_LABELS)]
+        buttons = page.locator("#answers button")
+        assert buttons.all_inner_texts() == ["1", "2", "3", "4", "5"]
+        assert [b.get_attribute("aria-label") for b in buttons.all()] == TRUST_LABELS
+        one_row(page, "#answers button")
+        expect(page.locator(".scale-anchors span").first).to_have_text("Model 1 much more reliable")
+        expect(page.locator(".scale-anchors span").last).to_have_text("Model 2 much more reliable")
         assert page.locator("#images figcaption").all_inner_texts() == ["Model 1", "Model 2"]
         if k == 1:
             shot(page, "e2e-trust.png")
@@ -338,21 +377,27 @@ def test_trust_with_clicks_and_reload(context_for, server, studies):
     for k in range(4, TRUST_TRIALS + 1):
         wait_trial(page, k, TRUST_TRIALS, 5)
         answer_click(page, clicks[k - 1])
-    finish_questionnaire(page, slug)
+    reach_debrief(page, slug)
 
     p, answers, total = stored(server, "e2e-worker-1")
     assert total == TRUST_TRIALS
     check_answers(answers, total)
-    assert [int(a.answer) for a in answers] == [c - 2 for c in clicks]
+    assert [int(a.answer) for a in answers] == [TRUST_VALUES[c] for c in clicks]
     assert p.status in ("completed", "screened_out") and p.stage == "debrief"
     assert (p.platform, p.assignment_id, p.hit_id) == ("mturk", "e2e-assignment", "e2e-hit")
-    form = page.locator("form")
+    form = page.locator("form.submit")
     expect(form).to_have_attribute("action", submit_to + "/mturk/externalSubmit")
     expect(form).to_have_attribute("method", "post")
     expect(form.locator("input[name=assignmentId]")).to_have_value("e2e-assignment")
     expect(page.get_by_role("button", name="Submit the HIT")).to_be_visible()
     expect(page.locator("#code")).to_have_text("CAMSTUDY-DONE" if p.status == "completed" else "CAMSTUDY-SCREENED")
     watch.check()
+
+
+def one_row(page, selector: str) -> None:
+    """The elements of ``selector`` sit on one row (the same top edge)."""
+    tops = {round(b.bounding_box()["y"]) for b in page.locator(selector).all()}
+    assert len(tops) == 1, f"{selector} wraps onto {len(tops)} rows"
 
 
 def in_view(page, locator, width: int, height: int) -> None:
@@ -375,24 +420,38 @@ def test_phone_sized_screen(context_for, server, studies, task):
     consent(page, slug, {"workerId": worker, "assignmentId": "a-phone", "hitId": "h", "turkSubmitTo": server.base}
             if task == "trust" else {"PROLIFIC_PID": worker, "STUDY_ID": "s", "SESSION_ID": "x"})
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
-    for button in page.locator("#instructions button").all():
-        in_view(page, button, width, height)
+    expect(page.locator("#example")).to_be_visible()  # the worked example
+    expect(page.locator("#example img")).to_have_count(2 if task == "trust" else 1)
+    expect(page.locator("#instructions .keys")).to_be_hidden()  # a phone has no number keys to press
+    assert "kbd" not in page.locator("#instructions").inner_text().lower()
+    page.locator("#start").scroll_into_view_if_needed()
+    in_view(page, page.locator("#start"), width, height)
     page.locator("#start").tap()
     do_practice(page, slug, right=True, tap=True)
-    picks = [1, 2, 3] if task == "trust" else [1, 0, 1]
-    for k in (1, 2, 3):
+    picks = [1, 2, 3, 0, 4, 2] if task == "trust" else [1, 0, 1, 0, 1]
+    for k in range(1, trials + 1):
         wait_trial(page, k, trials, choices)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
         for el in page.locator("#images figure").all() + page.locator("#answers button").all():
             in_view(page, el, width, height)  # everything at once, without scrolling
-        if k == 1 and task == "trust":
-            shot(page, "e2e-phone.png")
+        if task == "trust":
+            one_row(page, "#answers button")
+        # Sharp on a 2x screen: the browser picked the 2x file where the study has one.
+        for img in page.locator("#images img").all():
+            assert img.evaluate("(i) => i.naturalWidth") >= img.evaluate("(i) => i.clientWidth"), "upscaled stimulus"
+        if k == 1:
+            shot(page, f"e2e-phone-{'trust' if task == 'trust' else 'cd'}.png")
         answer_click(page, picks[k - 1], tap=True)
-    wait_trial(page, 4, trials, choices)
+    reach_debrief(page, slug)
     _, answers, _ = stored(server, worker)
-    assert [a.position for a in answers] == [0, 1, 2]
+    assert [a.position for a in answers] == list(range(trials))
     if task == "trust":
-        assert [int(a.answer) for a in answers] == [-1, 0, 1]
+        assert [int(a.answer) for a in answers] == [TRUST_VALUES[i] for i in picks]
+    # The code on one line, on screen, with its copy button beside it.
+    code = page.locator("#code")
+    in_view(page, page.locator(".code-row"), width, height)
+    size = code.evaluate("(c) => parseFloat(getComputedStyle(c).fontSize)")
+    assert code.bounding_box()["height"] < 2 * size, "the completion code wraps"
     watch.check()
 
 
@@ -450,7 +509,7 @@ def test_lost_connection_keeps_answers_and_sends_them_in_order_once(context_for,
     assert acked == [0, 1, 2, 3], acked
 
     answer_key(page, "1")
-    finish_questionnaire(page, slug)
+    reach_debrief(page, slug)
     p, answers, total = stored(server, "e2e-offline")
     check_answers(answers, total)
     until(page, lambda: len(acked) >= CD_TRIALS, f"acknowledgements seen: {acked}")
@@ -490,9 +549,71 @@ def test_rejected_answer_is_asked_again(context_for, server, studies):
     for k in range(2, CD_TRIALS + 1):
         wait_trial(page, k, CD_TRIALS, 2)
         answer_key(page, "2")
-    finish_questionnaire(page, slug)
+    reach_debrief(page, slug)
     _, answers, total = stored(server, "e2e-rejected")
     check_answers(answers, total)
     # The first answer to trial 2 was refused; the one stored is the second ("2"), like 3-5.
     assert [a.answer for a in answers] == [options[0][0]] + [o[1] for o in options[1:]]
+    watch.check()
+
+
+def test_a_double_click_answers_one_trial_only(context_for, server, studies):
+    """A double click (and a second click 150 ms after the first, where the next trial's
+    buttons would be) stores one answer: the next trial waits behind a blank interval and
+    takes input only once painted."""
+    slug = studies["class_discrimination"]
+    ctx, watch = context_for(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    consent(page, slug, {"PROLIFIC_PID": "e2e-double", "STUDY_ID": "s", "SESSION_ID": "x"})
+    page.locator("#start").click()
+    do_practice(page, slug, right=True)
+    wait_trial(page, 1, CD_TRIALS, 2)
+    page.locator("#answers button").nth(0).dblclick()
+    wait_trial(page, 2, CD_TRIALS, 2)
+    box = page.locator("#answers button").nth(1).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(150)
+    page.mouse.click(x, y)  # where trial 3's second button will be
+    wait_trial(page, 3, CD_TRIALS, 2)
+    page.wait_for_timeout(500)  # a second answer would be on its way by now
+    expect(page.locator("#progress")).to_have_text(f"Trial 3 of {CD_TRIALS}")
+    until(page, lambda: len(stored(server, "e2e-double")[1]) == 2, "the two answers were not stored")
+    page.wait_for_timeout(300)
+    assert [a.position for a in stored(server, "e2e-double")[1]] == [0, 1]
+    assert queued(page) == []
+    watch.check()
+
+
+def test_a_slow_network_shows_a_spinner_and_times_from_the_paint(context_for, server, studies):
+    """On a slow link the images load behind a spinner, with no answer buttons, and the
+    reaction time counts from the moment the trial is on screen, not from the request."""
+    slug = studies["trust"]
+    ctx, watch = context_for(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    params = {"assignmentId": "a-slow", "workerId": "e2e-slow", "hitId": "h", "turkSubmitTo": server.base}
+    consent(page, slug, params)
+    expect(page.locator("#start")).to_be_enabled()
+    # From here every request takes 1.5 s more, and images trickle in at 20 kB/s.
+    cdp = ctx.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 1500,
+                                                  "downloadThroughput": 20_000, "uploadThroughput": 20_000})
+    page.locator("#start").click()
+    expect(page.locator("#spinner")).to_be_visible()
+    expect(page.locator("#progress")).to_have_text(re.compile("Practice"))  # not a trial's number yet
+    assert page.locator("#answers button").count() == 0, "answer buttons before the images"
+    do_practice(page, slug, right=True)
+    expect(page.locator("#progress")).to_have_text(f"Trial 1 of {TRUST_TRIALS}")
+    started = time.monotonic()
+    expect(page.locator("#spinner")).to_be_visible()
+    assert page.locator("#answers button").count() == 0
+    expect(page.locator("#answers button:enabled")).to_have_count(5, timeout=TIMEOUT_MS)
+    expect(page.locator("#spinner")).to_be_hidden()
+    answer_click(page, 2)
+    waited = time.monotonic() - started
+    until(page, lambda: len(stored(server, "e2e-slow")[1]) == 1, "the answer was not stored")
+    rt = stored(server, "e2e-slow")[1][0].rt_ms
+    # The images took over a second and a half to come; the clock started when they showed.
+    assert waited > 1.5 and rt < (waited - 1.0) * 1000, (waited, rt)
     watch.check()
