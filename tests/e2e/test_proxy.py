@@ -139,8 +139,9 @@ def test_a_framed_mturk_hit_works_from_consent_to_submit(deployment, studies):
             expect(frame.locator("#instructions")).to_be_visible()
             frame.locator("#start").click()
             expect(frame.locator("#progress")).to_have_text(re.compile("Practice"))
-            frame.locator("#answers button").nth(2).click()  # "equally reliable": right
-            expect(frame.locator("#feedback")).to_have_text("", timeout=8000)
+            frame.locator("#answers button").nth(2).click()  # a rating: the practice has no wrong one
+            frame.get_by_role("button", name="Start the real trials").click()
+            expect(frame.locator("#feedback")).to_have_text("")
             n = 0
             while True:
                 progress = frame.locator("#progress")
@@ -155,9 +156,10 @@ def test_a_framed_mturk_hit_works_from_consent_to_submit(deployment, studies):
                 if k == total:
                     break
                 expect(progress).not_to_have_text(f"Trial {k} of {total}")
-            expect(frame.get_by_role("button", name="Finish")).to_be_visible()
-            frame.get_by_role("button", name="Finish").click()
+            # The code at once, the questionnaire optional (skipped here), the submit primary.
+            expect(frame.locator("#code")).not_to_have_text("")
             expect(frame.get_by_role("button", name="Submit the HIT")).to_be_visible()
+            assert "primary" in frame.get_by_role("button", name="Submit the HIT").get_attribute("class")
             frame.get_by_role("button", name="Submit the HIT").click()
             expect(frame.locator("body")).to_contain_text("HIT submitted")
             assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
