@@ -37,16 +37,6 @@ pytest.importorskip("efficientnet_lite_pytorch", reason="the offline demo pair i
 CAMSTUDY = str(Path(sys.executable).with_name("camstudy"))
 
 
-@pytest.fixture(scope="module")
-def demo_out(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    run = subprocess.run([CAMSTUDY, "demo", "--out", str(out), "--device", "cpu", "--simulate", "8", "--no-serve"],
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    (out / "first-run.txt").write_text(run.stdout)
-    return out
-
-
 def test_first_run_builds_everything_and_analyses_the_bots(demo_out):
     text = (demo_out / "first-run.txt").read_text()
     assert (demo_out / "sheet.png").stat().st_size > 0
