@@ -111,20 +111,18 @@ def csrf_token() -> str:
     return session[CSRF_KEY]
 
 
-class FormExpired(BadRequest):
-    """A form whose CSRF token is missing or not this session's: the page (study.app's 400
-    handler) says to reload and try again."""
+class Refused(BadRequest):
+    """A 400 of the admin pages with its own title and a link onward: study.app's 400
+    handler renders it as an HTML page (error.html)."""
 
-    description = ("This form has expired (or did not come from this site), so nothing was done. "
-                   "Reload the page and try again.")
-
-    def __init__(self, back: tuple[str, str]) -> None:
-        super().__init__()
-        self.back = back  # (link, text): the form's own page to reload, or the studies' list
+    def __init__(self, title: str, description: str, back: tuple[str, str]) -> None:
+        super().__init__(description)
+        self.title = title
+        self.back = back  # (link, its text)
 
     @property
     def name(self) -> str:
-        return "The form has expired"
+        return self.title
 
 
 def _check_csrf() -> None:
@@ -132,9 +130,10 @@ def _check_csrf() -> None:
     expected = session.get(CSRF_KEY, "")
     # compare_digest takes str of ASCII only: compare the bytes of whatever was sent.
     if not sent or not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
-        if request.endpoint == "admin.login":
-            raise FormExpired(back=(url_for("admin.login"), "Open the login form again"))
-        raise FormExpired(back=(url_for("admin.index"), "Back to the studies"))
+        back = ((url_for("admin.login"), "Open the login form again") if request.endpoint == "admin.login"
+                else (url_for("admin.index"), "Back to the studies"))
+        raise Refused("The form has expired", "This form has expired (or did not come from this site), so "
+                      "nothing was done. Reload the page and try again.", back)
 
 
 def token_sha256(token: str) -> str:
@@ -530,8 +529,9 @@ def export(slug: str, fmt: str):
 
     mode = request.args.get("mode", "live")
     if mode not in (*MODES, "all"):
-        abort(400, "There is no such export: the mode must be live, sandbox, debug or all. "
-                   "Use the export links on the study's page.")
+        raise Refused("No such export", "An export's mode must be live, sandbox, debug or all. "
+                      "Use the export links on the study's page.",
+                      (url_for("admin.study_page", slug=slug), "Back to the study"))
     with _sessions()() as s:
         study = _study_or_404(s, slug)
         df = export_rows(s, study, mode=mode, raw_ids=False)  # the download is always pseudonymous

@@ -363,7 +363,8 @@ def test_error_pages_are_html_in_the_study_style(app, admin):
     client = admin_client(app)
     # A bad export mode: an HTML page for the browser that followed a link.
     page = _is_page(client.get(f"/admin/s/{slug}/export.csv?mode=bogus"), 400)
-    assert "live, sandbox, debug or all" in page and 'href="/admin/"' in page
+    assert "<h1>No such export</h1>" in page and "live, sandbox, debug or all" in page
+    assert f'href="/admin/s/{slug}"' in page
     _is_page(client.get(f"/admin/s/{slug}/export.parquet?mode=bogus"), 400)
     # 404s: an unknown page, study and export.
     for path in ("/nowhere", "/admin/s/nope", "/admin/s/nope/export.csv", "/s/nope/"):
