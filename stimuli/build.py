@@ -12,7 +12,8 @@ The run, for shard ``I`` of ``N``:
    and model make one engine call for all methods and categories. That call's forward pass
    is also the prediction: a target callable takes each image's top-5 and, per category,
    its best-scoring class (the class explained) from the very logits it differentiates,
-   so no separate prediction pass runs. Worker threads render, PNG-encode, hash and write
+   so no separate prediction pass runs. Worker threads render (at the display size and at
+   twice it), score the structure of (:mod:`stimuli.structure`), PNG-encode, hash and write
    the stimuli, one job per model and method, and decode the next batch's images. On a
    GPU they do so while the next call computes. On the CPU they run between the engine
    calls, on every core: the engine's threads already fill the cores, and a worker that
@@ -24,14 +25,17 @@ The run, for shard ``I`` of ``N``:
    render the photos the plan shows; drop candidates the plan does not use (an image whose
    models disagree, for trust): their files are deleted, their rows never reach the
    manifest;
-5. write the manifest (CSV and JSON), the plan, the plan report and ``predictions.json``.
+5. write the manifest (CSV and JSON, with the structure summary per model and method),
+   the plan, the plan report and ``predictions.json``; print one warning line per
+   degenerate (model role, method) pair.
 
 When ``[tasks.trust] max_images`` is below the number of trust-eligible images, explaining
 every candidate would spend engine calls on images the cap drops: then a prediction pass
 over the trust-eligible images plans first, and only planned images are explained.
 
-Resumable: a batch is skipped when its stimuli all exist with their recorded sha256 (the
-predictions come back from their rows, or from ``predictions.json`` of a finished run).
+Resumable: a batch is skipped when its stimuli all exist, 1x and 2x, with their recorded
+sha256 and every manifest field of this version (the predictions come back from their
+rows, or from ``predictions.json`` of a finished run).
 Because batches do not depend on ``N``, a shard computes exactly what a single run computes
 for those images, so merged shards give the same manifest rows.
 """
@@ -42,6 +46,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,12 +62,12 @@ from torchvision.transforms.functional import pil_to_tensor
 from camstudy.errors import UserError
 from camstudy.version import code_version
 from gradcam import explain
-from gradcam.render import OVERLAID, render_methods
+from gradcam.render import OVERLAID, overlay, render_methods
 from stimuli import manifest as mf
-from stimuli import png
+from stimuli import png, structure
 from stimuli.config import ROLES, StimulusConfig
 from stimuli.images import resolve_device
-from stimuli.models import LoadedModel, load_model
+from stimuli.models import LoadedModel, Preprocess, load_model
 from stimuli.plan import PHOTO, Plan, Prediction, candidates, explanation_id, photo_id, plan_trials
 from stimuli.records import CategoryMap, ImageRecord
 from stimuli.sources import load_source
@@ -234,8 +239,10 @@ def build(
     mf.write_json(out / mf.PLAN, {"config_sha256": cfg.sha256, "seed": cfg.seed, **plan.to_json()})
     _write_plan_report(out, plan)
     mf.write_json(out / PREDICTIONS, _predictions_json(stage, preds))
-    mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard)})
+    pairs = structure.pair_summary(rows)
+    mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard), **_structure_meta(pairs)})
     (out / mf.PARTIAL).unlink(missing_ok=True)
+    _warn(pairs)
     elapsed = time.perf_counter() - started
     summary.update(
         complete=True,
@@ -250,9 +257,28 @@ def build(
         forward_seconds=round(stats["forward_seconds"], 3),
         explained_unused=stats["unused"],
         items=len(plan.items),
+        degenerate_pairs=_degenerate(pairs),
     )
     mf.write_json(out / mf.BUILD, summary)
     return summary
+
+
+def _structure_meta(pairs: list[dict]) -> dict:
+    """The manifest's ``structure`` entry: the thresholds and the summary of every (model
+    role, method) pair; ``camstudy study create`` reads the degenerate pairs from it."""
+    return {"structure": {"thresholds": structure.THRESHOLDS, "pairs": pairs}}
+
+
+def _degenerate(pairs: list[dict]) -> list[dict]:
+    return [{k: p[k] for k in ("model_role", "model", "method", "stimuli", "degenerate_stimuli", "why")}
+            for p in pairs if p["degenerate"]]
+
+
+def _warn(pairs: list[dict]) -> None:
+    """One line on stderr per degenerate (model role, method) pair, whatever ``progress``."""
+    for p in pairs:
+        if p["degenerate"]:
+            print(structure.warning_line(p), file=sys.stderr, flush=True)
 
 
 def _final_rows(out: Path) -> list[dict]:
@@ -371,26 +397,26 @@ def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known:
         # 0.2-0.5 s per demo build.
         synced: list[Future] = []
 
-        def sync(row: dict) -> None:
-            synced.append(syncer.submit(mf.fsync_path, out / row["file"]))
+        def sync(file: str) -> None:
+            synced.append(syncer.submit(mf.fsync_path, out / file))
 
         pending: list[Future] = []
-        ahead = loader.submit(_inputs, stage, todo[0][0]) if todo else None
+        ahead = loader.submit(_inputs, stage, *todo[0]) if todo else None
         for k, (batch, need) in enumerate(tqdm(todo, desc="stimuli", unit="batch", disable=not progress)):
-            pixels = ahead.result()
-            nxt = todo[k + 1][0] if k + 1 < len(todo) else None
-            ahead = loader.submit(_inputs, stage, nxt) if overlap and nxt else None
+            inputs = ahead.result()
+            nxt = todo[k + 1] if k + 1 < len(todo) else None
+            ahead = loader.submit(_inputs, stage, *nxt) if overlap and nxt else None
             if need is None:
-                _forward(stage, batch, pixels, preds, stats)
+                _forward(stage, batch, inputs, preds, stats)
             elif overlap:
-                for job in _batch_jobs(stage, out, batch, pixels, need, preds, stats):
+                for job in _batch_jobs(stage, out, batch, inputs, need, preds, stats):
                     pending.append(pool.submit(job))
                     pending = _drain(pending, rows, partial, MAX_IN_FLIGHT, sync)
             else:
-                jobs = list(_batch_jobs(stage, out, batch, pixels, need, preds, stats))  # both engine calls
+                jobs = list(_batch_jobs(stage, out, batch, inputs, need, preds, stats))  # both engine calls
                 pending += [pool.submit(job) for job in jobs]
             if not overlap:
-                ahead = loader.submit(_inputs, stage, nxt) if nxt else None
+                ahead = loader.submit(_inputs, stage, *nxt) if nxt else None
                 pending = _drain(pending, rows, partial, 0, sync)
         if stage.plan is None:
             plan = plan_trials(cfg, records, preds, stage.maps)
@@ -413,6 +439,7 @@ def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known:
     for r in rows:
         if r["stimulus_id"] not in needed:  # explained before the plan dropped it
             (out / r["file"]).unlink(missing_ok=True)
+            (out / r["file_2x"]).unlink(missing_ok=True)
             stats["unused"] += 1
     missing = needed - kept.keys()
     if missing:
@@ -424,17 +451,18 @@ def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known:
     return list(kept.values()), stats, plan, preds
 
 
-def _drain(pending: list[Future], rows: list[dict], partial, keep: int, sync: Callable[[dict], None]) -> list[Future]:
+def _drain(pending: list[Future], rows: list[dict], partial, keep: int, sync: Callable[[str], None]) -> list[Future]:
     """Collect finished jobs (oldest first, waiting while more than ``keep`` are left);
     append their rows to the partial manifest, so an interrupted run can resume, and hand
-    each row's file to ``sync``."""
+    each row's files (1x and 2x) to ``sync``."""
     left = []
     for i, fut in enumerate(pending):
         if fut.done() or len(pending) - i > keep:
             for row in fut.result():  # re-raises a rendering or write error here
                 rows.append(row)
                 partial.write(json.dumps(row) + "\n")
-                sync(row)
+                sync(row["file"])
+                sync(row["file_2x"])
         else:
             left.append(fut)
     partial.flush()
@@ -451,31 +479,79 @@ def _explanation_ids(stage: Stage, batch: list[str]) -> list[str]:
     ]
 
 
-def _inputs(stage: Stage, batch: list[str]) -> dict[str, torch.Tensor]:
-    """Each model's uint8 input pixels ``(N, 3, s, s)`` for a batch; every image decoded once."""
+@dataclass
+class Inputs:
+    """One batch's pixels, every image decoded once.
+
+    ``pixels``: each model's input crop, ``(N, 3, s, s)`` uint8. ``photos_2x``: the same
+    crop taken from the source photo at twice the display size (only where the batch is
+    rendered and a method draws over the photo), and ``how_2x`` per image: ``"source"``
+    when the source has at least that many pixels across the crop, else
+    ``"source_upsampled"``.
+    """
+
+    pixels: dict[str, torch.Tensor]
+    photos_2x: dict[str, torch.Tensor] = field(default_factory=dict)
+    how_2x: dict[str, list[str]] = field(default_factory=dict)
+    photo_edges: dict[str, torch.Tensor] = field(default_factory=dict)  # for the structure scores
+
+
+def _inputs(stage: Stage, batch: list[str], need: set[str] | None = None) -> Inputs:
+    """The batch's :class:`Inputs`; the 2x photos and the photos' edge maps (for the
+    structure scores, at the display size) only when ``need`` (the batch is rendered)."""
     images = [stage.records[i].load() for i in batch]
-    return {role: torch.stack([stage.models[role].preprocess.pixels(im) for im in images]) for role in ROLES}
+    got = Inputs({role: torch.stack([stage.models[role].preprocess.pixels(im) for im in images]) for role in ROLES})
+    if need is None:
+        return got
+    for role in ROLES:
+        got.photo_edges[role] = structure.photo_edges(_to_display(got.pixels[role].float().div_(255),
+                                                                  stage.cfg.display_size))
+    if any(m in OVERLAID for m in stage.cfg.methods):
+        size = 2 * stage.cfg.display_size
+        for role in ROLES:
+            pre = stage.models[role].preprocess
+            got.photos_2x[role] = torch.stack([_crop_at(pre, im, size) for im in images])
+            got.how_2x[role] = [_how(min(im.size) * pre.crop / pre.resize, size) for im in images]
+    return got
 
 
-def _forward(stage: Stage, batch: list[str], pixels: dict, preds: dict, stats: dict) -> None:
+def _crop_at(pre: Preprocess, image: Image.Image, size: int) -> torch.Tensor:
+    """``(3, size, size)`` uint8: the crop the model sees (``pre``), resampled from the
+    source photo to ``size`` instead of the model's input size."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import center_crop, resize
+
+    scaled = resize(image.convert("RGB"), round(pre.resize * size / pre.crop),
+                    interpolation=InterpolationMode(pre.interpolation), antialias=True)
+    return pil_to_tensor(center_crop(scaled, size))
+
+
+def _how(source_px: float, size: int) -> str:
+    """How a 2x photo of ``size`` pixels was made from a source crop of ``source_px``."""
+    return "source" if source_px >= size else "source_upsampled"
+
+
+def _forward(stage: Stage, batch: list[str], inputs: Inputs, preds: dict, stats: dict) -> None:
     """Predictions for another shard's batch: the engine call's forward pass, without gradients."""
     recs = [stage.records[i] for i in batch]
     t = time.perf_counter()
     for role in ROLES:
         model = stage.models[role]
         with torch.inference_mode():
-            logits = model.module(model.preprocess.normalize(pixels[role]).to(stage.device)).float().cpu()
+            logits = model.module(model.preprocess.normalize(inputs.pixels[role]).to(stage.device)).float().cpu()
         preds[role].update(_predictions(logits, recs, stage.maps[role]))
     stats["forward_seconds"] += time.perf_counter() - t
 
 
-def _encode_and_write(out: Path, pixels: torch.Tensor, row: dict) -> dict:
-    """PNG-encode ``(H, W, 3)`` uint8 pixels, hash them, write atomically; fill the row."""
-    data = png.encode_rgb(pixels.numpy())
-    row["sha256"] = mf.sha256_bytes(data)
-    path = out / row["file"]
-    path.parent.mkdir(parents=True, exist_ok=True)  # folder sources keep "/" in image ids
-    mf.write_atomic(path, data, sync=False)  # flushed by the build's syncer (see _render)
+def _encode_and_write(out: Path, row: dict, pixels: torch.Tensor, pixels_2x: torch.Tensor) -> dict:
+    """PNG-encode ``(H, W, 3)`` uint8 pixels and their 2x rendering, hash them, write them
+    atomically; fill the row's sha256s."""
+    for key, px in (("file", pixels), ("file_2x", pixels_2x)):
+        data = png.encode_rgb(px.numpy())
+        row["sha256" if key == "file" else "sha256_2x"] = mf.sha256_bytes(data)
+        path = out / row[key]
+        path.parent.mkdir(parents=True, exist_ok=True)  # folder sources keep "/" in image ids
+        mf.write_atomic(path, data, sync=False)  # flushed by the build's syncer (see _render)
     return row
 
 
@@ -499,6 +575,9 @@ def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
         "stimulus_id": stimulus_id,
         "file": f"{mf.STIMULI_DIR}/{stimulus_id}.png",
         "sha256": "",
+        "file_2x": f"{mf.STIMULI_DIR}/{stimulus_id}@2x.png",
+        "sha256_2x": "",
+        "how_2x": "upsampled",
         "image_id": image_id,
         "image_source": rec.source or (str(rec.path) if rec.path else ""),
         "display_size": stage.cfg.display_size,
@@ -506,10 +585,11 @@ def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
         "alpha": stage.cfg.render.alpha,
         "config_sha256": stage.cfg.sha256,
         "code_version": code_version(),
+        "structure": None,
     }
 
 
-def _batch_jobs(stage: Stage, out: Path, batch: list[str], pixels: dict, need: set[str], preds: dict, stats: dict):
+def _batch_jobs(stage: Stage, out: Path, batch: list[str], inputs: Inputs, need: set[str], preds: dict, stats: dict):
     """Run the engine for one batch (both models); yield jobs that render and write the
     files, one per model and method.
 
@@ -528,7 +608,7 @@ def _batch_jobs(stage: Stage, out: Path, batch: list[str], pixels: dict, need: s
             index = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
             return logits.gather(1, torch.tensor(index, device=logits.device))
 
-        x = model.preprocess.normalize(pixels[role]).to(stage.device)
+        x = model.preprocess.normalize(inputs.pixels[role]).to(stage.device)
         t = time.perf_counter()
         ex = explain(model.module, x, scores, layer=model.layer, methods=cfg.methods)
         if stage.device.type == "cuda":
@@ -538,53 +618,80 @@ def _batch_jobs(stage: Stage, out: Path, batch: list[str], pixels: dict, need: s
         targets = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
         for method in cfg.methods:
             yield lambda role=role, method=method, ex=ex, seen=seen, targets=targets: _write_explanations(
-                stage, out, role, method, batch, cats, ex, pixels[role], targets, seen, need
+                stage, out, role, method, batch, cats, ex, inputs, targets, seen, need
             )
 
 
-def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, cats, ex, pixels, targets, preds,
-                        need) -> list[dict]:
-    """Render one model's explanations of a batch by one method at the display size and
-    write the PNGs of the stimuli in ``need``."""
+def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, cats, ex, inputs: Inputs, targets,
+                        preds, need) -> list[dict]:
+    """Render one model's explanations of a batch by one method at the display size and at
+    twice it, score their structure beside the photo, and write the PNGs of the stimuli in
+    ``need``.
+
+    The 2x of a gradient image is the model-resolution rendering resampled to 2x: the model
+    input has no more detail to give. The 2x of a Grad-CAM overlay draws the map, upsampled
+    the same way, over the photo taken from the source at 2x (:class:`Inputs`)."""
     cfg = stage.cfg
     model = stage.models[role]
-    photos = pixels.to(ex.logits.device).float().div_(255) if method in OVERLAID else None
-    imgs = render_methods(ex, photos, cfg.render.colormap, cfg.render.alpha, methods=[method])[method]  # (N, K, 3, h, w)
+    pixels = inputs.pixels[role]
+    wanted = [(n, k) for n, image_id in enumerate(batch) for k, cat in enumerate(cats[n])
+              if explanation_id(image_id, role, method, cat) in need]
+    if not wanted:
+        return []
     size = cfg.display_size
-    shown = _to_display(imgs.flatten(0, 1), size).view(*imgs.shape[:2], size, size, 3)
+    dev = ex.logits.device
+    photos = pixels.to(dev).float().div_(255)
+    imgs = render_methods(ex, photos if method in OVERLAID else None, cfg.render.colormap, cfg.render.alpha,
+                          methods=[method])[method]  # (N, K, 3, h, w)
+    ns = torch.tensor([n for n, _ in wanted], device=dev)
+    ks = torch.tensor([k for _, k in wanted], device=dev)
+    shown = _to_display(imgs[ns, ks], size)  # (B, size, size, 3)
+    if method in OVERLAID:
+        maps = getattr(ex, method)[ns, ks]  # (B, h, w)
+        maps = F.interpolate(maps[:, None], size=(2 * size, 2 * size), mode="bilinear", align_corners=False)[:, 0]
+        photos_2x = inputs.photos_2x[role].to(dev)[ns].float().div_(255)
+        shown_2x = _to_display(overlay(photos_2x, maps, cfg.render.colormap, cfg.render.alpha), 2 * size)
+        how = [inputs.how_2x[role][n] for n, _ in wanted]
+    else:
+        shown_2x = _to_display(imgs[ns, ks], 2 * size)
+        how = ["upsampled"] * len(wanted)
+    scores = structure.score(shown, edges_of_photos=inputs.photo_edges[role][ns.cpu()])  # on the CPU, as shown is
     rows = []
-    for n, image_id in enumerate(batch):
+    for j, (n, k) in enumerate(wanted):
+        image_id, cat = batch[n], cats[n][k]
         top5 = [{"index": c, "name": model.class_names[c], "probability": p} for c, p in preds[image_id].top5]
-        for k, cat in enumerate(cats[n]):
-            sid = explanation_id(image_id, role, method, cat)
-            if sid not in need:
-                continue
-            target = targets[n][k]
-            row = _base_row(stage, sid, image_id)
-            row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
-                       layer=ex.layer, method=method, category=cat, target_class=target,
-                       target_name=model.class_names[target], top5=top5)
-            rows.append(_encode_and_write(out, shown[n, k], row))
+        target = targets[n][k]
+        row = _base_row(stage, explanation_id(image_id, role, method, cat), image_id)
+        row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
+                   layer=ex.layer, method=method, category=cat, target_class=target,
+                   target_name=model.class_names[target], top5=top5, how_2x=how[j], structure=scores[j])
+        rows.append(_encode_and_write(out, row, shown[j], shown_2x[j]))
     return rows
 
 
 def _write_photos(stage: Stage, out: Path, ids: list[str]) -> list[dict]:
     size = stage.cfg.display_size
-    photos = torch.stack([_photo_pixels(stage.records[i].load(), size) for i in ids])
+    images = [stage.records[i].load() for i in ids]
+    shown = _to_display(torch.stack([_photo_pixels(im, size) for im in images]), size)
+    shown_2x = _to_display(torch.stack([_photo_pixels(im, 2 * size) for im in images]), 2 * size)
     rows = []
-    for i, px in zip(ids, _to_display(photos, size), strict=True):
+    for j, (i, im) in enumerate(zip(ids, images, strict=True)):
         row = _base_row(stage, photo_id(i), i)
         row.update(model_role="none", model="none", weights_sha256="", layer="", method=PHOTO,
-                   category="", target_class=-1, target_name="", top5=[])
-        rows.append(_encode_and_write(out, px, row))
+                   category="", target_class=-1, target_name="", top5=[],
+                   how_2x=_how(min(im.size) * PHOTO_CROP, 2 * size))
+        rows.append(_encode_and_write(out, row, shown[j], shown_2x[j]))
     return rows
+
+
+PHOTO_CROP = 0.875  # the photo stimuli show the central 87.5% of the shorter side, as the models see it
 
 
 def _photo_pixels(image: Image.Image, size: int) -> torch.Tensor:
     """The photo as shown in trials: the same central 87.5% crop the models see."""
     from torchvision.transforms.functional import center_crop, resize
 
-    im = center_crop(resize(image.convert("RGB"), round(size / 0.875), antialias=True), size)
+    im = center_crop(resize(image.convert("RGB"), round(size / PHOTO_CROP), antialias=True), size)
     return pil_to_tensor(im).float().div_(255)
 
 
@@ -624,8 +731,9 @@ def merge(dirs: list[Path], out: Path) -> dict:
                 raise UserError(f"stimulus {r['stimulus_id']} appears in two shards")
             seen.add(r["stimulus_id"])
             if d.resolve() != out.resolve() and not mf.file_matches(out, r):
-                (out / r["file"]).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(d / r["file"], out / r["file"])
+                for key in ("file", "file_2x"):
+                    (out / r[key]).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(d / r[key], out / r[key])
             rows.append(r)
     first = builds[0][0]
     if first.resolve() != out.resolve():
@@ -633,8 +741,11 @@ def merge(dirs: list[Path], out: Path) -> dict:
             if (first / name).exists():
                 shutil.copy2(first / name, out / name)
     sha = shas.pop()
-    mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1]})
+    pairs = structure.pair_summary(rows)  # over all shards' rows: a shard saw only its own
+    mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1], **_structure_meta(pairs)})
     summary = {"config_sha256": sha, "shard": [0, 1], "merged": True, "merged_from": [str(d) for d in dirs],
-               "complete": True, "stimuli": len(rows), "code_version": code_version()}
+               "complete": True, "stimuli": len(rows), "code_version": code_version(),
+               "degenerate_pairs": _degenerate(pairs)}
     mf.write_json(out / mf.BUILD, summary)
+    _warn(pairs)
     return summary

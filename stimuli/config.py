@@ -4,7 +4,7 @@ Example (the shipped ``camstudy/examples/demo.toml``; ``camstudy examples DIR`` 
 
     seed = 2026
     out = "stimuli-out"              # relative to this file's folder; --out overrides
-    methods = ["guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam", "gradcam"]
+    methods = ["guided_backprop", "guided_gradcam", "gradcam"]   # no Deconvnet for this pair (see docs)
     display_size = 224               # every PNG is display_size x display_size
     batch_size = 8
     device = "auto"

@@ -2,12 +2,19 @@
 
 Files in a build folder:
 
-* ``stimuli/<stimulus_id>.png``: the stimuli, all ``display_size`` square.
-* ``manifest.json`` / ``manifest.csv``: the rows (CSV: ``top5`` as a JSON string), sorted
-  by ``stimulus_id``, written atomically at the end of a run.
+* ``stimuli/<stimulus_id>.png``: the stimuli, all ``display_size`` square, and
+  ``stimuli/<stimulus_id>@2x.png`` the same at twice the size, for screens with more than
+  one device pixel per CSS pixel (``how_2x`` says where its pixels came from; see
+  docs/stimuli.md).
+* ``manifest.json`` / ``manifest.csv``: the rows (CSV: ``top5`` and ``structure`` as JSON
+  strings), sorted by ``stimulus_id``, written atomically at the end of a run.
+  ``structure`` holds an explanation stimulus's structure scores (:mod:`stimuli.structure`;
+  null for photos); the JSON's ``structure`` entry holds the thresholds and the summary
+  per (model role, method), with the degenerate pairs.
 * ``manifest.partial.jsonl``: rows appended as stimuli are written, so an interrupted run
   resumes; removed when the run completes.
-* ``build.json``: the config's sha256, the shard, timings and counts.
+* ``build.json``: the config's sha256, the shard, timings and counts, and the degenerate
+  (model role, method) pairs.
 * ``plan.json``: the items of both tasks; ``plan_report.csv``: why each image was kept or
   dropped, per task.
 * ``predictions.json``: both models' top-5 and per-category best class for every candidate
@@ -28,6 +35,9 @@ FIELDS = (
     "stimulus_id",
     "file",
     "sha256",
+    "file_2x",
+    "sha256_2x",
+    "how_2x",
     "image_id",
     "image_source",
     "model_role",
@@ -44,7 +54,9 @@ FIELDS = (
     "alpha",
     "config_sha256",
     "code_version",
+    "structure",
 )
+JSON_FIELDS = ("top5", "structure")  # written into the CSV as JSON strings
 
 MANIFEST_JSON = "manifest.json"
 MANIFEST_CSV = "manifest.csv"
@@ -95,7 +107,7 @@ def write_manifest(out: Path, rows: Iterable[dict], extra: dict | None = None) -
     w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({**r, "top5": json.dumps(r["top5"])})
+        w.writerow({**r, **{k: json.dumps(r[k]) for k in JSON_FIELDS}})
     write_atomic(out / MANIFEST_CSV, buf.getvalue().encode())
     return rows
 
@@ -120,9 +132,13 @@ def read_partial(out: Path) -> list[dict]:
 
 
 def file_matches(out: Path, row: dict) -> bool:
-    """True when the row's PNG exists and has the recorded sha256."""
-    path = out / row["file"]
+    """True when the row has every field of this version and its PNGs (1x and 2x) exist
+    with the recorded sha256s. A row of an older build (no 2x file, no structure scores)
+    does not match, so a rerun renders it again."""
+    if any(k not in row for k in FIELDS):
+        return False
     try:
-        return sha256_bytes(path.read_bytes()) == row["sha256"]
+        return (sha256_bytes((out / row["file"]).read_bytes()) == row["sha256"]
+                and sha256_bytes((out / row["file_2x"]).read_bytes()) == row["sha256_2x"])
     except OSError:
         return False

@@ -24,8 +24,11 @@ def study(tmp_path):
     return make_study(tmp_path)
 
 
-def make_study(tmp_path: Path) -> Path:
-    """Write the tiny study (images, CSV, config) into ``tmp_path``; return the config path."""
+def make_study(tmp_path: Path, weaker: str = "weak", methods: list[str] | None = None) -> Path:
+    """Write the tiny study (images, CSV, config) into ``tmp_path``; return the config path.
+
+    ``weaker``: the factory in tiny_models of the weaker model (``"checker"``: Deconvnet
+    checkerboards); ``methods``: the config's methods (default: all of the default ones)."""
     imgs = tmp_path / "images"
     imgs.mkdir()
     rows = ["path,labels,boxes"]
@@ -38,8 +41,9 @@ def make_study(tmp_path: Path) -> Path:
         rows.append(f"images/{name},{left};{right},{left} 0 0 24 48; {right} 24 0 48 48")
     (tmp_path / "images.csv").write_text("\n".join(rows) + "\n")
     config = tmp_path / "study.toml"
+    head = f"methods = {methods!r}\n" if methods else ""
     config.write_text(
-        """
+        head + """
 seed = 3
 out = "out"
 display_size = 40
@@ -48,7 +52,7 @@ device = "cpu"
 [models.stronger]
 name = "tests.stimuli.tiny_models:strong"
 [models.weaker]
-name = "tests.stimuli.tiny_models:weak"
+name = "tests.stimuli.tiny_models:WEAKER"
 [source]
 type = "csv"
 path = "images.csv"
@@ -57,6 +61,6 @@ attention_checks = 2
 [tasks.trust]
 attention_checks = 2
 baseline = true
-"""
+""".replace("WEAKER", weaker)
     )
     return config

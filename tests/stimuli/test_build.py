@@ -4,6 +4,8 @@ Checks rendering, the manifest, resume, shards + merge, an interrupted run, and 
 a user can cause.
 """
 
+import csv
+import hashlib
 import json
 import shutil
 
@@ -16,6 +18,7 @@ from stimuli import build as build_mod
 from stimuli.build import build, merge
 from stimuli.config import load_config
 from stimuli.manifest import FIELDS, read_manifest
+from tests.stimuli.conftest import make_study
 
 
 def test_build_renders_every_planned_stimulus(study):
@@ -32,6 +35,25 @@ def test_build_renders_every_planned_stimulus(study):
         assert set(r) == set(FIELDS)
         with Image.open(out / r["file"]) as im:
             assert im.size == (40, 40) and im.mode == "RGB"
+        with Image.open(out / r["file_2x"]) as im:  # decodes, exactly twice the size
+            im.load()
+            assert im.size == (80, 80) and im.mode == "RGB"
+        assert r["file_2x"] == r["file"].removesuffix(".png") + "@2x.png"
+        assert r["sha256_2x"] == hashlib.sha256((out / r["file_2x"]).read_bytes()).hexdigest()
+        # The 2x of a gradient image is upsampled; a photo (alone or under Grad-CAM) comes
+        # from the source photo, here 48 px across, so upsampled from it as well.
+        want = "upsampled" if r["method"] in ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam") \
+            else "source_upsampled"
+        assert r["how_2x"] == want
+        if r["method"] == "photo":
+            assert r["structure"] is None
+        else:
+            assert set(r["structure"]) == {"hf_share", "periodic", "edge_corr", "contrast", "faded", "degenerate", "why"}
+            assert not r["structure"]["degenerate"], r  # the colour models' explanations show the squares
+    assert manifest["structure"]["thresholds"]["pair_share"] == 0.5
+    assert {(p["model_role"], p["method"]) for p in manifest["structure"]["pairs"]} == {
+        (role, m) for role in ("stronger", "weaker") for m in cfg.methods}
+    assert summary["degenerate_pairs"] == []
     expl = [r for r in rows if r["method"] != "photo"]
     assert {r["method"] for r in expl} == set(cfg.methods)
     assert {r["model_role"] for r in expl} == {"stronger", "weaker"}
@@ -41,6 +63,11 @@ def test_build_renders_every_planned_stimulus(study):
     # The CSV mirrors the JSON.
     csv_lines = (out / "manifest.csv").read_text().splitlines()
     assert len(csv_lines) == len(rows) + 1 and csv_lines[0].split(",")[0] == "stimulus_id"
+    with open(out / "manifest.csv", newline="") as f:
+        by_id = {r["stimulus_id"]: r for r in csv.DictReader(f)}
+    for r in rows:
+        assert json.loads(by_id[r["stimulus_id"]]["structure"]) == r["structure"]
+        assert by_id[r["stimulus_id"]]["file_2x"] == r["file_2x"]
     report = (out / "plan_report.csv").read_text()
     assert "has 1 categories; needs exactly 2" in report
     assert not (out / "manifest.partial.jsonl").exists()
@@ -66,8 +93,9 @@ def test_resume_skips_what_exists_and_repairs_what_does_not(study):
     assert again["rendered"] == 0 and again["reused"] == len(first)
     (cfg.out / first[0]["file"]).unlink()
     (cfg.out / first[-1]["file"]).write_bytes(b"corrupt")
+    (cfg.out / first[1]["file_2x"]).write_bytes(b"corrupt")  # a changed 2x file counts too
     repaired = build(cfg, cfg.out, progress=False)
-    assert 2 <= repaired["rendered"] < len(first)
+    assert 3 <= repaired["rendered"] < len(first)
     assert read_manifest(cfg.out)["rows"] == first
 
 
@@ -77,11 +105,11 @@ def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch,
     real = build_mod._encode_and_write
     calls = {"n": 0}
 
-    def flaky(out, pixels, row):
+    def flaky(out, row, pixels, pixels_2x):
         calls["n"] += 1
         if calls["n"] > 45:  # a few (batch, model) jobs complete, then writes fail
             raise OSError("disk full (simulated)")
-        return real(out, pixels, row)
+        return real(out, row, pixels, pixels_2x)
 
     monkeypatch.setattr(build_mod, "_encode_and_write", flaky)
     with pytest.raises(OSError, match="disk full"):
@@ -166,7 +194,7 @@ def test_predictions_come_from_the_engine_calls(study, monkeypatch):
     rows = read_manifest(cfg.out)["rows"]
     assert summary["explained_unused"] > 0
     on_disk = {p.relative_to(cfg.out).as_posix() for p in (cfg.out / "stimuli").rglob("*.png")}
-    assert on_disk == {r["file"] for r in rows}
+    assert on_disk == {r["file"] for r in rows} | {r["file_2x"] for r in rows}
     preds = json.loads((cfg.out / "predictions.json").read_text())["predictions"]
     for r in rows:
         if r["method"] == "photo":
@@ -202,3 +230,28 @@ def test_trust_cap_predicts_first_and_explains_only_planned(study, monkeypatch):
         build(cfg, p, (i, 2), progress=False)
     merge(parts, study.parent / "merged")
     assert read_manifest(study.parent / "merged")["rows"] == read_manifest(one)["rows"]
+
+
+def test_a_degenerate_pair_warns_once_and_is_recorded(tmp_path, capsys):
+    """The checkerboard model: its Deconvnet is the same period-2 pattern for every photo."""
+    cfg = load_config(make_study(tmp_path, weaker="checker", methods=["deconvnet", "gradcam"]))
+    summary = build(cfg, cfg.out, progress=False)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "warning: deconvnet of the weaker model (tests.stimuli.tiny_models:checker) is degenerate: ")
+    assert "allow_degenerate = true" in err[0]
+    assert [(p["model_role"], p["method"]) for p in summary["degenerate_pairs"]] == [("weaker", "deconvnet")]
+    assert json.loads((cfg.out / "build.json").read_text())["degenerate_pairs"] == summary["degenerate_pairs"]
+    pairs = {(p["model_role"], p["method"]): p for p in read_manifest(cfg.out)["structure"]["pairs"]}
+    assert len(pairs) == 4 and [k for k, p in pairs.items() if p["degenerate"]] == [("weaker", "deconvnet")]
+    bad = pairs[("weaker", "deconvnet")]
+    assert bad["degenerate_stimuli"] == bad["stimuli"] and bad["median"]["periodic"] > 0.5
+    # Shards see only their own rows; the merge decides over all of them, and says so once.
+    parts = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, p in enumerate(parts):
+        build(cfg, p, (i, 2), progress=False)
+    capsys.readouterr()
+    merged = merge(parts, tmp_path / "merged")
+    assert merged["degenerate_pairs"] == summary["degenerate_pairs"]
+    assert read_manifest(tmp_path / "merged")["structure"] == read_manifest(cfg.out)["structure"]
+    assert capsys.readouterr().err.count("warning: ") == 1
