@@ -15,7 +15,10 @@ What the browser could read about a stimulus, and what it gets instead:
   shown beside one another, rounded up to a multiple of :data:`BUCKET` bytes
   (:func:`served_sizes`). The padding is one ancillary PNG chunk (:func:`pad_png`), which
   every decoder skips, so the pixels are unchanged. Within a trust trial both images then
-  have the same length, whichever model made each.
+  have the same length, whichever model made each. The 2x renderings (for screens with
+  two or more device pixels per CSS pixel) are padded the same way, per group, from
+  their own sizes (``served_size_2x``): at each scale the stimuli shown together have one
+  served size, so neither the 1x nor the 2x byte count tells which is which.
 """
 
 from __future__ import annotations
@@ -56,7 +59,10 @@ def bucket(n: int) -> int:
 def served_sizes(sizes: dict[str, int], shown_together: Iterable[Iterable[str]]) -> dict[str, int]:
     """The padded size of every stimulus in ``sizes``: the bucket of the largest file among
     those it can be shown with (``shown_together``: the stimulus ids of each item), taken
-    over whole connected groups, so every image of a trial has one size."""
+    over whole connected groups, so every image of a trial has one size.
+
+    One call per scale: ``sizes`` holds the 1x files' sizes, or the 2x files' (ids absent
+    from ``sizes`` are skipped in the groups)."""
     parent = {s: s for s in sizes}
 
     def root(s: str) -> str:

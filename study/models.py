@@ -78,6 +78,11 @@ class Stimulus(Base):
     # The byte size the browser gets: shared by every stimulus ever shown beside this one
     # (the file is padded up to it when served, see study.blinding).
     served_size: Mapped[int | None]
+    # The same stimulus rendered at twice the display size (for screens with two or more
+    # device pixels per CSS pixel; the manifest row's how_2x says how it was made) and its
+    # served size, padded per group like served_size. None for builds without 2x files.
+    file_2x: Mapped[str | None] = mapped_column(Text)
+    served_size_2x: Mapped[int | None]
 
 
 class Item(Base):

@@ -54,6 +54,24 @@ def test_stimuli_shown_together_share_one_size():
     assert all(v % BUCKET == 0 and v >= sizes[k] + 12 for k, v in out.items())
 
 
+def test_created_studies_pad_each_scale_per_group(app, stimuli_dir):
+    """create_study pads the 1x files and, from their own sizes, the 2x files: at each scale
+    the stimuli of an item share one served size, room for the padding chunk included."""
+    from study.models import Item
+
+    with app.extensions["camstudy.sessions"]() as s:
+        stimuli = {(st.study_id, st.stimulus_id): st for st in s.query(Stimulus)}
+        items = s.query(Item).all()
+    assert stimuli and items
+    for st in stimuli.values():
+        assert st.file_2x == st.file.removesuffix(".png") + "@2x.png"
+        assert st.served_size_2x % BUCKET == 0
+        assert st.served_size_2x >= (stimuli_dir / st.file_2x).stat().st_size + 12
+    for it in items:
+        shown = [stimuli[(it.study_id, sid)] for sid in it.stimulus_ids]
+        assert len({st.served_size for st in shown}) == 1 and len({st.served_size_2x for st in shown}) == 1
+
+
 def _observe(client, url: str) -> dict:
     """Everything the browser learns of one image."""
     r = client.get(url)

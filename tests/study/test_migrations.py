@@ -1,5 +1,6 @@
 """Migrations on data: a database made at revision 0001 keeps its rows through 0002 (and
-back), with worker keys, one attempt count across modes and the blind stimulus sizes."""
+back), with worker keys, one attempt count across modes and the blind stimulus sizes; 0003
+adds the 2x stimulus columns (and drops them again)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,33 @@ def test_0002_fills_in_worker_keys_attempts_and_padded_sizes(db_url, stimuli_dir
     command.downgrade(cfg, "0001")
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM participant")).scalar() == 3
+    engine.dispose()
+
+
+def test_0003_adds_the_2x_columns_and_drops_them_again(db_url, stimuli_dir):
+    """Stimuli of a study made before 0003 keep their rows with NULL 2x columns; a study
+    created at the head fills them; the downgrade drops the columns and keeps the rows."""
+    from sqlalchemy import inspect
+
+    cfg = alembic_config(database_url(db_url))
+    command.upgrade(cfg, "0002")
+    row = next(r for r in json.loads((stimuli_dir / "manifest.json").read_text())["rows"] if r["model_role"] == "weaker")
+    engine = make_engine(db_url)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO study (id, slug, title, kind, config_toml, config_sha256, settings, stimuli_dir, "
+                       "manifest_sha256, secret, enrollments, created_at) VALUES (1, 's', 't', 'trust', '', '', '{}', "
+                       ":dir, '', 'k', 0, CURRENT_TIMESTAMP)"), {"dir": str(stimuli_dir)})
+        c.execute(text("INSERT INTO stimulus (id, study_id, stimulus_id, file, sha256, method, model, model_role, "
+                       "provenance, served_size) VALUES (1, 1, :sid, :file, '', 'm', 'x', 'weaker', '{}', 4096)"),
+                  {"sid": row["stimulus_id"], "file": row["file"]})
+    command.upgrade(cfg, "head")
+    columns = {col["name"] for col in inspect(engine).get_columns("stimulus")}
+    assert {"file_2x", "served_size_2x"} <= columns
+    with engine.begin() as c:
+        assert tuple(c.execute(text("SELECT served_size, file_2x, served_size_2x FROM stimulus")).one()) == (4096, None, None)
+        c.execute(text("UPDATE stimulus SET file_2x = :f, served_size_2x = 8192"), {"f": row["file_2x"]})
+    command.downgrade(cfg, "0002")
+    assert not {"file_2x", "served_size_2x"} & {col["name"] for col in inspect(engine).get_columns("stimulus")}
+    with engine.connect() as c:
+        assert c.execute(text("SELECT stimulus_id, served_size FROM stimulus")).one() == (row["stimulus_id"], 4096)
     engine.dispose()
