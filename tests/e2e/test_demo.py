@@ -59,7 +59,7 @@ def test_second_run_reuses_serves_and_stops_on_ctrl_c(demo_out):
             assert line, "the demo exited early:\n" + "".join(lines)
             lines.append(line)
         text = "".join(lines)
-        assert "(reused)" in text and "481 stimuli, reused" in text and text.count("reused)") >= 4
+        assert "(reused)" in text and "301 stimuli, reused" in text and text.count("reused)") >= 4
         assert "password" not in text.replace("its password was printed", "")  # printed once only
         links = re.findall(rf"http://127\.0\.0\.1:{port}/s/\S+", text)
         assert [re.search(r"/s/([\w-]+)/", u).group(1) for u in links] == ["class-discrimination", "trust"]

@@ -18,6 +18,8 @@ def test_shipped_examples_are_valid():
         demo = load_config(path)
     assert demo.models["stronger"].name == "efficientnet_lite2"
     assert demo.class_discrimination.attention_checks == 4 and demo.trust.baseline
+    # Deconvnet of the offline pair is a checkerboard the build scores as degenerate.
+    assert demo.methods == ("guided_backprop", "guided_gradcam", "gradcam")
     with examples.path("paper.toml") as path:
         paper = load_config(path)
     assert paper.models["weaker"].name == "alexnet" and paper.source["type"] == "voc"
