@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Blueprint, current_app, jsonify, request, session
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from study import completion
 from study.answers import ANSWERED, AnswerError, is_position, record
 from study.blinding import PRACTICE, image_token
 from study.db import transaction
-from study.models import Event, Participant, Study
+from study.models import Event, Participant, Stimulus, Study
 from study.teaching import EXAMPLE, example_text, practice_feedback, teaching_items
 from study.tokens import verify
 
@@ -96,12 +96,21 @@ def _authorized(slug: str):
     return (study, pid), None
 
 
-def image_urls(study: Study, pid: int, position: int, n: int) -> list[str]:
+def image_urls(study: Study, pid: int, position: int, n: int, hi: bool = False) -> dict[str, list[str]]:
     """Blind URLs of the ``n`` images of trial ``position`` for participant ``pid`` (see
     study.blinding): a URL names a slot of the participant's plan, not the stimulus, whose
-    file name or row id would give the answer away."""
+    file name or row id would give the answer away. ``images_2x`` (the same images rendered
+    at twice the size, for the page's ``srcset``) only when ``hi``: the study has 2x files."""
     secret = current_app.config["SECRET_KEY"]
-    return [f"/s/{study.slug}/img/{image_token(secret, pid, position, slot)}" for slot in range(n)]
+    urls = [f"/s/{study.slug}/img/{image_token(secret, pid, position, slot)}" for slot in range(n)]
+    return {"images": urls, "images_2x": [f"{u}/2x" for u in urls]} if hi else {"images": urls}
+
+
+def has_2x(s, study: Study) -> bool:
+    """Whether every stimulus of the study has a 2x file (builds before them have none)."""
+    missing = s.scalar(select(func.count()).select_from(Stimulus)
+                       .where(Stimulus.study_id == study.id, Stimulus.file_2x.is_(None)))
+    return missing == 0
 
 
 @bp.get("/plan")
@@ -114,18 +123,17 @@ def plan(slug: str):
         # The answers read the same cached plan: this request loads it for them.
         entries, total = current_app.extensions["camstudy.plans"].get(conn, pid)
         status, done = conn.execute(_STATUS, {"pid": pid}).one()
+    with reads()() as s:
+        hi = has_2x(s, study)
+        example, practice = _teaching(s, study, pid, hi) if study.settings.get("practice") else (None, None)
     trials = []
     for position in sorted(entries):
         layout = entries[position].layout
         trial = {"position": position, "task": study.kind,
-                 "images": image_urls(study, pid, position, len(layout["stimuli"]))}
+                 **image_urls(study, pid, position, len(layout["stimuli"]), hi)}
         if study.kind == "class_discrimination":
             trial["options"] = layout["options"]
         trials.append(trial)
-    example = practice = None
-    if study.settings.get("practice"):
-        with reads()() as s:
-            example, practice = _teaching(s, study, pid)
     return jsonify(study=study.slug, task=study.kind, status=status, next=done, total=total, trials=trials,
                    question=QUESTIONS[study.kind], blank_ms=study.settings.get("blank_ms", 300),
                    example=example, practice=practice)
@@ -139,17 +147,17 @@ QUESTIONS = {
 }
 
 
-def _teaching(s, study: Study, pid: int) -> tuple[dict | None, dict | None]:
+def _teaching(s, study: Study, pid: int, hi: bool) -> tuple[dict | None, dict | None]:
     """The worked example and the practice trial (see study.teaching), as the page needs them."""
     taught = teaching_items(s, study, pid)
     example = practice = None
     if taught.example is not None:
         it = taught.example
-        example = {"images": image_urls(study, pid, EXAMPLE, len(it.stimulus_ids)),
+        example = {**image_urls(study, pid, EXAMPLE, len(it.stimulus_ids), hi),
                    "options": it.options, **example_text(study, it)}
     if taught.practice is not None:
         it = taught.practice
-        practice = {"images": image_urls(study, pid, PRACTICE, len(it.stimulus_ids)),
+        practice = {**image_urls(study, pid, PRACTICE, len(it.stimulus_ids), hi),
                     "options": it.options, **practice_feedback(study, it)}
     return example, practice
 

@@ -273,6 +273,17 @@ QUESTIONNAIRE_FIELDS = ("strategy", "difficulty", "comments")
 def image(slug: str, token: str):
     """An image of a participant's trial, by a token signed for them (see study.blinding):
     the stimulus padded to its group's size, with no file name, ETag or modification time."""
+    return _image(slug, token, hi=False)
+
+
+@bp.get("/img/<token>/2x")
+def image_2x(slug: str, token: str):
+    """The same image rendered at twice its display size (the page's ``srcset`` for dense
+    screens), padded per group from the 2x sizes, with the same headers."""
+    return _image(slug, token, hi=True)
+
+
+def _image(slug: str, token: str, hi: bool) -> Response:
     study = _study_or_404(slug)
     found = read_image_token(current_app.config["SECRET_KEY"], token)
     if found is None:
@@ -289,11 +300,12 @@ def image(slug: str, token: str):
             shown = list(layout["stimuli"]) if layout else []
         if not 0 <= slot < len(shown):
             abort(404)
-        stim = s.execute(select(Stimulus.file, Stimulus.served_size)
+        file, size = ((Stimulus.file_2x, Stimulus.served_size_2x) if hi else (Stimulus.file, Stimulus.served_size))
+        stim = s.execute(select(file.label("file"), size.label("size"))
                          .where(Stimulus.study_id == study.id, Stimulus.stimulus_id == shown[slot])).first()
-    if stim is None:
+    if stim is None or stim.file is None:
         abort(404)
-    body = _served_bytes(study.stimuli_dir, stim.file, stim.served_size)
+    body = _served_bytes(study.stimuli_dir, stim.file, stim.size)
     resp = Response(body, mimetype="image/png")
     resp.headers["Cache-Control"] = IMAGE_CACHE
     return resp

@@ -1,7 +1,8 @@
 """The demo's two studies as a participant sees them, in Chromium, on the real offline
-models' stimuli: consent text from the config, the worked example, the practice, a trial and
-the debrief, on a desktop and on a phone. Every stimulus shown must have decoded with real
-structure (not a blank or a checkerboard).
+models' stimuli: consent text from the config, the worked example, the practice and a
+trial, on a desktop and on a phone. Every stimulus shown must be a file of the build that
+the build scored as not degenerate (see stimuli.structure), and a phone must get the 2x
+file.
 
 ``CAMSTUDY_E2E_SHOTS=DIR`` saves the screenshots the README shows (``docs/screenshots``):
 the instructions and a trial of each study, desktop and phone.
@@ -9,11 +10,16 @@ the instructions and a trial of each study, desktop and phone.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from study.app import create_app
@@ -45,35 +51,43 @@ def demo_server(demo_out):
     app.extensions["camstudy.engine"].dispose()
 
 
-def structured(img) -> bool:
-    """The decoded image has real structure: neither flat nor a pixel-level checkerboard
-    (the luminance differs between neighbouring 8-pixel blocks, not only between pixels)."""
-    return img.evaluate("""(i) => {
-        const c = document.createElement('canvas');
-        c.width = i.naturalWidth; c.height = i.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(i, 0, 0);
-        const d = g.getImageData(0, 0, c.width, c.height).data;
-        const lum = (x, y) => { const k = 4 * (y * c.width + x); return d[k] + d[k + 1] + d[k + 2]; };
-        const blocks = [];
-        for (let y = 0; y + 8 <= c.height; y += 8) for (let x = 0; x + 8 <= c.width; x += 8) {
-            let s = 0; for (let v = 0; v < 8; v++) for (let u = 0; u < 8; u++) s += lum(x + u, y + v);
-            blocks.push(s / 64);
-        }
-        const mean = blocks.reduce((a, b) => a + b, 0) / blocks.length;
-        const sd = Math.sqrt(blocks.reduce((a, b) => a + (b - mean) ** 2, 0) / blocks.length);
-        return sd > 12;
-    }""")
+def pixels_key(data: bytes) -> str:
+    """The decoded pixels' sha256: the served file is padded (an extra PNG chunk), its pixels are not."""
+    with Image.open(io.BytesIO(data)) as im:
+        return hashlib.sha256(np.asarray(im.convert("RGB")).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def built(demo_out) -> dict[str, dict]:
+    """Every file of the demo build, 1x and 2x, by its pixels' sha256: the manifest row."""
+    folder = demo_out / "stimuli"
+    rows = json.loads((folder / "manifest.json").read_text())["rows"]
+    return {pixels_key((folder / r[key]).read_bytes()): {**r, "scale": 1 if key == "file" else 2}
+            for r in rows for key in ("file", "file_2x") if r.get(key)}
+
+
+def check_shown(page, img, built: dict[str, dict], phone: bool) -> dict:
+    """The image the browser chose (its ``currentSrc``) is a file of the build that the build
+    scored as not degenerate (not a checkerboard, not blank), at 2x on a phone's dense screen,
+    and drawn no wider than its own pixels."""
+    src = img.evaluate("(i) => i.currentSrc")
+    row = built.get(pixels_key(page.request.get(src).body()))
+    assert row is not None, f"{src} is not a file of the build"
+    assert row["method"] == "photo" or not row["structure"]["degenerate"], row["stimulus_id"]
+    assert row["scale"] == (2 if phone else 1), (src, row["scale"])
+    assert img.evaluate("(i) => i.naturalWidth / i.clientWidth") >= 1
+    return row
 
 
 def shot(page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name))
+        page.screenshot(path=str(Path(SHOTS) / name), scale="css")  # a phone shot at 390 px, not 1170
 
 
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("kind", ["class_discrimination", "trust"])
-def test_the_demo_studies_as_a_participant_sees_them(demo_server, kind, size):
+def test_the_demo_studies_as_a_participant_sees_them(demo_server, built, kind, size):
     from playwright.sync_api import expect, sync_playwright
 
     if MISSING is not None:
@@ -98,12 +112,15 @@ def test_the_demo_studies_as_a_participant_sees_them(demo_server, kind, size):
             expect(page.locator("#start")).to_be_enabled()
             for img in page.locator("#example img").all():
                 expect(img).to_have_js_property("complete", True)
-                assert structured(img), "the worked example shows no structure"
+                check_shown(page, img, built, tap)
             expect(page.locator("#example-explanation")).not_to_have_text("")
             shot(page, f"{name}-instructions.png")
             start = page.locator("#start")
             start.tap() if tap else start.click()
             expect(page.locator("#progress")).to_have_text(re.compile("Practice"))
+            expect(page.locator("#answers button:enabled")).not_to_have_count(0)
+            for img in page.locator("#images img").all():
+                check_shown(page, img, built, tap)
             button = page.locator("#answers button:enabled").first
             button.tap() if tap else button.click()
             go = page.get_by_role("button", name="Start the real trials")
@@ -111,10 +128,8 @@ def test_the_demo_studies_as_a_participant_sees_them(demo_server, kind, size):
             expect(page.locator("#progress")).to_have_text(re.compile(r"Trial 1 of \d+"))
             expect(page.locator("#answers button:enabled")).not_to_have_count(0)
             for img in page.locator("#images img").all():
-                assert structured(img), "a stimulus shows no structure"
-                # Sharp: never drawn wider than its own pixels (the 2x file on a dense screen).
-                ratio = img.evaluate("(i) => i.naturalWidth / i.clientWidth")
-                assert ratio >= 1, ratio
+                expect(img).to_have_js_property("complete", True)
+                check_shown(page, img, built, tap)
             shot(page, f"{name}-trial.png")
             watch.check()
         finally:

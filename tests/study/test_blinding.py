@@ -72,11 +72,13 @@ def test_created_studies_pad_each_scale_per_group(app, stimuli_dir):
         assert len({st.served_size for st in shown}) == 1 and len({st.served_size_2x for st in shown}) == 1
 
 
-def _observe(client, url: str) -> dict:
-    """Everything the browser learns of one image."""
-    r = client.get(url)
-    assert r.status_code == 200
-    return {"url": url, "headers": {k.lower(): v for k, v in r.headers.items()}, "size": len(r.get_data())}
+def _observe(client, url: str, url_2x: str) -> dict:
+    """Everything the browser learns of one image, at 1x and at 2x (a dense screen's srcset
+    fetches the 2x file instead)."""
+    r, r2 = client.get(url), client.get(url_2x)
+    assert r.status_code == 200 and r2.status_code == 200
+    return {"url": url, "headers": {k.lower(): v for k, v in r.headers.items()}, "size": len(r.get_data()),
+            "headers_2x": {k.lower(): v for k, v in r2.headers.items()}, "size_2x": len(r2.get_data())}
 
 
 def _blob(obs: dict) -> str:
@@ -106,7 +108,7 @@ def _features_cd(obs: dict, options: list[str]) -> list[float]:
     blob = _blob(obs)
     n = _trailing_int(obs["url"])
     return [float(blob.count(first) - blob.count(second)), n % 2 if n >= 0 else -1.0, n, float(obs["size"]),
-            _etag_number(obs["headers"].get("etag")), _http_date(obs["headers"].get("last-modified"))]
+            float(obs["size_2x"]), _etag_number(obs["headers"].get("etag")), _http_date(obs["headers"].get("last-modified"))]
 
 
 def _features_trust(left: dict, right: dict) -> list[float]:
@@ -115,6 +117,7 @@ def _features_trust(left: dict, right: dict) -> list[float]:
     return [
         float("stronger" in lb) - float("stronger" in rb), float("weaker" in lb) - float("weaker" in rb),
         _trailing_int(left["url"]) - _trailing_int(right["url"]), float(left["size"] - right["size"]),
+        float(left["size_2x"] - right["size_2x"]),
         float(left["url"] < right["url"]), float(len(left["url"]) - len(right["url"])),
         _etag_number(left["headers"].get("etag")) - _etag_number(right["headers"].get("etag")),
         _http_date(left["headers"].get("last-modified")) - _http_date(right["headers"].get("last-modified")),
@@ -184,7 +187,8 @@ def _plans(app, slug: str, n: int):
             truth = {e.position: (e.item.correct_answer, e.layout, [roles[i] for i in e.layout["stimuli"]], e.item)
                      for e in entries.values()}
         for t in plan["trials"]:
-            obs = [_observe(c, u) for u in t["images"]]
+            assert t["images_2x"] == [f"{u}/2x" for u in t["images"]]
+            obs = [_observe(c, u, u2) for u, u2 in zip(t["images"], t["images_2x"], strict=True)]
             yield k, t, obs, truth[t["position"]]
 
 
@@ -210,7 +214,9 @@ def test_an_adversary_cannot_tell_which_side_is_the_stronger_model(app, seeded_e
             continue
         left, right = obs
         assert left["size"] == right["size"], "the two images of a trial differ in size"
+        assert left["size_2x"] == right["size_2x"], "the two 2x images of a trial differ in size"
         assert left["headers"] == right["headers"], "the two images of a trial differ in their headers"
+        assert left["headers_2x"] == right["headers_2x"], "the two 2x images of a trial differ in their headers"
         rows.append((k, _features_trust(left, right), layout["model_1"] == "stronger"))
     correct, n = held_out_accuracy(rows)
     assert n >= 150
@@ -234,10 +240,32 @@ def test_image_urls_are_signed_for_their_participant(app):
     ]
     for f in forged:
         assert stranger.get(f"/s/{slug}/img/{f}").status_code == 404, f
+        assert stranger.get(f"/s/{slug}/img/{f}/2x").status_code == 404, f
     assert stranger.get(f"/s/{other_study}/img/{token}").status_code == 404  # not a participant of that study
+    assert stranger.get(f"/s/{other_study}/img/{token}/2x").status_code == 404
     pid = read_image_token("test-secret", token)[0]
     for position, slot in ((99, 0), (0, 1), (0, -1), (PRACTICE, 5)):  # genuinely signed, but no such image
         assert stranger.get(f"/s/{slug}/img/{image_token('test-secret', pid, position, slot)}").status_code == 404
+
+
+def test_the_2x_image_is_the_same_stimulus_at_twice_the_size(app):
+    """Every image of a plan (the worked example and the practice too) has a 2x URL whose
+    pixels are twice the 1x image's, padded to its own served size."""
+    from PIL import Image
+
+    slug = app.config["STUDIES"]["trust"]
+    c = app.test_client()
+    enroll(c, slug)
+    plan = c.get(f"/api/s/{slug}/plan", headers=headers(c, app, slug)).get_json()
+    shown = plan["trials"] + [t for t in (plan["example"], plan["practice"]) if t]
+    assert len(shown) > 2 and all(len(t["images_2x"]) == len(t["images"]) for t in shown)
+    for t in shown:
+        for url, url_2x in zip(t["images"], t["images_2x"], strict=True):
+            one, two = c.get(url), c.get(url_2x)
+            assert two.status_code == 200 and two.mimetype == "image/png"
+            assert dict(two.headers).keys() == dict(one.headers).keys()
+            w, h = Image.open(io.BytesIO(one.get_data())).size
+            assert Image.open(io.BytesIO(two.get_data())).size == (2 * w, 2 * h)
 
 
 def test_test_modes_never_show_the_live_code(app):
