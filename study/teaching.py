@@ -4,7 +4,8 @@ of the participant's own method.
 The paper's workers were told what to do, then rated. A plain photo or two identical
 images (what camstudy showed before) teaches nothing about reading an explanation, so each
 participant gets two real items of the method they will rate (between design: their
-condition; within design: the method of their first trial):
+condition; within design: the first explanation method of their plan, never the photo-only
+baseline):
 
 - the **worked example**, shown in the instructions with its answer explained;
 - the **practice trial**, answered with feedback and not recorded.
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from study.blinding import PRACTICE
 from study.models import Item, Participant, PlanEntry, Study
+from study.setup import PHOTO
 
 EXAMPLE = -2  # the image-token position of the worked example's images (PRACTICE is -1)
 
@@ -50,10 +52,13 @@ def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
                         .join(PlanEntry, PlanEntry.item_pk == Item.id)
                         .where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
     method = person.condition
-    if method == "all":  # within design: the method the participant meets first
-        first = next((p for p in planned if not p.is_attention_check), None)
+    if method == "all":
+        # Within design: the first explanation method the participant meets. The photo-only
+        # baseline explains nothing, so a worked example of it (two identical photos) would
+        # teach nothing about reading an explanation.
+        first = next((p for p in planned if not p.is_attention_check and p.method != PHOTO), None)
         method = first.method if first is not None else None
-    if method is None:
+    if method is None or method == PHOTO:
         return Teaching(None, None)
     images = {p.image_id for p in planned}
     items = s.scalars(

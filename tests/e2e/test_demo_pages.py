@@ -112,7 +112,8 @@ def test_the_demo_studies_as_a_participant_sees_them(demo_server, built, kind, s
             expect(page.locator("#start")).to_be_enabled()
             for img in page.locator("#example img").all():
                 expect(img).to_have_js_property("complete", True)
-                check_shown(page, img, built, tap)
+                # The worked example teaches reading an explanation: never the photo baseline.
+                assert check_shown(page, img, built, tap)["method"] != "photo"
             expect(page.locator("#example-explanation")).not_to_have_text("")
             shot(page, f"{name}-instructions.png")
             start = page.locator("#start")
@@ -120,16 +121,26 @@ def test_the_demo_studies_as_a_participant_sees_them(demo_server, built, kind, s
             expect(page.locator("#progress")).to_have_text(re.compile("Practice"))
             expect(page.locator("#answers button:enabled")).not_to_have_count(0)
             for img in page.locator("#images img").all():
-                check_shown(page, img, built, tap)
+                assert check_shown(page, img, built, tap)["method"] != "photo"
             button = page.locator("#answers button:enabled").first
             button.tap() if tap else button.click()
             go = page.get_by_role("button", name="Start the real trials")
             go.tap() if tap else go.click()
-            expect(page.locator("#progress")).to_have_text(re.compile(r"Trial 1 of \d+"))
-            expect(page.locator("#answers button:enabled")).not_to_have_count(0)
-            for img in page.locator("#images img").all():
-                expect(img).to_have_js_property("complete", True)
-                check_shown(page, img, built, tap)
+            # The screenshot shows the first trial with an explanation (trust plans mix in the
+            # photo-only baseline and checks); every trial on the way is checked too.
+            for trial in range(1, 6):
+                expect(page.locator("#progress")).to_have_text(re.compile(rf"Trial {trial} of \d+"))
+                expect(page.locator("#answers button:enabled")).not_to_have_count(0)
+                rows = []
+                for img in page.locator("#images img").all():
+                    expect(img).to_have_js_property("complete", True)
+                    rows.append(check_shown(page, img, built, tap))
+                if all(r["method"] != "photo" for r in rows) and len({r["stimulus_id"] for r in rows}) == len(rows):
+                    break
+                button = page.locator("#answers button:enabled").first
+                button.tap() if tap else button.click()
+            else:
+                pytest.fail("five trials in a row without an explanation")
             shot(page, f"{name}-trial.png")
             watch.check()
         finally:
