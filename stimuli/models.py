@@ -238,7 +238,9 @@ def state_dict_sha256(m: nn.Module) -> str:
     for name, t in m.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1) first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed
+        # as bytes of another size.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -7,6 +7,15 @@ from camstudy.errors import UserError
 from stimuli.models import load_model
 
 
+def test_random_weights_of_a_batchnorm_model_are_hashed():
+    """BatchNorm's 0-dim ``num_batches_tracked`` buffers crashed the hash (issue 14)."""
+    m = load_model("resnet18", weights="random")
+    assert len(m.weights_sha256) == 64 and m.weights_source == "random"
+    from stimuli.models import state_dict_sha256
+
+    assert state_dict_sha256(m.module) == m.weights_sha256
+
+
 def test_torchvision_random_weights_entry():
     m = load_model("alexnet", weights="random")
     assert m.layer == "features.11" and len(m.weights_sha256) == 64 and m.weights_source == "random"
