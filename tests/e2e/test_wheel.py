@@ -35,7 +35,8 @@ stimuli_dir = study_fixtures.stimuli_dir
 ROOT = Path(__file__).resolve().parents[2]
 CD = study_fixtures.CD_TOML.replace('slug = "cd"', 'slug = "wheel-cd"')
 # What the package reads besides its modules, as the checkout has it.
-DATA = [("study", "templates"), ("study", "static"), ("study", "migrations"), ("camstudy", "examples")]
+DATA = [("study", "templates"), ("study", "static"), ("study", "migrations"), ("camstudy", "examples"),
+        ("analysis", "templates")]
 
 
 def working_tree_copy(dest: Path) -> Path:
