@@ -1,5 +1,13 @@
 """Inter-rater agreement: Fleiss, Randolph and Cohen kappa, Krippendorff alpha, per method.
 
+What is rated matters as much as the coefficient. In a class-discrimination study every item
+offers its own two options, so agreement is on which of the item's options was chosen, coded
+as correct (1) vs incorrect (0) within the item; the category *name* pooled over items would
+count two raters as agreeing by chance far more often than the item's options allow (coin
+flips then give alpha near 0.5). Trust answers are rated on ``score_stronger``, the score
+re-signed so that both raters' scales point the same way. :func:`agreement_table` says per row
+which variable and level each coefficient used.
+
 The estimates come from the field's libraries (statsmodels ``inter_rater``, the
 ``krippendorff`` package); written here by hand are only what neither has: the z statistic
 of Fleiss' kappa, the percentile bootstrap over units, the Landis & Koch labels and the
@@ -21,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-LEVELS = ("nominal", "ordinal", "interval")
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
 
 
 # --------------------------------------------------------------------------------------
@@ -207,18 +215,27 @@ def _check_level(level: str) -> str:
     return level
 
 
+def _check_ratio_values(values: np.ndarray, level: str) -> None:
+    """Ratio distances ((c - k) / (c + k))^2 assume a true zero: with negative values, -2 and 2
+    would count as identical (c + k = 0), so they are refused rather than silently wrong."""
+    if level == "ratio" and np.nanmin(values, initial=0.0) < 0:
+        raise ValueError("ratio agreement needs non-negative values (a scale with a true zero)")
+
+
 def krippendorff_alpha(reliability_data: np.ndarray | pd.DataFrame, level: str = "nominal",
                        value_domain: Sequence[float] | None = None) -> float:
     """Krippendorff's alpha of a raters x units table (NaN = not rated), ``krippendorff`` package.
 
-    alpha = 1 - D_o / D_e with the distance of ``level`` (nominal, ordinal, interval).
+    alpha = 1 - D_o / D_e with the distance of ``level`` (nominal, ordinal, interval, ratio).
     ``value_domain``: the ordered possible values (default: the values seen). Units with
     fewer than two ratings carry no pairable value and drop out. Returns NaN when it is not
-    computable (no unit with two ratings, or a single value overall so D_e = 0).
+    computable (no unit with two ratings, or a single value overall so D_e = 0). Ratio needs
+    non-negative values (ValueError otherwise).
     """
     import krippendorff
 
     data = np.asarray(reliability_data, dtype=float)
+    _check_ratio_values(data, _check_level(level))
     if not _alpha_computable(data):
         return math.nan
     domain = None if value_domain is None else np.asarray(value_domain, dtype=float)
@@ -276,6 +293,7 @@ def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
         raise ValueError("confidence must lie strictly between 0 and 1")
     if statistic is None:
         level = _check_level(level)
+        _check_ratio_values(data, level)
         domain = np.unique(data[~np.isnan(data)])
         return _bootstrap_alpha(_value_counts(data, domain), domain, level, n_boot=n_boot,
                                 confidence=confidence, seed=seed)
@@ -338,7 +356,7 @@ def _alpha_replicates_from_counts(counts: np.ndarray, domain: np.ndarray, draws:
     per-unit quantities. alpha = 1 - (n - 1) sum O * delta^2 / sum n_c n_k delta^2
     (Krippendorff 2011), n_c = sum_k O_ck = sum_u w n_uc.
 
-    Nominal and interval: delta^2 does not depend on the replicate, so the observed
+    Nominal, interval and ratio: delta^2 does not depend on the replicate, so the observed
     disagreement is W @ D with the per-unit D_u = n_u' delta^2 n_u / (m_u - 1) (delta^2 has a
     zero diagonal), and only the V marginals W @ n need the values. Ordinal: delta^2 depends
     on the replicate's marginals, so the whole O = W @ [C_u] is formed. Same numbers (to
@@ -362,7 +380,7 @@ def _alpha_replicates_from_counts(counts: np.ndarray, domain: np.ndarray, draws:
             o = (weights @ contrib).reshape(len(weights), v, v)
             out[start : start + chunk] = _alpha_from_coincidences(o, domain, level)
         return out
-    delta = 1.0 - np.eye(v) if level == "nominal" else (domain[:, None] - domain[None, :]) ** 2
+    delta = _fixed_delta(domain, level)
     per_unit = np.zeros(len(m))
     if ok.any():
         per_unit[ok] = ((counts[ok] @ delta) * counts[ok]).sum(axis=1) / (m[ok] - 1)
@@ -378,15 +396,29 @@ def _alpha_replicates_from_counts(counts: np.ndarray, domain: np.ndarray, draws:
     return out
 
 
+def _fixed_delta(domain: np.ndarray, level: str) -> np.ndarray:
+    """V x V squared distances delta^2 of the levels whose distance depends on the values only.
+
+    nominal [c != k]; interval (c - k)^2; ratio ((c - k) / (c + k))^2, 0 where c + k = 0 (as
+    the ``krippendorff`` package sets it: two zeros are not apart).
+    """
+    if level == "nominal":
+        return 1.0 - np.eye(len(domain))
+    diff = domain[:, None] - domain[None, :]
+    if level == "interval":
+        return diff**2
+    if level == "ratio":
+        total = domain[:, None] + domain[None, :]
+        return np.divide(diff, total, out=np.zeros_like(diff), where=total != 0) ** 2
+    raise ValueError(f"{level} distances depend on the marginals; no fixed delta")
+
+
 def _alpha_from_coincidences(o: np.ndarray, domain: np.ndarray, level: str) -> np.ndarray:
     """alpha for a stack of (..., V, V) coincidence matrices; NaN where not computable."""
     n_c = o.sum(axis=-1)
     n = n_c.sum(axis=-1)
-    if level == "nominal":
-        delta = 1.0 - np.eye(len(domain))
-        delta = np.broadcast_to(delta, o.shape)
-    elif level == "interval":
-        delta = np.broadcast_to((domain[:, None] - domain[None, :]) ** 2, o.shape)
+    if level != "ordinal":
+        delta = np.broadcast_to(_fixed_delta(domain, level), o.shape)
     else:  # ordinal: (sum of n_g from c to k - (n_c + n_k) / 2)^2
         cum = np.cumsum(n_c, axis=-1)
         lo = np.minimum.outer(np.arange(len(domain)), np.arange(len(domain)))
@@ -439,7 +471,8 @@ class _Ratings:
 
 def _fleiss_from_counts(counts: np.ndarray) -> dict:
     """Fleiss' kappa over the items with the most common rater count (>= 2; ties: the
-    larger count), from the items x categories count table."""
+    larger count), from the items x categories count table. Nominal by construction: the
+    categories are only compared for equality, so the note says "nominal" at every level."""
     per_item = counts.sum(axis=1)
     multi = per_item[per_item >= 2]
     if multi.size == 0:
@@ -449,7 +482,8 @@ def _fleiss_from_counts(counts: np.ndarray) -> dict:
     m = int(values[freq == freq.max()].max())
     used = counts[per_item == m]
     res = fleiss_kappa(used.astype(float))
-    note = f"{len(used)} of {len(per_item)} items (those with {m} raters)"
+    # Fleiss' kappa knows no order or distance between categories, whatever the table's level.
+    note = f"nominal (categories unordered); {len(used)} of {len(per_item)} items (those with {m} raters)"
     if math.isnan(res.kappa):
         note = f"not computable: every answer in one category ({note})"
     return {"fleiss_kappa": res.kappa, "fleiss_z": res.z, "fleiss_p": res.p,
@@ -460,7 +494,7 @@ def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int,
                 confidence: float, seed: int) -> dict:
     """Krippendorff's alpha over the items with >= 2 raters, with its bootstrap CI.
 
-    Nominal: the category codes over ``domain`` = 0..C-1; ordinal/interval: the ratings
+    Nominal: the category codes over ``domain`` = 0..C-1; ordinal/interval/ratio: the ratings
     themselves over ``domain`` (the ordered values). Both from the items x values count
     table, which is what the ``krippendorff`` package builds from the raters x items table.
     """
@@ -469,6 +503,7 @@ def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int,
     else:
         if np.isnan(ratings.value).any():
             raise ValueError(f"{level} agreement needs numeric ratings")
+        _check_ratio_values(domain, level)
         counts = ratings.counts(np.searchsorted(domain, ratings.value), len(domain))
     pairable = counts.sum(axis=1) >= 2
     out = {"alpha_level": level, "alpha_n_items": int(pairable.sum()),
@@ -557,19 +592,62 @@ def _cohen_pairs(item: np.ndarray, rater: np.ndarray, code: np.ndarray, n_items:
     return base | {"cohen_kappa": float(kappas.mean()), "cohen_note": note}
 
 
-def _default_level(df: pd.DataFrame) -> str:
+def _study_kind(df: pd.DataFrame) -> str | None:
+    """The frame's one ``study_kind``, or None (column missing, or several kinds mixed)."""
     kinds = set(df["study_kind"].dropna().unique()) if "study_kind" in df else set()
-    return "ordinal" if kinds == {"trust"} else "nominal"
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _default_level(df: pd.DataFrame) -> str:
+    return "ordinal" if _study_kind(df) == "trust" else "nominal"
 
 
 def _default_column(df: pd.DataFrame, level: str) -> str:
-    """Trust exports: ``score_stronger`` (the answer re-signed so that positive favours the
-    stronger model), since left/right sides are randomised per participant and the raw
-    ``answer`` of two raters is then not on the same scale. Otherwise ``answer``."""
-    trust = "study_kind" in df and set(df["study_kind"].dropna().unique()) == {"trust"}
-    if level != "nominal" and trust and "score_stronger" in df:
+    """The rating agreement is computed on when ``column`` is not given.
+
+    Class discrimination: ``correct``, i.e. which of the item's own two options was chosen.
+    Every item offers a different pair of categories, so the category name pooled over items
+    would take chance from the pooled name frequencies (many names, each item allowing two)
+    and read coin flips as agreement. Trust (non-nominal level): ``score_stronger``, the
+    answer re-signed so that positive favours the stronger model, since left/right sides are
+    randomised per participant and two raters' raw ``answer`` is then not on the same scale.
+    Otherwise ``answer``.
+    """
+    kind = _study_kind(df)
+    if kind == "class_discrimination" and "correct" in df:
+        return "correct"
+    if level != "nominal" and kind == "trust" and "score_stronger" in df:
         return "score_stronger"
     return "answer"
+
+
+# What each rated column means, for a report to print (see ``variable`` in agreement_table).
+_VARIABLE_WORDS = {
+    "correct": "option chosen within the item (correct vs incorrect)",
+    "score_stronger": "trust score, re-signed to favour the stronger model (-2..2)",
+}
+_ANSWER_WORDS = {
+    "class_discrimination": "category name chosen, pooled over items (chance not from the item's own options)",
+    "trust": "trust score as answered on screen (sides randomised per participant, not re-signed)",
+}
+
+
+def _variable_words(column: str, kind: str | None) -> str:
+    """The rated variable of ``column`` in words."""
+    if column in _VARIABLE_WORDS:
+        return _VARIABLE_WORDS[column]
+    if column == "answer" and kind in _ANSWER_WORDS:
+        return _ANSWER_WORDS[kind]
+    return f"column {column}"
+
+
+def _ratings_column(data: pd.DataFrame, column: str) -> pd.Series:
+    """The rating column ready to code: booleans (``correct``) become 1 (true) / 0 (false), so
+    that the two categories are numbers at every level and sort incorrect before correct."""
+    values = data[column]
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("int8")
+    return values
 
 
 def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str | None = None,
@@ -579,22 +657,36 @@ def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str |
 
     Needs columns ``method, item_id, participant`` and the rating ``column``; rows with
     ``is_attention_check`` true are left out unless ``exclude_attention_checks`` is False,
-    rows with a missing rating always. ``level``: "nominal" (class discrimination: categories
-    unordered) or "ordinal" (trust, integer ratings -2..2); None: ordinal when ``study_kind``
-    is "trust" throughout, else nominal. ``column``: None picks ``score_stronger`` for a
-    trust export that has it (sides are randomised per participant) and ``answer``
-    otherwise.
+    rows with a missing rating always.
+
+    What is rated (``column``; None picks by ``study_kind``, see :func:`_default_column`):
+
+    - class discrimination: ``correct``, which of the item's two options was chosen, coded
+      correct (1) vs incorrect (0) within the item, so that chance comes from the item's own
+      two options. ``column="answer", level="nominal"`` gives the old coding on the category
+      name pooled over items, which inflates agreement (coin flips give alpha near 0.5);
+    - trust: ``score_stronger`` (-2..2, re-signed to favour the stronger model) where the
+      level is not nominal;
+    - otherwise ``answer``. A boolean column is coded 0/1.
+
+    ``level`` (Krippendorff's alpha and Cohen's weights): "nominal" (categories unordered),
+    "ordinal", "interval" or "ratio"; None: ordinal when ``study_kind`` is "trust"
+    throughout, else nominal (class discrimination: two unordered options per item).
 
     Per method, one row with:
 
-    - ``fleiss_*``: Fleiss' kappa (nominal by construction) over the items that have the
-      most common number of raters (>= 2; ties go to the larger count), with how many items
-      and raters per item were used, its z and two-sided p;
+    - ``variable``: the rated variable in words, ``column``: its column id, ``level``: the
+      level asked for (``alpha_level``, ``cohen_weights`` say what each coefficient used);
+    - ``fleiss_*``: Fleiss' kappa, nominal by construction at every ``level`` (categories
+      are only compared for equality), over the items that have the most common number of
+      raters (>= 2; ties go to the larger count), with how many items and raters per item
+      were used, its z and two-sided p;
     - ``alpha*``: Krippendorff's alpha at ``level`` over every item with >= 2 raters, with a
       percentile bootstrap CI over items (``n_boot``, ``confidence``, ``seed``);
     - ``cohen_*``: Cohen's kappa averaged (unweighted mean) over participant pairs sharing at
-      least ``min_shared`` items, linearly weighted for ordinal ratings, unweighted for
-      nominal; pairs where both used one common category only (kappa undefined) are left out;
+      least ``min_shared`` items, linearly weighted unless the level is nominal (then
+      unweighted); pairs where both used one common category only (kappa undefined) are
+      left out;
     - ``*_label``: the Landis & Koch label of each; ``*_note``: items/pairs used, or why the
       value is not computable (NaN, never 0).
     """
@@ -607,24 +699,26 @@ def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str |
     if exclude_attention_checks and "is_attention_check" in df:
         keep &= ~df["is_attention_check"].astype(bool).to_numpy()
     data = df.loc[keep, ["method", "item_id", "participant", column]]
+    variable = _variable_words(column, _study_kind(df))
     weights = None if level == "nominal" else "linear"
     # Code every column once for all methods (sorted codes: the order of groupby and pivot).
     method_code, methods = pd.factorize(data["method"], sort=True)
     item_code, _ = pd.factorize(data["item_id"], sort=True)
     rater_code, _ = pd.factorize(data["participant"], sort=True)
-    value_code, values = pd.factorize(data[column], sort=False)
+    value_code, values = pd.factorize(_ratings_column(data, column), sort=False)
     order = np.argsort(method_code, kind="stable")
     bounds = np.searchsorted(method_code[order], np.arange(len(methods) + 1))
     rows = []
     for j, method in enumerate(methods):
         sel = order[bounds[j] : bounds[j + 1]]
         ratings, domain_values = _method_ratings(item_code[sel], rater_code[sel], value_code[sel], values, level)
-        rows.append(_method_row(str(method), ratings, domain_values, column, level, weights, min_shared,
-                                n_boot, confidence, seed))
+        row = _method_row(str(method), ratings, domain_values, column, level, weights, min_shared,
+                          n_boot, confidence, seed)
+        rows.append(row | {"variable": variable})
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-_COLUMNS = ["method", "level", "column", "n_items", "n_participants", "n_answers",
+_COLUMNS = ["method", "variable", "level", "column", "n_items", "n_participants", "n_answers",
             "fleiss_kappa", "fleiss_z", "fleiss_p", "fleiss_n_items", "fleiss_n_raters",
             "fleiss_label", "fleiss_note",
             "alpha", "alpha_low", "alpha_high", "alpha_level", "alpha_n_items", "alpha_label",
@@ -662,7 +756,7 @@ def _method_row(method: str, ratings: _Ratings, domain_values: list, column: str
     Categories are coded 0..C-1 for the kappas (sorted values; for ordinal integer ratings
     the whole range min..max, so linear weights see the scale's spacing even where a value
     was never chosen). Krippendorff's alpha gets the codes (nominal) or the values themselves
-    (ordinal/interval).
+    (ordinal/interval/ratio).
     """
     if level == "nominal":
         domain = np.arange(len(domain_values), dtype=float)

@@ -494,7 +494,7 @@ def assumptions(kind: str, n_boot: int, seed: int, chance: float, significance: 
         "Reaction times (rt_by_method.csv, rt_histogram.csv): descriptive only, no test.",
         "Agreement (agreement.csv): Fleiss' kappa (statsmodels, over the items with the most common number "
         "of raters; z test of kappa = 0 with the Fleiss-Nee-Landis null variance), Krippendorff's alpha "
-        f"(krippendorff package; nominal for class discrimination, ordinal for trust) with a percentile "
+        f"(krippendorff package; class discrimination: nominal on the option chosen within each item, i.e. correct vs incorrect, chance from the item's own two options; trust: ordinal on the -2..2 score) with a percentile "
         f"bootstrap over items ({n_boot} resamples, seed {seed}), and the mean of Cohen's kappa over "
         "participant pairs sharing at least 5 items. The bootstrap resamples items only (not raters).",
     ]

@@ -237,7 +237,8 @@ def test_words_are_in_the_report_and_in_their_file(cd):
     import html
 
     raw = cd["html"].read_text(encoding="utf-8")
-    assert "p\u00a0&lt;\u00a0.001" in raw  # the HTML keeps "p < .001" on one line
+    # The HTML keeps "p < .001" / "p = .012" on one line.
+    assert re.search(r"p\u00a0(&lt;|=)\u00a0\.\d{3}", raw)
     page = html.unescape(raw).replace("\u00a0", " ")
     for paragraph in cd["words"]:
         assert f"<p>{paragraph}</p>" in page
