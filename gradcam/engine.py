@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradcam.layers import resolve_layer
+from gradcam.layers import CHANNELS_FIRST, Layout, Reshape, read_layout, resolve_layer, restored
 from gradcam.rectifiers import DECONV, GUIDED, ORDINARY, RectifierRules, RuleState
 from gradcam.targets import Targets, as_index_tensor, scores_from
 
@@ -65,6 +65,11 @@ class Explanation:
         targets: ``(N,)`` or ``(N, K)`` class indices, None for a callable target.
         layer: dotted name of the module whose output ``A`` Grad-CAM used.
         methods: the methods computed.
+        layer_grid: ``(h, w)``, the grid of ``A`` (and of ``cam``).
+        layer_layout: how the layer's output was read as ``(N, C, h, w)``:
+            ``"channels_first"``, ``"channels_last"`` (permuted), ``"tokens"`` (class
+            tokens dropped, the rest laid out row by row) or ``"reshape"`` (the caller's
+            ``reshape=``); see :mod:`gradcam.layers`.
         cam: ``(N, h, w)`` Grad-CAM at the layer's resolution, after ReLU, unnormalized.
         gradcam: ``(N, H, W)`` ``cam`` bilinearly upsampled to the input size.
         guided_backprop: ``(N, 3, H, W)``.
@@ -79,6 +84,8 @@ class Explanation:
     targets: torch.Tensor | None
     layer: str
     methods: tuple[str, ...]
+    layer_grid: tuple[int, int] | None = None
+    layer_layout: str | None = None
     cam: torch.Tensor | None = None
     gradcam: torch.Tensor | None = None
     guided_backprop: torch.Tensor | None = None
@@ -95,6 +102,7 @@ def explain(
     targets: Targets,
     layer: str | nn.Module | None = None,
     methods: str | Iterable[str] = DEFAULT_METHODS,
+    reshape: Reshape | None = None,
 ) -> Explanation:
     """Explain ``model``'s scores for ``targets`` on the batch ``x``.
 
@@ -107,29 +115,41 @@ def explain(
             ``(N, K)`` tensor of ``K`` classes per image; or a callable mapping the logits
             ``(N, C)`` to differentiable scores ``(N,)`` or ``(N, K)``.
         layer: dotted module name, a submodule, or None for the paper's choice
-            (:func:`gradcam.layers.default_layer`). ``Explanation.layer`` names it.
+            (:func:`gradcam.layers.default_layer`, traced on ``x``'s first image once per
+            model and input shape). ``Explanation.layer`` names it. Its output may be
+            ``(N, C, h, w)``, channels-last ``(N, h, w, C)`` or tokens
+            ``(N, [cls +] h*w, C)`` with an unambiguous grid (:mod:`gradcam.layers`).
         methods: any of ``"gradcam", "guided_backprop", "guided_gradcam", "deconvnet",
             "deconv_gradcam", "counterfactual"``.
+        reshape: with an explicit ``layer``, a callable turning the layer's output into
+            ``(N, C, h, w)`` (pytorch-grad-cam's ``reshape_transform``). It is applied to
+            the output and to its gradient, so it must only select and rearrange elements.
 
     Returns:
         An :class:`Explanation`.
 
     Raises:
-        ValueError: unknown method or layer, a target out of range, a target count that
-            does not match the batch, an input of the wrong shape.
+        ValueError: unknown method or layer, a layer that did not run or whose output
+            cannot be read as a map, a ``reshape`` that fails or returns the wrong shape,
+            a target out of range, a target count that does not match the batch, an input
+            of the wrong shape.
         TypeError: arguments of the wrong type.
     """
     wanted = _check_methods(methods)
     _check_input(x)
-    name, module = resolve_layer(model, layer)
+    if reshape is not None and layer is None:
+        raise ValueError("reshape= needs an explicit layer= (the layer whose output it reshapes)")
+    if reshape is not None and not callable(reshape):
+        raise TypeError(f"reshape must be a callable, not {type(reshape).__name__}")
+    name, module = resolve_layer(model, layer, x)
     index = as_index_tensor(targets, x.shape[0], x.device)
     rules = sorted({_NEEDS_RULE[m] for m in wanted if m in _NEEDS_RULE})
     need_cam = bool(_NEEDS_CAM & set(wanted))
 
     state = RuleState()
-    with _restored(model), torch.inference_mode(False), torch.enable_grad():
+    with restored(model), torch.inference_mode(False), torch.enable_grad():
         model.eval()
-        with _capture(module, state) as act:
+        with _capture(module, name, state, x.shape[-2:], reshape) as act:
             xin = x.detach().clone() if x.is_inference() else x.detach()
             xin.requires_grad_(True)
             with RectifierRules(state) if rules else contextlib.nullcontext():
@@ -141,7 +161,7 @@ def explain(
         scores, multi = scores_from(targets, index, logits)
         grads = _backward_passes(scores, act, xin, rules, need_cam, state)
 
-    return _assemble(wanted, logits, index, name, act.value, x.shape[-2:], grads, rules, multi)
+    return _assemble(wanted, logits, index, name, act, x.shape[-2:], grads, rules, multi)
 
 
 def _backward_passes(scores, act, xin, rules, need_cam, state):
@@ -171,13 +191,15 @@ def _backward_passes(scores, act, xin, rules, need_cam, state):
     return out
 
 
-def _assemble(wanted, logits, index, name, a, size, grads, rules, multi) -> Explanation:
+def _assemble(wanted, logits, index, name, act, size, grads, rules, multi) -> Explanation:
     """Turn per-class gradients into the maps; ``multi`` keeps a K axis after N."""
     fields: dict[str, torch.Tensor] = {}
     stack = (lambda ts: torch.stack(ts, 1)) if multi else (lambda ts: ts[0])
-    a = a.detach()
+    layout: Layout = act.layout
+    to_map = layout.to_map
+    a = to_map(act.value.detach())  # (N, C, h, w); the gradients are read the same way
     if grads["cam"]:
-        w = stack([g.mean(dim=(-2, -1)) for g in grads["cam"]])  # (N, [K,] C)
+        w = stack([to_map(g).mean(dim=(-2, -1)) for g in grads["cam"]])  # (N, [K,] C)
         lin = torch.einsum("nkc,nchw->nkhw" if multi else "nc,nchw->nhw", w, a)
         cam = lin.clamp(min=0)
         fields["cam"] = cam
@@ -193,7 +215,8 @@ def _assemble(wanted, logits, index, name, a, size, grads, rules, multi) -> Expl
         if combined in wanted:
             fields[combined] = img * fields["gradcam"].unsqueeze(-3)
     return Explanation(
-        logits=logits.detach(), targets=index, layer=name, methods=tuple(wanted), **fields
+        logits=logits.detach(), targets=index, layer=name, methods=tuple(wanted),
+        layer_grid=tuple(int(v) for v in a.shape[-2:]), layer_layout=layout.kind, **fields
     )
 
 
@@ -205,21 +228,23 @@ def _upsample(m: torch.Tensor, size) -> torch.Tensor:
 
 
 class _Activation:
-    __slots__ = ("value", "calls_before_head")
+    __slots__ = ("value", "calls_before_head", "layout")
 
     def __init__(self) -> None:
         self.value: torch.Tensor | None = None
         self.calls_before_head = 0
+        self.layout = Layout(CHANNELS_FIRST, (0, 0))
 
 
 @contextlib.contextmanager
-def _capture(module: nn.Module, state: RuleState) -> Iterator[_Activation]:
-    """Keep the output of ``module``'s last call; the hook is removed on exit."""
+def _capture(module: nn.Module, name: str, state: RuleState, size, reshape) -> Iterator[_Activation]:
+    """Keep the output of ``module``'s last call and how to read it; the hook is
+    removed on exit."""
     act = _Activation()
+    H, W = int(size[0]), int(size[1])
 
     def hook(_mod, _inp, out):
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            raise ValueError("the Grad-CAM layer must output one (N, C, h, w) tensor")
+        act.layout = read_layout(out, H, W, reshape, name)
         act.value = out
         act.calls_before_head = state.calls
         # Hand a copy downstream so a later in-place op cannot change the saved A.
@@ -230,17 +255,6 @@ def _capture(module: nn.Module, state: RuleState) -> Iterator[_Activation]:
         yield act
     finally:
         handle.remove()
-
-
-@contextlib.contextmanager
-def _restored(model: nn.Module) -> Iterator[None]:
-    """Restore every submodule's training flag on exit (``Module.train`` would recurse)."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def _check_methods(methods: str | Iterable[str]) -> list[str]:

@@ -663,7 +663,8 @@ def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, 
         target = targets[n][k]
         row = _base_row(stage, explanation_id(image_id, role, method, cat), image_id)
         row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
-                   layer=ex.layer, method=method, category=cat, target_class=target,
+                   layer=ex.layer, layer_grid=mf.grid_text(ex.layer_grid),
+                   layer_layout=ex.layer_layout or "", method=method, category=cat, target_class=target,
                    target_name=model.class_names[target], top5=top5, how_2x=how[j], structure=scores[j])
         rows.append(_encode_and_write(out, row, shown[j], shown_2x[j]))
     return rows
@@ -677,7 +678,8 @@ def _write_photos(stage: Stage, out: Path, ids: list[str]) -> list[dict]:
     rows = []
     for j, (i, im) in enumerate(zip(ids, images, strict=True)):
         row = _base_row(stage, photo_id(i), i)
-        row.update(model_role="none", model="none", weights_sha256="", layer="", method=PHOTO,
+        row.update(model_role="none", model="none", weights_sha256="", layer="", layer_grid="",
+                   layer_layout="", method=PHOTO,
                    category="", target_class=-1, target_name="", top5=[],
                    how_2x=_how(min(im.size) * PHOTO_CROP, 2 * size))
         rows.append(_encode_and_write(out, row, shown[j], shown_2x[j]))

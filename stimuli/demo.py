@@ -20,6 +20,7 @@ from gradcam.render import render_methods, to_pil
 from stimuli.demo_set import DemoImage, demo_sheet_images
 from stimuli.explain_cli import top5
 from stimuli.images import resolve_device
+from stimuli.manifest import grid_text
 from stimuli.models import OFFLINE_PAIR, LoadedModel, load_model
 
 DEMO_METHODS = ("gradcam", "guided_backprop", "guided_gradcam")
@@ -61,7 +62,8 @@ def run_demo(args: argparse.Namespace) -> int:
                         {
                             "file": file, "image_id": item.id, "image_source": item.source,
                             "model": m.name, "role": role, "weights_sha256": m.weights_sha256,
-                            "layer": ex.layer, "method": method, "target_class": label,
+                            "layer": ex.layer, "layer_grid": grid_text(ex.layer_grid),
+                            "layer_layout": ex.layer_layout or "", "method": method, "target_class": label,
                             "target_name": m.class_names[label], "top5": top5(ex.logits, m.class_names)[0],
                             "code_version": code_version(),
                         }

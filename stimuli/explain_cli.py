@@ -15,6 +15,7 @@ from camstudy.version import code_version
 from gradcam import DEFAULT_METHODS, METHODS, explain
 from gradcam.render import render_methods, to_pil
 from stimuli.images import load_image, resolve_device
+from stimuli.manifest import grid_text
 from stimuli.models import LoadedModel, load_model
 
 
@@ -115,6 +116,8 @@ def _explain_batch(model: LoadedModel, images, paths, stems, target, methods, la
             "weights_sha256": model.weights_sha256,
             "weights_source": model.weights_source,
             "layer": ex.layer,
+            "layer_grid": grid_text(ex.layer_grid),
+            "layer_layout": ex.layer_layout,
             "methods": list(methods),
             "target": {"index": t, "name": model.class_names[t], "rule": "top1" if callable(target) else "given"},
             "top5": tops[i],

@@ -44,6 +44,8 @@ FIELDS = (
     "model",
     "weights_sha256",
     "layer",
+    "layer_grid",
+    "layer_layout",
     "method",
     "category",
     "target_class",
@@ -65,6 +67,11 @@ BUILD = "build.json"
 PLAN = "plan.json"
 PLAN_REPORT = "plan_report.csv"
 STIMULI_DIR = "stimuli"
+
+
+def grid_text(grid: tuple[int, int] | None) -> str:
+    """The layer grid as the manifest writes it: ``"14x14"`` (h x w), or "" when unknown."""
+    return f"{grid[0]}x{grid[1]}" if grid else ""
 
 
 def sha256_bytes(data: bytes) -> str:
