@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from camstudy.contracts import TaskKind
 from camstudy.errors import UserError
 from study.export import ESCAPE, EVENT_COUNTS, columns
 
-KINDS = ("class_discrimination", "trust")
+KINDS = tuple(str(k) for k in TaskKind)
 BOOL_TEXT = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 DATETIME_COLUMNS = ("shown_at", "answered_at")
 DATETIME_DTYPE = "datetime64[us, UTC]"

@@ -31,42 +31,19 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-FIELDS = (
-    "stimulus_id",
-    "file",
-    "sha256",
-    "file_2x",
-    "sha256_2x",
-    "how_2x",
-    "image_id",
-    "image_source",
-    "model_role",
-    "model",
-    "weights_sha256",
-    "layer",
-    "layer_grid",
-    "layer_layout",
-    "method",
-    "category",
-    "target_class",
-    "target_name",
-    "top5",
-    "display_size",
-    "colormap",
-    "alpha",
-    "config_sha256",
-    "code_version",
-    "structure",
-)
-JSON_FIELDS = ("top5", "structure")  # written into the CSV as JSON strings
+from camstudy.contracts import MANIFEST_FIELDS, MANIFEST_JSON_FIELDS, BuildFiles
 
-MANIFEST_JSON = "manifest.json"
-MANIFEST_CSV = "manifest.csv"
-PARTIAL = "manifest.partial.jsonl"
-BUILD = "build.json"
-PLAN = "plan.json"
-PLAN_REPORT = "plan_report.csv"
-STIMULI_DIR = "stimuli"
+# The manifest's fields and a build's file names are the stages' contract (camstudy.contracts).
+FIELDS = MANIFEST_FIELDS
+JSON_FIELDS = MANIFEST_JSON_FIELDS  # written into the CSV as JSON strings
+
+MANIFEST_JSON = BuildFiles.MANIFEST_JSON
+MANIFEST_CSV = BuildFiles.MANIFEST_CSV
+PARTIAL = BuildFiles.PARTIAL
+BUILD = BuildFiles.BUILD
+PLAN = BuildFiles.PLAN
+PLAN_REPORT = BuildFiles.PLAN_REPORT
+STIMULI_DIR = BuildFiles.STIMULI_DIR
 
 
 def grid_text(grid: tuple[int, int] | None) -> str:

@@ -21,12 +21,13 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from camstudy.contracts import Method, TaskKind
 from stimuli.config import ROLES, StimulusConfig
 from stimuli.records import CategoryMap, ImageRecord
 
-PHOTO = "photo"  # the method name of photo-only stimuli
-CD = "class_discrimination"
-TRUST = "trust"
+PHOTO = Method.PHOTO  # the method name of photo-only stimuli
+CD = TaskKind.CLASS_DISCRIMINATION
+TRUST = TaskKind.TRUST
 KEPT = "kept"
 
 

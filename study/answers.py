@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, bindparam, cast, func, select
 
+from camstudy.contracts import TRUST_VALUES
 from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
 MAX_RT_MS = 60 * 60 * 1000  # an hour on one trial is not a reaction time
-TRUST_SCALE = (-2, -1, 0, 1, 2)
+TRUST_SCALE = TRUST_VALUES
 MAX_POSITION = 2**31 - 1  # the column's range (SQLite binds no int past 2**63 at all)
 
 

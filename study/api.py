@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from flask import Blueprint, current_app, jsonify, request, session
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from camstudy.contracts import TRUST_SCALE, TaskKind
 from study import completion
 from study.answers import ANSWERED, AnswerError, is_position, record
 from study.blinding import PRACTICE, image_token
@@ -131,20 +132,22 @@ def plan(slug: str):
         layout = entries[position].layout
         trial = {"position": position, "task": study.kind,
                  **image_urls(study, pid, position, len(layout["stimuli"]), hi)}
-        if study.kind == "class_discrimination":
+        if study.kind == TaskKind.CLASS_DISCRIMINATION:
             trial["options"] = layout["options"]
         trials.append(trial)
     return jsonify(study=study.slug, task=study.kind, status=status, next=done, total=total, trials=trials,
                    question=QUESTIONS[study.kind], blank_ms=study.settings.get("blank_ms", 300),
-                   example=example, practice=practice)
+                   example=example, practice=practice, scale=SCALES.get(study.kind))
 
 
 _STATUS = select(Participant.status, ANSWERED.scalar_subquery()).where(Participant.id == bindparam("pid"))
 # Asked above every trial (and the practice), so no one has to remember the instructions.
 QUESTIONS = {
-    "class_discrimination": "Which object does the visible evidence show?",
-    "trust": "Which model seems more reliable?",
+    TaskKind.CLASS_DISCRIMINATION: "Which object does the visible evidence show?",
+    TaskKind.TRUST: TRUST_SCALE.question,
 }
+# The answer scale of a kind that has one: the page draws its buttons from this.
+SCALES = {TaskKind.TRUST: TRUST_SCALE.as_json()}
 
 
 def _teaching(s, study: Study, pid: int, hi: bool) -> tuple[dict | None, dict | None]:

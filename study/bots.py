@@ -33,11 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from camstudy.contracts import TRUST_VALUES, TaskKind
 from camstudy.errors import UserError
 from study.tokens import participant_of
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
-TRUST_SCALE = (-2, -1, 0, 1, 2)
+TRUST_SCALE = TRUST_VALUES
 
 
 # ---------------------------------------------------------------- profiles
@@ -358,7 +359,7 @@ class Bot:
         truth = self.truth.get(trial["position"]) if self.profile.needs_oracle else None
         rt = math.exp(math.log(p.rt_median_ms) + p.rt_sigma * self.rng.gauss(0, 1))
         if truth is None:  # the random profile: chance
-            answer = self.rng.choice(trial["options"]) if kind == "class_discrimination" else self.rng.choice(TRUST_SCALE)
+            answer = self.rng.choice(trial["options"]) if kind == TaskKind.CLASS_DISCRIMINATION else self.rng.choice(TRUST_SCALE)
             return answer, rt
         draw = self.stream("attention-check" if truth.attention_check else truth.method)
         if kind == "class_discrimination":

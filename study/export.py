@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from camstudy.contracts import ROLES as CONTRACT_ROLES
 from camstudy.errors import UserError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ TAIL = ["rt_ms", "shown_at", "answered_at", "weights_sha256", "layer", "code_ver
 QUESTIONNAIRE = ("strategy", "difficulty", "comments")  # the questionnaire's fields (study.participant)
 EVENT_COUNTS = ["blur_events", "focus_events", "hidden_events"]
 PARTICIPANT_COLUMNS = ["time_on_task_s", *(f"questionnaire_{k}" for k in QUESTIONNAIRE), *EVENT_COUNTS, "hidden_s"]
-ROLES = ("stronger", "weaker")
+ROLES = tuple(str(r) for r in CONTRACT_ROLES)
 
 
 def columns(kind: str, raw_ids: bool = False) -> list[str]:

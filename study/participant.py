@@ -32,6 +32,7 @@ from flask import (
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from camstudy.contracts import TRUST_SCALE
 from study import throttle
 from study.api import autocommit, current_participant_id, reads, sessions, study_by_slug
 from study.blinding import PRACTICE, pad_png, read_image_token
@@ -228,7 +229,7 @@ def stage(slug: str, stage: str):
         return redirect(url_for("participant.stage", slug=slug, stage=p.stage))
     if stage == "task":
         token = session[f"p{study.id}"]
-        return render_template("task.html", study=study, token=token, settings=study.settings)
+        return render_template("task.html", study=study, token=token, settings=study.settings, scale=TRUST_SCALE)
     return debrief_page(study, p, sent=request.args.get("sent") == "1")
 
 

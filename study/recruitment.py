@@ -20,7 +20,9 @@ import hmac
 import unicodedata
 from dataclasses import dataclass
 
-MODES = ("live", "sandbox", "debug")
+from camstudy.contracts import Mode
+
+MODES = tuple(str(m) for m in Mode)
 PLATFORMS = ("plain", "mturk", "prolific")
 # Platforms whose worker ids ignore case.
 CASELESS = ("mturk", "prolific")

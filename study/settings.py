@@ -44,11 +44,12 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from camstudy.contracts import TaskKind
 from camstudy.errors import UserError
 from camstudy.tomlconfig import Fields, load_toml
 from study.recruitment import PLATFORMS
 
-TASKS = ("class_discrimination", "trust")
+TASKS = tuple(str(k) for k in TaskKind)
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from camstudy.contracts import BuildFiles, Method
 from camstudy.errors import UserError
 from study.blinding import served_sizes
 from study.models import Item, Stimulus, Study
 from study.settings import StudyConfig
 
-PHOTO = "photo"
+PHOTO = Method.PHOTO
 
 
 class Build(NamedTuple):
@@ -45,8 +46,8 @@ class Build(NamedTuple):
 
 def read_build(stimuli_dir: Path) -> Build:
     """The manifest rows, plan items, manifest sha256 and structure summary of a finished build."""
-    manifest = stimuli_dir / "manifest.json"
-    plan = stimuli_dir / "plan.json"
+    manifest = stimuli_dir / BuildFiles.MANIFEST_JSON
+    plan = stimuli_dir / BuildFiles.PLAN
     if not manifest.is_file() or not plan.is_file():
         raise UserError(f"{stimuli_dir}: not a finished stimuli build (needs manifest.json and plan.json)")
     raw = manifest.read_bytes()

@@ -100,15 +100,9 @@ function event(kind, detail, position) {
 let plan = null;
 let current = 0;
 
-// The trust scale: one row, left to right, anchored at both ends and the middle. The stored
-// value keeps its meaning: +2 is "Model 1 much more reliable", -2 "Model 2 much more".
-const TRUST_POINTS = [
-  { value: 2, label: "Model 1 much more reliable" },
-  { value: 1, label: "Model 1 somewhat more reliable" },
-  { value: 0, label: "Equally reliable" },
-  { value: -1, label: "Model 2 somewhat more reliable" },
-  { value: -2, label: "Model 2 much more reliable" },
-];
+// The trust scale comes from the server (plan.scale, camstudy.contracts.TRUST_SCALE): one
+// row, left to right, anchored at both ends and the middle. The stored value keeps its
+// meaning: +2 is "Model 1 much more reliable", -2 "Model 2 much more".
 const SPINNER_AFTER_MS = 150; // a spinner only where loading is noticeable
 
 function preload(trial) {
@@ -147,7 +141,7 @@ function answerButtons(trial, onAnswer) {
   // stands out and Enter or Space cannot answer by accident.
   const box = $("answers");
   const choices = task === "trust"
-    ? TRUST_POINTS.map((p, i) => ({ text: String(i + 1), aria: `${i + 1}: ${p.label}`, value: p.value }))
+    ? plan.scale.points.map((p, i) => ({ text: String(i + 1), aria: `${i + 1}: ${p.label}`, value: p.value }))
     : trial.options.map((o, i) => ({ text: `${i + 1}. ${o}`, aria: null, value: o }));
   const buttons = choices.map((c) => {
     const b = document.createElement("button");
@@ -162,12 +156,12 @@ function answerButtons(trial, onAnswer) {
     const row = document.createElement("div");
     row.className = "scale-points";
     row.setAttribute("role", "group");
-    row.setAttribute("aria-label", "Which model seems more reliable?");
+    row.setAttribute("aria-label", plan.scale.question);
     row.append(...buttons);
     const anchors = document.createElement("div");
     anchors.className = "scale-anchors";
     anchors.setAttribute("aria-hidden", "true");
-    for (const text of ["Model 1 much more reliable", "Equally reliable", "Model 2 much more reliable"]) {
+    for (const text of plan.scale.anchors) {
       const span = document.createElement("span");
       span.textContent = text;
       anchors.append(span);
