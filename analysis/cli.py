@@ -1,12 +1,20 @@
 """``camstudy analyze``: the analysis report of an export file or of a study in the database.
 
-``camstudy analyze (STUDY | EXPORT_FILE) --out DIR [--db URL] [--mode live|sandbox|debug|all]``
+``camstudy analyze (STUDY | EXPORT_FILE) --out DIR [--db URL] [--mode live|sandbox|debug|all]
+[--plan FROZEN.json]``
 
 An existing ``.csv`` / ``.parquet`` file (or any target ending in those suffixes) is read as an
 export; its exclusion rules are the defaults of :class:`study.settings.Exclusions` (an export
 does not carry the study's settings), and the report says so. Anything else is a study slug:
 its answers come from the database (``--mode``, default live) and its rules from the study's
 stored settings. Every user mistake is a one-line :class:`camstudy.errors.UserError`.
+
+Pre-registration (:mod:`analysis.preregistration`): a study with a frozen plan is analysed
+against it (its stored JSON must hash to its stored sha256, else the analysis is refused); an
+export is analysed against ``--plan FROZEN.json`` (the file ``camstudy preregister`` wrote),
+whose exclusion rules then replace the defaults. Either way the report marks each table
+confirmatory or exploratory, judges each hypothesis, lists the deviations from the plan, and
+``preregistration.json`` (the frozen plan, byte for byte) is written beside it.
 """
 
 from __future__ import annotations
@@ -15,8 +23,6 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-from camstudy.errors import UserError
 
 EXPORT_SUFFIXES = (".csv", ".parquet", ".pq")
 MODE_CHOICES = ("live", "sandbox", "debug", "all")
@@ -32,6 +38,8 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
                    help="a study only: live (default), sandbox, debug or all")
     p.add_argument("--n-boot", type=int, default=1000,
                    help="bootstrap resamples for Krippendorff's alpha (default 1000)")
+    p.add_argument("--plan", metavar="FROZEN.json",
+                   help="the frozen plan of `camstudy preregister` (an export; a study uses its stored plan)")
     p.set_defaults(func=run_analyze)
     return p
 
@@ -42,61 +50,35 @@ def is_export_file(target: str) -> bool:
     return path.suffix.lower() in EXPORT_SUFFIXES or path.is_file()
 
 
-def study_settings(db_url: str | None, slug: str) -> dict:
-    """The stored settings (the validated study config as JSON) of study ``slug``."""
-    from study.db import make_engine, session_factory
-    from study.export import find_study
-
-    engine = make_engine(db_url)
-    try:
-        with session_factory(engine)() as session:
-            study = find_study(session, slug)
-            return {"title": study.title, **dict(study.settings or {})}
-    finally:
-        engine.dispose()
-
-
 def run_analyze(args: argparse.Namespace) -> int:
-    """Load the answers, run :func:`analysis.report.analyze`, print where the report is."""
-    from analysis.load import load_export, load_study
-    from analysis.report import analyze
+    """Run :func:`analysis.api.analyze_export` or :func:`analysis.api.analyze_study`; print where the report is."""
+    from analysis.api import analyze_export, analyze_study
     from study.settings import Exclusions
 
     target = str(args.target)
     n_boot = int(getattr(args, "n_boot", 1000))
-    if n_boot < 1:
-        raise UserError(f"--n-boot must be at least 1, not {n_boot}")
+    plan_file = getattr(args, "plan", None)
     if is_export_file(target):
-        df = load_export(target)
-        rules: Any = Exclusions()
-        rules_source = ("the defaults of study.settings.Exclusions: an export file does not carry the "
-                        "study's declared rules")
-        source = f"export file {target}"
-        title = f"Analysis of {Path(target).name}"
+        result = analyze_export(target, args.out, n_boot=n_boot, plan_file=plan_file)
     else:
-        mode = getattr(args, "mode", "live") or "live"
-        db = getattr(args, "db", None)
-        df = load_study(db, target, None if mode == "all" else mode)
-        settings = study_settings(db, target)
-        stored = settings.get("exclusions")
-        if isinstance(stored, dict):
-            rules, rules_source = stored, f"the study's stored settings ({target})"
-        else:
-            rules = Exclusions()
-            rules_source = f"the defaults of study.settings.Exclusions: study {target!r} stores none"
-        source = f"study {target!r} in the database (mode {mode})"
-        title = f"Analysis of {settings.get('title') or target}"
-    result = analyze(df, rules, args.out, title=title, source=source, significance=_default_significance(),
-                     rules_source=rules_source, n_boot=n_boot)
+        result = analyze_study(getattr(args, "db", None), target, args.out,
+                               mode=getattr(args, "mode", "live") or "live", n_boot=n_boot, plan_file=plan_file)
     flow = result["flow"]
     print(f"analysed {flow['analysed_answers']} answers of {flow['analysed_participants']} participants "
           f"({flow['excluded']} of {flow['enrolled']} excluded; rules: {asdict(Exclusions(**result['rules']))})")
+    frozen = result["frozen"]
+    if frozen is not None:
+        print(_prereg_line(frozen.sha256, result.get("preregistration"), result.get("preregistration_error")))
     print(f"report: {result['html']}")
     return 0
 
 
-def _default_significance() -> Any:
-    """The report's clustered section: :func:`analysis.significance.report_tables`."""
-    from analysis.significance import report_tables
-
-    return report_tables
+def _prereg_line(sha256: str, answer: dict | None, error: str | None) -> str:
+    """One line on the pre-registration: hypotheses supported and deviations, or the error."""
+    if error is not None or answer is None:
+        return f"pre-registration {sha256}: could not be judged ({error})"
+    hypotheses = answer.get("hypotheses") or []
+    supported = sum(h.get("status") == "supported" for h in hypotheses)
+    deviations = len(answer.get("deviations") or [])
+    return (f"pre-registration {sha256}: {supported} of {len(hypotheses)} hypotheses supported; "
+            f"{deviations} deviation{'s' if deviations != 1 else ''} from the plan")

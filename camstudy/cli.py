@@ -71,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from analysis.cli import add_analyze_parser
     from analysis.power import add_power_parser
+    from analysis.preregistration import add_preregister_parser
     from study.cli import add_parsers, add_simulate_parser
 
     add_parsers(sub)
     add_simulate_parser(sub)
     add_analyze_parser(sub)
     add_power_parser(sub)
+    add_preregister_parser(sub)
 
     from camstudy.demo import add_demo_parser
     from camstudy.examples import add_examples_parser

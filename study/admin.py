@@ -505,6 +505,17 @@ def _utc_minute(t: datetime | None) -> str:
     return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).strftime("%Y-%m-%d %H:%M")
 
 
+def preregistration_record(study: Study) -> dict | None:
+    """The study's pre-registration for its page: ``{"sha256", "frozen_at"}`` (UTC, to the
+    second), or None when its analysis plan was not frozen (``camstudy preregister``)."""
+    if not study.prereg_sha256:
+        return None
+    t = study.prereg_frozen_at
+    when = "" if t is None else (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).strftime(
+        "%Y-%m-%d %H:%M:%S UTC")
+    return {"sha256": study.prereg_sha256, "frozen_at": when}
+
+
 @bp.get("/s/<slug>")
 @login_required()
 def study_page(slug: str):
@@ -516,7 +527,7 @@ def study_page(slug: str):
     links = participant_links(study, request.host_url)
     enrolled = {m: sum(c["enrolled"] for c in progress[m]["conditions"].values()) for m in MODES}
     return render_template("admin_study.html", study=study, progress=progress, modes=MODES, links=links,
-                           enrolled=enrolled, times=times, preview=preview,
+                           enrolled=enrolled, times=times, preview=preview, prereg=preregistration_record(study),
                            statuses=STATUSES, role_models=role_models, recent=RECENT,
                            target=study.settings.get("raters_per_item"), admin=current_admin(),
                            csrf_token=csrf_token())

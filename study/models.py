@@ -58,6 +58,13 @@ class Study(Base):
     # an enrollment reads a few hundred counts instead of every plan entry of the study.
     tally: Mapped[dict | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The pre-registration (``camstudy preregister``, analysis.preregistration): the frozen
+    # analysis plan as canonical JSON (text, so its bytes stay those hashed), its sha256 and
+    # when it was frozen. None until frozen; never changed after (the command refuses, and
+    # ``camstudy analyze`` refuses a JSON that does not hash to the sha256).
+    prereg_sha256: Mapped[str | None] = mapped_column(String(64))
+    prereg_json: Mapped[str | None] = mapped_column(Text)
+    prereg_frozen_at: Mapped[datetime | None]
 
     items: Mapped[list[Item]] = relationship(back_populates="study", cascade="all, delete-orphan")
 
