@@ -8,13 +8,13 @@ For each database (SQLite WAL; PostgreSQL when available) and each of two loads:
   seconds) and the participants arrive over ``--ramp-s`` seconds (not all in the same
   instant), which measures the latency a participant feels at that concurrency;
 
-it runs the same bots (``study.bots``, the real HTTP flow: entry, consent, task page,
+it runs the same bots (``bots``, the real HTTP flow: entry, consent, task page,
 plan, answers, completion) first against ``camstudy serve`` (gunicorn) with a
 class-discrimination study on the demo stimuli, then against the floor server
 (``bench/floor_app.py``: one INSERT and commit per request on the same database, served
 by gunicorn with the same workers). It prints answers per second, p50/p99 answer latency
 and the ratio of the app's throughput to the floor's, then checks the app's database:
-every acknowledged answer is there exactly once (``study.bots.audit``).
+every acknowledged answer is there exactly once (``bots.audit``).
 
 Targets (issue 6): zero lost and zero duplicated answers; throughput >= 0.5 of the floor's;
 p99 under 100 ms at 200 concurrent participants (the paced load).
@@ -36,8 +36,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from bots import PROFILES, audit, simulate
 from camstudy.processes import free_port, stop, wait_listening
-from study.bots import PROFILES, audit, simulate
 from study.db import database_url, session_factory, transaction, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent

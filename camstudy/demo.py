@@ -152,8 +152,8 @@ def serve(db: str, out: Path, host: str, port: int, stops: StopSignals) -> subpr
 
 
 def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, str, str]], n: int) -> None:
-    from camstudy.cli import main
-    from study.bots import audit, simulate
+    from analysis.api import analyze_study
+    from bots import audit, simulate
 
     for slug, kind, _debug in slugs:
         print(f"      simulating {n} participants (profile 'paper', mode debug) in {slug!r}", flush=True)
@@ -161,8 +161,7 @@ def simulate_and_analyze(base: str, db: str, out: Path, slugs: list[tuple[str, s
         print("      " + report.summary().replace("\n", "\n      "))
         print("      " + audit(db, slug, report.results).line())
         target = out / "analysis" / slug
-        if main(["analyze", slug, "--db", db, "--mode", "debug", "--out", str(target)]) != 0:
-            raise UserError(f"the analysis of {slug!r} failed")
+        analyze_study(db, slug, target, mode="debug")
         print(f"      {kind} report: {target / 'report.html'}", flush=True)
 
 

@@ -170,7 +170,7 @@ def add_parsers(sub) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from study.bots import audit, simulate
+    from bots import audit, simulate
 
     report = simulate(args.url, args.study, args.participants, concurrency=args.concurrency, profile=args.profile,
                       seed=args.seed, db_url=args.db, mode=args.mode, pace_s=args.pace_ms / 1000, cafile=args.cafile)
@@ -181,7 +181,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def add_simulate_parser(sub) -> None:
-    from study.bots import PROFILES
+    from bots import PROFILES
 
     p = sub.add_parser("simulate", help="simulated participants that take a study through the server's HTTP flow")
     p.add_argument("url", metavar="URL", help="the server's base URL, e.g. http://127.0.0.1:5000")

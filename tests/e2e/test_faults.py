@@ -20,7 +20,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study.bots import PROFILES, Bot, Report, StudyKey, simulate
+from bots import PROFILES, Bot, Report, StudyKey, simulate
 from study.db import make_engine, session_factory
 from study.models import Answer, Participant, PlanEntry
 from tests.e2e.servers import wait_until

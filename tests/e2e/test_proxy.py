@@ -35,7 +35,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from study.bots import PROFILES, simulate
+from bots import PROFILES, simulate
 from study.db import make_engine, session_factory
 from study.models import Answer, Participant, Study
 from study.recruitment import mode_link_params

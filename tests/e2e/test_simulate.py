@@ -15,8 +15,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bots import PROFILES
 from camstudy.cli import main
-from study.bots import PROFILES
 from study.settings import load_study_config
 from tests.study import conftest as study_fixtures
 
