@@ -17,12 +17,18 @@ finished:
    and the block it ends): an activation that runs once is named (the paper reads the
    rectified output of the last conv layer), else the outermost module that runs once;
    two names used in the literature are kept by class: ResNet ``layer4`` and MobileNetV2
-   ``features``.
+   ``features``. Pass-through placeholders (``nn.Identity``, dropout: timm's disabled
+   ``norm_pre`` or ``norm``) are named only when no other module produces the tensor, so
+   timm's ConvNeXt is read at ``stages``, not at an Identity ``norm_pre``;
 4. With class tokens (ViT), the head reads only the class token after the final norm, so
    the patch tokens of the last block's output carry no gradient and their map would be
    zero. The trace then runs one backward pass and walks back to the last token map whose
    patch tokens reach the score: for torchvision's ViT that is the last encoder block's
-   ``ln_1`` (the input of its attention, pytorch-grad-cam's ``blocks[-1].norm1``).
+   ``ln_1`` (the input of its attention, pytorch-grad-cam's ``blocks[-1].norm1``). A
+   per-token ``nn.Linear`` whose input is itself such a map (timm's ``attn.qkv``, CaiT's
+   and XCiT's class-attention ``attn.k``/``attn.v``) is passed over for that input: it is
+   the same map in another basis, reached by only part of its gradient, so timm's ViT,
+   DeiT, CaiT and XCiT are read at the last attention's ``norm1``.
 
 This reproduces the paper's choices:
 
@@ -39,7 +45,12 @@ torchvision DenseNet          ``features`` (ends in ``norm5``; its ReLU is funct
 torchvision GoogLeNet         ``inception5b`` (the auxiliary heads do not run in eval)
 torchvision Swin              ``permute`` (the final norm's output, made channels-first)
 torchvision ViT               ``encoder.layers.encoder_layer_<last>.ln_1`` (tokens)
+timm ViT / DeiT               ``blocks.<last>.norm1`` (tokens, 1 or 2 dropped)
+timm ConvNeXt, MetaFormers    ``stages`` (channels-first)
 ============================  =====================================================
+
+Some fifty timm families are tested in ``tests/gradcam/test_timm_sweep.py`` (table in
+``docs/engine.md``).
 
 A module that runs more than once in a forward pass (EfficientNet-Lite's shared
 ``_swish``, the ``relu`` of a torchvision BasicBlock) is read at its **last** call.
@@ -90,6 +101,10 @@ _ACTIVATIONS = (
     nn.Hardswish,
     nn.Mish,
 )
+
+# Pass-through modules (a disabled norm, a dropout in eval) are named only when nothing
+# else produces their tensor.
+_PLACEHOLDERS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 Reshape = Callable[[torch.Tensor], torch.Tensor]
 
@@ -328,6 +343,10 @@ def _last_reaching_score(records, logits, pick, grid) -> int:
     cands = [i for i in range(pick + 1)
              if records[i].layout is not None and records[i].layout.grid == grid and records[i].last_call
              and records[i].out.requires_grad and records[i].out._version == records[i].version]
+    # A per-token projection of a candidate (timm's ``attn.qkv``, CaiT's ``attn.k``/``attn.v``)
+    # is that map in another basis, reached by part of its gradient: read its input instead.
+    outs = {id(records[i].out) for i in cands}
+    cands = [i for i in cands if not (isinstance(records[i].module, nn.Linear) and id(records[i].inp) in outs)]
     unique = list({id(records[i].out): records[i].out for i in cands}.values())
     if not unique:
         return pick
@@ -354,6 +373,8 @@ def _name_of(model, records, calls, pick) -> str:
     """Name the tensor of ``records[pick]`` (step 3 of the module docstring)."""
     r = records[pick]
     group = [q for q in records[: pick + 1] if q.out is r.out and q.version == r.version and q.last_call]
+    named = [q for q in group if not isinstance(q.module, _PLACEHOLDERS)]
+    group = named or group  # timm's disabled ``norm_pre``/``norm`` are Identity: name the stage
     names = [q.name for q in group]
     preferred = _BY_CLASS.get(type(model).__name__)
     if preferred in names:

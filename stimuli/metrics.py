@@ -37,7 +37,10 @@ from torch import nn
 
 Box = tuple[float, float, float, float]
 
-# The engine's methods whose output is an image (N, 3, H, W) rather than a map (N, H, W).
+# The engine's methods whose output is an image (N, 3, H, W) rather than a map (N, H, W);
+# every "captum:<Class>" attribution is one too (see method_saliency). The CAM family
+# (gradcam, counterfactual, gradcam_pp, xgradcam, hirescam, layercam, eigencam, scorecam)
+# gives maps.
 IMAGE_METHODS = frozenset({"guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam"})
 
 
@@ -77,15 +80,24 @@ def saliency(map_or_image: torch.Tensor, channels: bool | None = None) -> torch.
 
 
 def method_saliency(explanation, method: str) -> torch.Tensor:
-    """:func:`saliency` of one method's field of a :class:`gradcam.engine.Explanation`.
+    """:func:`saliency` of one method's result in a :class:`gradcam.engine.Explanation`.
+
+    Any method of the engine: the CAM family's maps as they are, the guided images and
+    captum attributions (``"captum:<Class>"``, ``(N, 3, H, W)``) as the sum of absolute
+    values over the channels.
 
     Returns:
         ``(N, H, W)`` (or ``(N, K, H, W)`` for ``K`` targets per image).
     """
-    value = getattr(explanation, method, None)
+    image = method in IMAGE_METHODS or method.startswith("captum:")
+    getter = getattr(explanation, "get", None)
+    try:
+        value = getter(method) if callable(getter) else getattr(explanation, method, None)
+    except ValueError:
+        value = None
     if value is None:
         raise ValueError(f"the explanation holds no {method!r} maps")
-    return saliency(value, channels=method in IMAGE_METHODS)
+    return saliency(value, channels=image)
 
 
 # --------------------------------------------------------------------------- ranks
@@ -263,7 +275,12 @@ def faithfulness(
     averages its share of the map); with the ``patch`` and ``stride`` the occlusion map was
     made with, each cell averages exactly the square that was occluded
     (``avg_pool2d(kernel=patch, stride=stride)``), which is the better match when patches
-    overlap.
+    overlap. The averages are taken in float64.
+
+    With ``patch`` and ``stride`` this is Alvarez-Melis & Jaakkola's faithfulness estimate
+    with one feature per occlusion square and Spearman's correlation: Quantus's
+    ``FaithfulnessEstimate`` on that feature space gives the same values
+    (``tests/stimuli/test_quantus_parity.py``).
 
     Args:
         maps: ``(N, H, W)`` maps, or ``(N, 3, H, W)`` images (reduced by :func:`saliency`).
@@ -280,7 +297,9 @@ def faithfulness(
             f"maps {tuple(maps.shape)} and occlusion {tuple(occlusion.shape)} do not pair up"
         )
     lead = maps.shape[:-2]
-    flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()
+    # float64: squares holding the same part of the map tie exactly (in float32 their means
+    # could come out 1 ulp apart, a rank order that scipy's and Quantus's sums do not have)
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]).double()
     if patch is not None:
         stride = max(patch // 2, 1) if stride is None else stride
         pooled = F.avg_pool2d(flat, kernel_size=patch, stride=stride)
