@@ -16,7 +16,10 @@ Every rectifier call made while :class:`RectifierRules` is active, through ``nn.
 ``F.relu6`` or ``F.hardtanh(x, 0, cap)``, is computed by :class:`_Rectify`, whose forward
 is the ordinary op and whose backward reads the rule from a shared :class:`RuleState` at
 backward time. One forward pass therefore serves several backward passes with different
-rules: the caller sets ``state.rule`` before each ``torch.autograd.grad`` call.
+rules: the caller sets ``state.rule`` before each ``torch.autograd.grad`` call, and reads
+``state.applied`` after it: the number of rectifier nodes the guided or deconv rule ran in
+(autograd runs only the nodes on a path from the score to the requested inputs, so these
+are the rectifier applications between input and score).
 
 This is a ``TorchFunctionMode``, so no module is swapped or hooked and the model object is
 never touched. Functional calls are covered as well as modules. Not covered: rectifiers
@@ -39,11 +42,12 @@ RULES = (ORDINARY, GUIDED, DECONV)
 class RuleState:
     """Mutable holder of the rule that the next backward pass applies."""
 
-    __slots__ = ("rule", "calls")
+    __slots__ = ("rule", "calls", "applied")
 
     def __init__(self, rule: str = ORDINARY) -> None:
         self.rule = rule
         self.calls = 0  # rectifier calls seen in the forward pass, in order
+        self.applied = 0  # rectifier backwards run under the guided or deconv rule
 
 
 class _Rectify(torch.autograd.Function):
@@ -69,6 +73,8 @@ class _Rectify(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         rule = ctx.state.rule
+        if rule != ORDINARY:
+            ctx.state.applied += 1
         if rule == DECONV:
             return g.clamp(min=0), None, None, None
         (y,) = ctx.saved_tensors

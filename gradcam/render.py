@@ -14,6 +14,17 @@ The display choices, made once here so every stimulus and both models look alike
   sharper by accident. Guided Grad-CAM and Deconvnet Grad-CAM are displayed as the
   guided (deconv) gradients times the *min-max normalized* Grad-CAM, as pytorch-grad-cam
   does, so that regions where the map is at its minimum turn grey.
+* **The CAM family** (Grad-CAM, counterfactual, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM,
+  Eigen-CAM, Score-CAM) is drawn like Grad-CAM: the upsampled map, min-max normalized,
+  as a heatmap overlay.
+* **captum attributions** ``(N, 3, H, W)`` (``"captum:<Class>"``) are drawn as a heatmap
+  overlay of their per-pixel magnitude, the sum of absolute values over the channels (the
+  saliency that :func:`stimuli.metrics.saliency` scores), divided by its 98th percentile
+  per image and clipped to [0, 1]: captum's own ``visualize_image_attr`` default
+  (``sign="absolute_value"``, ``outlier_perc=2``), so a few extreme pixels do not turn the
+  rest of the map to the colormap's floor. Signed per-channel attributions (Integrated
+  Gradients, Saliency) would look like noise as a guided-style image, and Occlusion's,
+  the same on every channel, like grey blocks.
 
 All functions take and return torch tensors on any device; only :func:`to_pil` and
 :func:`sheet` leave torch.
@@ -32,7 +43,34 @@ from PIL import Image, ImageDraw, ImageFont
 DEFAULT_CMAP = "jet"
 DEFAULT_ALPHA = 0.5
 GUIDED_SCALE = 0.1
-OVERLAID = ("gradcam", "counterfactual")  # the methods drawn over the photo
+OVERLAID = ("gradcam", "counterfactual", "gradcam_pp", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam")
+ATTRIBUTION_PERCENTILE = 0.98  # captum attributions: the level shown at the colormap's top
+CAPTUM_PREFIX = "captum:"
+
+
+def is_overlaid(method: str) -> bool:
+    """Whether ``method`` is displayed as a heatmap over the photo (the CAM family and
+    captum attributions) rather than as a gradient image."""
+    return method in OVERLAID or method.startswith(CAPTUM_PREFIX)
+
+
+def attribution_map(a: torch.Tensor, q: float = ATTRIBUTION_PERCENTILE, eps: float = 1e-12) -> torch.Tensor:
+    """``(..., C, H, W)`` attributions to ``(..., H, W)`` display maps in [0, 1]: the sum of
+    absolute values over the channels, divided by its ``q`` quantile per image (the maximum
+    where that quantile is 0), clipped to [0, 1]. An all-zero attribution gives zeros."""
+    s = a.abs().sum(dim=-3)
+    flat = s.flatten(-2).float()
+    level = torch.quantile(flat, q, dim=-1, keepdim=True)
+    level = torch.where(level > 0, level, flat.amax(-1, keepdim=True)).clamp(min=eps)
+    return (flat / level).clamp_(0, 1).view_as(s).to(s.dtype)
+
+
+def overlay_source(ex, method: str) -> tuple[torch.Tensor, str | None]:
+    """The map an overlaid method draws, ``(N, [K,] H, W)``, and the ``normalize`` mode
+    that :func:`overlay` applies to it (also after resampling it to another size)."""
+    if method.startswith(CAPTUM_PREFIX):
+        return attribution_map(ex.get(method)), None
+    return ex.get(method), "minmax"
 
 
 @lru_cache(maxsize=16)
@@ -162,22 +200,22 @@ def render_methods(
             for the overlays).
         methods: a subset of ``ex.methods`` to render; None for all.
     Returns:
-        ``{method: (N, [K,] 3, H, W)}`` in [0, 1]: overlays for ``gradcam`` and
-        ``counterfactual``, normalized gradient images for the guided and deconv methods.
+        ``{method: (N, [K,] 3, H, W)}`` in [0, 1]: overlays for the CAM family and captum
+        attributions, normalized gradient images for the guided and deconv methods.
     """
     methods = ex.methods if methods is None else tuple(methods)
     if not set(methods) <= set(ex.methods):
         raise ValueError(f"the explanation holds {', '.join(ex.methods)}, not {', '.join(sorted(set(methods) - set(ex.methods)))}")
     out: dict[str, torch.Tensor] = {}
     for method in methods:
-        value = getattr(ex, method)
-        if method in OVERLAID:
+        if is_overlaid(method):
+            value, mode = overlay_source(ex, method)
             photo = photos if value.dim() == 3 else photos.unsqueeze(1)
-            out[method] = overlay(photo, value, cmap, alpha)
+            out[method] = overlay(photo, value, cmap, alpha, normalize=mode)
         elif method == "guided_gradcam":
             out[method] = guided_image(ex.guided_backprop * normalize_map(ex.gradcam).unsqueeze(-3))
         elif method == "deconv_gradcam":
             out[method] = guided_image(ex.deconvnet * normalize_map(ex.gradcam).unsqueeze(-3))
         else:
-            out[method] = guided_image(value)
+            out[method] = guided_image(ex.get(method))
     return out

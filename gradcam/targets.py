@@ -57,10 +57,13 @@ def check_range(t: torch.Tensor, num_classes: int) -> None:
 
 
 def scores_from(
-    targets: Targets, index: torch.Tensor | None, logits: torch.Tensor
+    targets: Targets, index: torch.Tensor | None, logits: torch.Tensor, need_grad: bool = True
 ) -> tuple[torch.Tensor, bool]:
     """The differentiated scores as ``(N, K)`` (pre-softmax logits, or the callable's
-    output), and whether the caller asked for a K axis (an ``(N, K)`` request)."""
+    output), and whether the caller asked for a K axis (an ``(N, K)`` request).
+
+    ``need_grad=False``: the forward ran without gradients (only gradient-free methods were
+    requested), so a callable's scores are not checked to depend on the model."""
     if index is None:
         scores = targets(logits)  # type: ignore[operator]
         if not isinstance(scores, torch.Tensor):
@@ -70,7 +73,7 @@ def scores_from(
                 f"the targets callable must return (N,) or (N, K) scores for N={logits.shape[0]}, "
                 f"got shape {tuple(scores.shape)}"
             )
-        if not scores.requires_grad:
+        if need_grad and not scores.requires_grad:
             raise ValueError("the targets callable returned scores that do not depend on the model")
         return (scores, True) if scores.dim() == 2 else (scores[:, None], False)
     check_range(index, logits.shape[1])

@@ -27,7 +27,10 @@ The run, for shard ``I`` of ``N``:
    manifest;
 5. write the manifest (CSV and JSON, with the structure summary per model and method),
    the plan, the plan report and ``predictions.json``; print one warning line per
-   degenerate (model role, method) pair.
+   degenerate (model role, method) pair, and one per model whose guided or deconv methods
+   are the plain input gradient (no rectifier between input and score, e.g. a GELU or
+   SiLU network: ``Explanation.guided_rectifiers == 0``), recorded as ``guided_rectifiers``
+   and ``plain_gradient`` in ``build.json`` and the manifest.
 
 When ``[tasks.trust] max_images`` is below the number of trust-eligible images, explaining
 every candidate would spend engine calls on images the cap drops: then a prediction pass
@@ -48,6 +51,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,8 +65,8 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from camstudy.errors import UserError
 from camstudy.version import code_version
-from gradcam import explain
-from gradcam.render import OVERLAID, overlay, render_methods
+from gradcam import GUIDED_METHODS, PlainGradientWarning, explain
+from gradcam.render import is_overlaid, overlay, overlay_source, render_methods
 from stimuli import manifest as mf
 from stimuli import png, structure
 from stimuli.config import ROLES, StimulusConfig
@@ -235,14 +239,18 @@ def build(
     known = _known_predictions(stage, out, valid)
     if overlap is None:
         overlap = stage.device.type != "cpu"
+    prior_guided = _prior_guided(out, cfg)
     rows, stats, plan, preds = _render(stage, out, shard, valid, known, progress, overlap)
+    guided = _guided_rectifiers(stage, stats["guided_rectifiers"], prior_guided)
     mf.write_json(out / mf.PLAN, {"config_sha256": cfg.sha256, "seed": cfg.seed, **plan.to_json()})
     _write_plan_report(out, plan)
     mf.write_json(out / PREDICTIONS, _predictions_json(stage, preds))
     pairs = structure.pair_summary(rows)
-    mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard), **_structure_meta(pairs)})
+    plain = _plain_gradient(stage, guided)
+    mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard), **_structure_meta(pairs),
+                                  "guided_rectifiers": guided, "plain_gradient": plain})
     (out / mf.PARTIAL).unlink(missing_ok=True)
-    _warn(pairs)
+    _warn(pairs, plain)
     elapsed = time.perf_counter() - started
     summary.update(
         complete=True,
@@ -258,6 +266,8 @@ def build(
         explained_unused=stats["unused"],
         items=len(plan.items),
         degenerate_pairs=_degenerate(pairs),
+        guided_rectifiers=guided,
+        plain_gradient=plain,
     )
     mf.write_json(out / mf.BUILD, summary)
     return summary
@@ -274,11 +284,67 @@ def _degenerate(pairs: list[dict]) -> list[dict]:
             for p in pairs if p["degenerate"]]
 
 
-def _warn(pairs: list[dict]) -> None:
-    """One line on stderr per degenerate (model role, method) pair, whatever ``progress``."""
+def _warn(pairs: list[dict], plain: list[dict]) -> None:
+    """One line on stderr per degenerate (model role, method) pair and per model whose
+    guided methods are the plain gradient, whatever ``progress``."""
     for p in pairs:
         if p["degenerate"]:
             print(structure.warning_line(p), file=sys.stderr, flush=True)
+    for p in plain:
+        print(plain_gradient_line(p), file=sys.stderr, flush=True)
+
+
+def plain_gradient_line(entry: dict) -> str:
+    """The build's one line about a model whose guided or deconv methods are the plain gradient."""
+    return (
+        f"warning: {', '.join(entry['methods'])} of the {entry['model_role']} model ({entry['model']}) "
+        "show the plain input gradient, not a guided or deconv one: no rectifier (ReLU, ReLU6) lies "
+        "between its input and score (guided_rectifiers = 0), as in GELU, SiLU or Hardswish networks"
+    )
+
+
+def _guided_methods(cfg: StimulusConfig) -> list[str]:
+    return [m for m in cfg.methods if m in GUIDED_METHODS]
+
+
+def _prior_guided(out: Path, cfg: StimulusConfig) -> dict:
+    """``guided_rectifiers`` of a finished earlier build of this config in ``out``, if any."""
+    try:
+        prior = mf.read_manifest(out)
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if prior.get("config_sha256") != cfg.sha256 or not isinstance(prior.get("guided_rectifiers"), dict):
+        return {}
+    return {k: v for k, v in prior["guided_rectifiers"].items() if isinstance(v, int)}
+
+
+def _guided_rectifiers(stage: Stage, seen: dict[str, int], prior: dict) -> dict[str, int | None]:
+    """Per model role, ``Explanation.guided_rectifiers`` (the fewest over this run's engine
+    calls), None when the config has no guided or deconv method. A role without an engine
+    call in this run (every stimulus reused, or all its batches in other shards) takes the
+    count of the previous build, else one engine call on the first candidate image."""
+    guided = _guided_methods(stage.cfg)
+    out: dict[str, int | None] = {}
+    for role in ROLES:
+        if not guided:
+            out[role] = None
+        elif role in seen:
+            out[role] = seen[role]
+        elif role in prior:
+            out[role] = prior[role]
+        else:
+            model = stage.models[role]
+            first = stage.records[min(stage.candidates) if stage.candidates else min(stage.records)]
+            x = model.preprocess(first.load())[None].to(stage.device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PlainGradientWarning)
+                out[role] = explain(model.module, x, 0, layer=model.layer, methods=guided[:1]).guided_rectifiers
+    return out
+
+
+def _plain_gradient(stage: Stage, guided: dict[str, int | None]) -> list[dict]:
+    return [{"model_role": role, "model": stage.models[role].name, "methods": _guided_methods(stage.cfg),
+             "guided_rectifiers": 0} for role in ROLES if guided.get(role) == 0]
 
 
 def _final_rows(out: Path) -> list[dict]:
@@ -384,7 +450,8 @@ def _render(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known:
         elif not have:
             todo.append((batch, None))
 
-    stats = {"rendered": 0, "engine_seconds": 0.0, "forward_seconds": 0.0, "render_seconds": 0.0, "unused": 0}
+    stats = {"rendered": 0, "engine_seconds": 0.0, "forward_seconds": 0.0, "render_seconds": 0.0, "unused": 0,
+             "guided_rectifiers": {}}
     t0 = time.perf_counter()
     with (
         ThreadPoolExecutor(max_workers=WORKERS, initializer=_one_torch_thread) as pool,
@@ -506,7 +573,7 @@ def _inputs(stage: Stage, batch: list[str], need: set[str] | None = None) -> Inp
     for role in ROLES:
         got.photo_edges[role] = structure.photo_edges(_to_display(got.pixels[role].float().div_(255),
                                                                   stage.cfg.display_size))
-    if any(m in OVERLAID for m in stage.cfg.methods):
+    if any(is_overlaid(m) for m in stage.cfg.methods):
         size = 2 * stage.cfg.display_size
         for role in ROLES:
             pre = stage.models[role].preprocess
@@ -571,11 +638,12 @@ def _to_display(img: torch.Tensor, size: int) -> torch.Tensor:
 
 def _base_row(stage: Stage, stimulus_id: str, image_id: str) -> dict:
     rec = stage.records[image_id]
+    stem = stimulus_id.replace(":", "-")  # "captum:<Class>" methods: no colon in file names
     return {
         "stimulus_id": stimulus_id,
-        "file": f"{mf.STIMULI_DIR}/{stimulus_id}.png",
+        "file": f"{mf.STIMULI_DIR}/{stem}.png",
         "sha256": "",
-        "file_2x": f"{mf.STIMULI_DIR}/{stimulus_id}@2x.png",
+        "file_2x": f"{mf.STIMULI_DIR}/{stem}@2x.png",
         "sha256_2x": "",
         "how_2x": "upsampled",
         "image_id": image_id,
@@ -594,7 +662,9 @@ def _batch_jobs(stage: Stage, out: Path, batch: list[str], inputs: Inputs, need:
     files, one per model and method.
 
     The explained class of each category is the model's best class of that category in the
-    call's own logits: the target callable reads them (detached) before the backward passes.
+    call's own logits: the target callable reads them (detached) at its first call, before
+    the backward passes, and keeps those classes for its later calls (Score-CAM and captum
+    methods score perturbed copies of the batch with it).
     """
     cfg = stage.cfg
     recs = [stage.records[i] for i in batch]
@@ -602,18 +672,26 @@ def _batch_jobs(stage: Stage, out: Path, batch: list[str], inputs: Inputs, need:
     for role in ROLES:
         model = stage.models[role]
         seen: dict[str, Prediction] = {}
+        fixed: dict[str, torch.Tensor] = {}
 
-        def scores(logits: torch.Tensor, role: str = role, seen: dict = seen) -> torch.Tensor:
-            seen.update(_predictions(logits.detach().float().cpu(), recs, stage.maps[role]))
-            index = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
-            return logits.gather(1, torch.tensor(index, device=logits.device))
+        def scores(logits: torch.Tensor, role: str = role, seen: dict = seen, fixed: dict = fixed) -> torch.Tensor:
+            if "index" not in fixed:  # the first call: the batch's own logits
+                seen.update(_predictions(logits.detach().float().cpu(), recs, stage.maps[role]))
+                index = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
+                fixed["index"] = torch.tensor(index, device=logits.device)
+            return logits.gather(1, fixed["index"])
 
         x = model.preprocess.normalize(inputs.pixels[role]).to(stage.device)
         t = time.perf_counter()
-        ex = explain(model.module, x, scores, layer=model.layer, methods=cfg.methods)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PlainGradientWarning)  # one line at the end of the build instead
+            ex = explain(model.module, x, scores, layer=model.layer, methods=cfg.methods)
         if stage.device.type == "cuda":
             torch.cuda.synchronize(stage.device)
         stats["engine_seconds"] += time.perf_counter() - t
+        if ex.guided_rectifiers is not None:
+            got = stats["guided_rectifiers"]
+            got[role] = min(got.get(role, ex.guided_rectifiers), ex.guided_rectifiers)
         preds[role].update(seen)
         targets = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
         for method in cfg.methods:
@@ -641,16 +719,19 @@ def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, 
     size = cfg.display_size
     dev = ex.logits.device
     photos = pixels.to(dev).float().div_(255)
-    imgs = render_methods(ex, photos if method in OVERLAID else None, cfg.render.colormap, cfg.render.alpha,
+    overlaid = is_overlaid(method)
+    imgs = render_methods(ex, photos if overlaid else None, cfg.render.colormap, cfg.render.alpha,
                           methods=[method])[method]  # (N, K, 3, h, w)
     ns = torch.tensor([n for n, _ in wanted], device=dev)
     ks = torch.tensor([k for _, k in wanted], device=dev)
     shown = _to_display(imgs[ns, ks], size)  # (B, size, size, 3)
-    if method in OVERLAID:
-        maps = getattr(ex, method)[ns, ks]  # (B, h, w)
+    if overlaid:
+        maps, mode = overlay_source(ex, method)
+        maps = maps[ns, ks]  # (B, h, w)
         maps = F.interpolate(maps[:, None], size=(2 * size, 2 * size), mode="bilinear", align_corners=False)[:, 0]
         photos_2x = inputs.photos_2x[role].to(dev)[ns].float().div_(255)
-        shown_2x = _to_display(overlay(photos_2x, maps, cfg.render.colormap, cfg.render.alpha), 2 * size)
+        shown_2x = _to_display(overlay(photos_2x, maps, cfg.render.colormap, cfg.render.alpha, normalize=mode),
+                               2 * size)
         how = [inputs.how_2x[role][n] for n, _ in wanted]
     else:
         shown_2x = _to_display(imgs[ns, ks], 2 * size)
@@ -684,6 +765,16 @@ def _write_photos(stage: Stage, out: Path, ids: list[str]) -> list[dict]:
                    how_2x=_how(min(im.size) * PHOTO_CROP, 2 * size))
         rows.append(_encode_and_write(out, row, shown[j], shown_2x[j]))
     return rows
+
+
+def _merged_guided(builds: list[dict]) -> tuple[dict, list[dict]]:
+    """The shards' ``guided_rectifiers`` (the fewest per role) and ``plain_gradient`` entries."""
+    guided: dict[str, int | None] = {}
+    for b in builds:
+        for role, n in (b.get("guided_rectifiers") or {}).items():
+            guided[role] = n if guided.get(role) is None else (guided[role] if n is None else min(guided[role], n))
+    plain = {p["model_role"]: p for b in builds for p in b.get("plain_gradient") or []}
+    return guided, [plain[r] for r in ROLES if r in plain]
 
 
 PHOTO_CROP = 0.875  # the photo stimuli show the central 87.5% of the shorter side, as the models see it
@@ -744,10 +835,12 @@ def merge(dirs: list[Path], out: Path) -> dict:
                 shutil.copy2(first / name, out / name)
     sha = shas.pop()
     pairs = structure.pair_summary(rows)  # over all shards' rows: a shard saw only its own
-    mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1], **_structure_meta(pairs)})
+    guided, plain = _merged_guided([b for _, b, _, _ in builds])
+    mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1], **_structure_meta(pairs),
+                                  "guided_rectifiers": guided, "plain_gradient": plain})
     summary = {"config_sha256": sha, "shard": [0, 1], "merged": True, "merged_from": [str(d) for d in dirs],
                "complete": True, "stimuli": len(rows), "code_version": code_version(),
-               "degenerate_pairs": _degenerate(pairs)}
+               "degenerate_pairs": _degenerate(pairs), "guided_rectifiers": guided, "plain_gradient": plain}
     mf.write_json(out / mf.BUILD, summary)
-    _warn(pairs)
+    _warn(pairs, plain)
     return summary

@@ -45,7 +45,7 @@ from typing import Any
 
 from camstudy.errors import UserError
 from camstudy.tomlconfig import Fields, load_toml, show
-from gradcam import METHODS
+from gradcam import ALL_METHODS, is_captum
 
 DEFAULT_METHODS = ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam", "gradcam")
 ROLES = ("stronger", "weaker")
@@ -123,8 +123,7 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
     out = top.get("out", str, "stimuli-out", lambda s: s.strip() != "", "must be a folder name")
     methods = tuple(top.get("methods", list, list(DEFAULT_METHODS)))
     for m in methods:
-        if m not in METHODS:
-            raise UserError(f"methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
+        _check_method(m)
     if not methods or len(set(methods)) != len(methods):
         raise UserError("methods: must be a non-empty list without repeats")
     display = top.get("display_size", int, 224, lambda v: 32 <= v <= 2048, "must be an integer from 32 to 2048")
@@ -173,6 +172,20 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
         render=render,
         sha256=_fingerprint(raw),
     )
+
+
+def _check_method(m) -> None:
+    """A method of the engine (``gradcam.ALL_METHODS``) or ``captum:<Class>``, an input
+    attribution class of the installed captum."""
+    if is_captum(m):
+        from gradcam.captum_adapter import attribution_class
+
+        try:
+            attribution_class(m)
+        except ValueError as e:  # CaptumMissing too
+            raise UserError(f"methods: {e}") from None
+    elif m not in ALL_METHODS:
+        raise UserError(f"methods: unknown method {show(m)}; choose from {', '.join(ALL_METHODS)} or captum:<Class>")
 
 
 def _model(table: dict, role: str) -> ModelConfig:
