@@ -86,7 +86,7 @@ def run_admin_set_password(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from werkzeug.security import generate_password_hash
 
-    from study.admin import end_sessions
+    from study.admin_auth import end_sessions
     from study.db import check_current, make_engine, session_factory, transaction
     from study.models import AdminUser
 

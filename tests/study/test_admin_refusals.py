@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from werkzeug.security import generate_password_hash
 
-from study.admin import token_sha256
+from study.admin_auth import token_sha256
 from study.db import transaction
 from study.models import AdminSession, AdminUser, utcnow
 from tests.study.test_admin import PASSWORD, login, login_token
