@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/gradcam_speed.py
+	$(PY) bench/cam_family_speed.py
 	$(PY) bench/stimuli_throughput.py
 	$(PY) bench/analysis_speed.py
 	$(PY) bench/load.py

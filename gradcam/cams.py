@@ -26,7 +26,8 @@ Score-CAM       ``ReLU(sum_k w_k A_k)``, ``w = softmax_k S(x * M_k)``, ``M_k`` t
 ==============  ==============================================================================
 
 The epsilons are pytorch-grad-cam 1.5.7's (``grad_cam_plusplus.py``, ``xgrad_cam.py``),
-so these maps equal its ``get_cam_image`` followed by its ``np.maximum(cam, 0)``.
+so these maps equal its ``get_cam_image`` followed by its ``np.maximum(cam, 0)``
+(tests/gradcam/test_cam_family.py, to 1e-4; docs/engine.md lists the observed errors).
 Grad-CAM++'s ``1e-6`` is not scale-free: where ``G^2`` is small against it (gradients of a
 few 1e-4, as at the last layer of random-weight networks), the weights tend to
 ``sum_ij ReLU(G)^3 / 1e-6``. Eigen-CAM's sign, which an SVD leaves open, is fixed so that

@@ -86,10 +86,16 @@ def attribution_class(method: str):
     return cls
 
 
+# Not methods: a wrapper of another method, the data-loader and LIME bases, and the
+# abstract bases whose ``attribute`` is not implemented.
+_NOT_METHODS = ("NoiseTunnel", "DataLoaderAttribution", "LimeBase",
+                "Attribution", "GradientAttribution", "PerturbationAttribution")
+
+
 def _is_input_attribution(cls, attr) -> bool:
     return (isinstance(cls, type) and issubclass(cls, attr.Attribution)
             and not issubclass(cls, (attr.LayerAttribution, attr.NeuronAttribution))
-            and cls.__name__ not in ("NoiseTunnel", "DataLoaderAttribution", "LimeBase")
+            and cls.__name__ not in _NOT_METHODS
             and "LLM" not in cls.__name__)
 
 

@@ -99,7 +99,8 @@ class Explanation:
     ``(N, H, W)`` map is its layer map bilinearly upsampled (``align_corners=False``).
 
     Attributes:
-        logits: ``(N, C)`` the model's output.
+        logits: ``(N, C)`` the model's output; None when it is not one ``(N, C)`` tensor
+            (a callable target read it).
         targets: ``(N,)`` or ``(N, K)`` class indices, None for a callable target.
         layer: dotted name of the module whose output ``A`` the CAMs used.
         methods: the methods computed.
@@ -134,7 +135,7 @@ class Explanation:
             requested, else None.
     """
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     targets: torch.Tensor | None
     layer: str
     methods: tuple[str, ...]
@@ -188,12 +189,13 @@ class Explanation:
 
 def explain(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | tuple,
     targets: Targets,
     layer: str | nn.Module | None = None,
     methods: str | Iterable[str] = DEFAULT_METHODS,
     reshape: Reshape | None = None,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    input_index: int = 0,
 ) -> Explanation:
     """Explain ``model``'s scores for ``targets`` on the batch ``x``.
 
@@ -201,10 +203,19 @@ def explain(
         model: any PyTorch CNN. It runs in eval mode during the call; its training flags,
             hooks, parameters and ``requires_grad`` are as before afterwards, also when the
             call raises.
-        x: ``(N, C, H, W)`` float input, already preprocessed for ``model``.
+        x: ``(N, C, H, W)`` float input, already preprocessed for ``model``; or a tuple
+            of the model's positional inputs (``model(*x)``), of which ``x[input_index]``,
+            an ``(N, C, H, W)`` float tensor, is explained (its gradients are the guided
+            images, its size the maps' size); the others are passed as they are
+            (tensors detached). A tuple needs an explicit ``layer`` and allows only the
+            one-pass :data:`METHODS`.
         targets: an int (the same class for every image); ``N`` class indices; an
             ``(N, K)`` tensor of ``K`` classes per image; or a callable mapping the logits
-            ``(N, C)`` to differentiable scores ``(N,)`` or ``(N, K)``. Score-CAM and the
+            ``(N, C)`` to differentiable scores ``(N,)`` or ``(N, K)``. A callable receives
+            the model's output as it is: a model may return any tensor shape (a
+            segmentation's ``(N, C, H, W)``), a tuple or a dict, when the callable makes
+            ``(N,)`` or ``(N, K)`` scores of it (then ``Explanation.logits`` is None, and
+            only the one-pass :data:`METHODS` are allowed). Score-CAM and the
             captum methods run the model again on perturbed copies of ``x`` and call a
             callable target on those logits too, ``N`` rows at a time (row ``n`` a copy of
             image ``n``), after its call on the logits of ``x`` itself: a callable that
@@ -223,6 +234,7 @@ def explain(
         reshape: with an explicit ``layer``, a callable turning the layer's output into
             ``(N, C, h, w)`` (pytorch-grad-cam's ``reshape_transform``). It is applied to
             the output and to its gradient, so it must only select and rearrange elements.
+        input_index: with a tuple ``x``, the position of the explained input.
         method_options: per requested method, options: ``{"scorecam": {"batch_size": B}}``
             (masked inputs per forward pass, default 32, rounded to a multiple of ``N``:
             ``max(1, B // N)`` channels of all ``N`` images), and for a captum method the
@@ -245,7 +257,12 @@ def explain(
     """
     wanted = _check_methods(methods)
     options = _check_options(method_options, wanted)
+    inputs, x = _split_inputs(x, input_index)
     _check_input(x)
+    if inputs is not None:
+        if layer is None:
+            raise ValueError("a tuple of inputs needs an explicit layer= (the default layer is traced on one input)")
+        _one_pass_only(wanted, "a tuple of inputs")
     if reshape is not None and layer is None:
         raise ValueError("reshape= needs an explicit layer= (the layer whose output it reshapes)")
     if reshape is not None and not callable(reshape):
@@ -267,12 +284,15 @@ def explain(
             xin.requires_grad_(backward)
             with (RectifierRules(state) if rules else contextlib.nullcontext(),
                   contextlib.nullcontext() if backward else torch.no_grad()):
-                logits = model(xin)
+                logits = model(xin) if inputs is None else model(*_with_input(inputs, input_index, xin))
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise TypeError("the model must return (N, C) logits as one tensor")
+            if index is not None:
+                raise TypeError("class indices need the model to return (N, C) logits as one tensor; for "
+                                "another output pass a callable target (output -> (N,) or (N, K) scores)")
+            _one_pass_only(wanted, "a model output other than (N, C) logits")
         if act.value is None:
             raise ValueError(f"layer {name!r} did not run in the forward pass")
-        scores, multi = scores_from(targets, index, logits, need_grad=backward)
+        scores, multi = scores_from(targets, index, logits, need_grad=backward, n=x.shape[0])
         k_total = scores.shape[1]
         grads = _backward_passes(scores, act, xin, rules, need_grad, state) if backward else {"cam": []}
         del scores
@@ -287,6 +307,32 @@ def explain(
     if ex.guided_rectifiers == 0:
         _warn_plain_gradient(model, [m for m in wanted if m in _NEEDS_RULE])
     return ex
+
+
+def _split_inputs(x, input_index: int):
+    """``(inputs, explained)``: the tuple of the model's inputs (None for a lone tensor)
+    and the explained tensor."""
+    if isinstance(x, torch.Tensor) or not isinstance(x, (tuple, list)):
+        return None, x
+    if isinstance(input_index, bool) or not isinstance(input_index, int):
+        raise TypeError(f"input_index must be an int, not {type(input_index).__name__}")
+    if not -len(x) <= input_index < len(x):
+        raise ValueError(f"input_index {input_index} is out of range for {len(x)} inputs")
+    inputs = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in x)
+    return inputs, inputs[input_index]
+
+
+def _with_input(inputs: tuple, input_index: int, xin: torch.Tensor) -> tuple:
+    out = list(inputs)
+    out[input_index] = xin
+    return tuple(out)
+
+
+def _one_pass_only(wanted: list[str], why: str) -> None:
+    bad = [m for m in wanted if m not in METHODS]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} cannot be computed with {why}: they run the model on perturbed "
+                         f"copies of one input tensor and read (N, C) logits; choose from {', '.join(METHODS)}")
 
 
 def _warn_plain_gradient(model: nn.Module, plain: list[str]) -> None:
@@ -406,8 +452,9 @@ def _assemble(wanted, logits, index, name, act, size, grads, rules, multi, k_tot
         fields[method] = img  # computed anyway; display of the combined map needs it
         if combined in wanted:
             fields[combined] = img * fields["gradcam"].unsqueeze(-3)
+    plain = isinstance(logits, torch.Tensor) and logits.dim() == 2
     return Explanation(
-        logits=logits.detach(), targets=index, layer=name, methods=tuple(wanted),
+        logits=logits.detach() if plain else None, targets=index, layer=name, methods=tuple(wanted),
         layer_grid=tuple(int(v) for v in a.shape[-2:]), layer_layout=layout.kind,
         guided_rectifiers=grads.get("guided_rectifiers"), attributions=captum or None, **fields
     )

@@ -57,20 +57,22 @@ def check_range(t: torch.Tensor, num_classes: int) -> None:
 
 
 def scores_from(
-    targets: Targets, index: torch.Tensor | None, logits: torch.Tensor, need_grad: bool = True
+    targets: Targets, index: torch.Tensor | None, logits, need_grad: bool = True, n: int | None = None
 ) -> tuple[torch.Tensor, bool]:
     """The differentiated scores as ``(N, K)`` (pre-softmax logits, or the callable's
     output), and whether the caller asked for a K axis (an ``(N, K)`` request).
 
     ``need_grad=False``: the forward ran without gradients (only gradient-free methods were
-    requested), so a callable's scores are not checked to depend on the model."""
+    requested), so a callable's scores are not checked to depend on the model. ``n``: the
+    batch size (default ``logits.shape[0]``); a callable may receive any model output."""
     if index is None:
+        n = logits.shape[0] if n is None else n
         scores = targets(logits)  # type: ignore[operator]
         if not isinstance(scores, torch.Tensor):
             raise TypeError(f"the targets callable must return a tensor, not {type(scores).__name__}")
-        if scores.dim() not in (1, 2) or scores.shape[0] != logits.shape[0]:
+        if scores.dim() not in (1, 2) or scores.shape[0] != n:
             raise ValueError(
-                f"the targets callable must return (N,) or (N, K) scores for N={logits.shape[0]}, "
+                f"the targets callable must return (N,) or (N, K) scores for N={n}, "
                 f"got shape {tuple(scores.shape)}"
             )
         if need_grad and not scores.requires_grad:

@@ -298,7 +298,8 @@ def plain_gradient_line(entry: dict) -> str:
     """The build's one line about a model whose guided or deconv methods are the plain gradient."""
     return (
         f"warning: {', '.join(entry['methods'])} of the {entry['model_role']} model ({entry['model']}) "
-        "show the plain input gradient, not a guided or deconv one: no rectifier (ReLU, ReLU6) lies "
+        f"{'shows' if len(entry['methods']) == 1 else 'show'} the plain input gradient, not a guided or "
+        "deconv one: no rectifier (ReLU, ReLU6) lies "
         "between its input and score (guided_rectifiers = 0), as in GELU, SiLU or Hardswish networks"
     )
 

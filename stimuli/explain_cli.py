@@ -85,7 +85,8 @@ def plain_gradient_line(model_name: str, methods, guided_rectifiers: int | None)
     if guided_rectifiers != 0 or not plain:
         return None
     return (f"warning: {model_name} has no rectifier (ReLU, ReLU6) between input and score, so "
-            f"{', '.join(plain)} show the plain input gradient, not a guided or deconv one")
+            f"{', '.join(plain)} {'shows' if len(plain) == 1 else 'show'} the plain input gradient, "
+            "not a guided or deconv one")
 
 
 def top5(logits: torch.Tensor, class_names: list[str]) -> list[list[dict]]:

@@ -67,6 +67,15 @@ class CheckerNet(nn.Module):
         return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
+class SmoothColorNet(ColorNet):
+    """:class:`ColorNet` with SiLU for its ReLU: no rectifier between input and score, so
+    its Guided Backprop and Deconvnet are the plain input gradient (guided_rectifiers 0)."""
+
+    def __init__(self, kernel: int = 3) -> None:
+        super().__init__(kernel)
+        self.relu = nn.SiLU()
+
+
 def strong() -> ColorNet:
     return ColorNet(kernel=3)
 
@@ -77,3 +86,7 @@ def weak() -> ColorNet:
 
 def checker() -> CheckerNet:
     return CheckerNet()
+
+
+def smooth() -> SmoothColorNet:
+    return SmoothColorNet()
