@@ -134,6 +134,8 @@ def plan(slug: str):
                  **image_urls(study, pid, position, len(layout["stimuli"]), hi)}
         if study.kind == TaskKind.CLASS_DISCRIMINATION:
             trial["options"] = layout["options"]
+        elif layout.get("object"):  # trust; plans drawn before it was stored have none
+            trial["object"] = layout["object"]
         trials.append(trial)
     return jsonify(study=study.slug, task=study.kind, status=status, next=done, total=total, trials=trials,
                    question=QUESTIONS[study.kind], blank_ms=study.settings.get("blank_ms", 300),
@@ -162,6 +164,8 @@ def _teaching(s, study: Study, pid: int, hi: bool) -> tuple[dict | None, dict | 
         it = taught.practice
         practice = {**image_urls(study, pid, PRACTICE, len(it.stimulus_ids), hi),
                     "options": it.options, **practice_feedback(study, it)}
+        if study.kind == TaskKind.TRUST:
+            practice["object"] = it.category
     return example, practice
 
 

@@ -218,7 +218,7 @@ def study_items(session: Session, study: Study) -> list:
             _ITEMS.clear()
         _ITEMS[key] = session.execute(
             select(Item.id, Item.image_id, Item.task, Item.stimulus_ids, Item.options, Item.method,
-                   Item.is_attention_check).where(Item.study_id == study.id).order_by(Item.id)
+                   Item.is_attention_check, Item.category).where(Item.study_id == study.id).order_by(Item.id)
         ).all()
     return _ITEMS[key]
 
@@ -266,6 +266,9 @@ def _layout(item: Item, flip: bool) -> dict:
     if item.task == "trust":
         stronger, weaker = item.stimulus_ids
         first = "weaker" if flip else "stronger"
-        return {"model_1": first, "stimuli": [weaker, stronger] if flip else [stronger, weaker]}
+        # "object": the class both models predicted, named on the trial as in the paper's
+        # trust study ("both robots predicted ..."); it is the same for either side.
+        return {"model_1": first, "stimuli": [weaker, stronger] if flip else [stronger, weaker],
+                "object": item.category}
     options = list(item.options or [])
     return {"options": options[::-1] if flip else options, "stimuli": list(item.stimulus_ids)}

@@ -198,6 +198,9 @@ async function showImages(trial) {
   clearTimeout(spin);
   $("spinner").hidden = true;
   $("images").replaceChildren(...figs);
+  // A trust trial names the object both models predicted, shown with its images.
+  $("object").textContent = trial.object ? `Both models named the object: ${trial.object}.` : "";
+  $("object").hidden = !trial.object;
 }
 
 const nextFrame = () => new Promise((r) => {
@@ -210,6 +213,7 @@ function blank() {
   // double tap lands on nothing, and every trial is seen before it can be answered.
   $("images").replaceChildren();
   $("answers").replaceChildren();
+  $("object").hidden = true;
   return sleep(plan.blank_ms ?? 300);
 }
 

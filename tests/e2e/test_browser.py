@@ -367,6 +367,7 @@ def test_trust_with_clicks_and_reload(context_for, server, studies):
         expect(page.locator(".scale-anchors span").first).to_have_text("Model 1 much more reliable")
         expect(page.locator(".scale-anchors span").last).to_have_text("Model 2 much more reliable")
         assert page.locator("#images figcaption").all_inner_texts() == ["Model 1", "Model 2"]
+        expect(page.locator("#object")).to_have_text(re.compile(r"^Both models named the object: \S.*\.$"))
         if k == 1:
             shot(page, "e2e-trust.png")
         answer_click(page, clicks[k - 1])
