@@ -34,10 +34,11 @@ from pathlib import Path
 import torch
 
 from gradcam import explain
-from stimuli.build import batches, build, prepare
+from stimuli.build import build, prepare
 from stimuli.config import ROLES, load_config
 from stimuli.manifest import read_manifest
 from stimuli.plan import explanation_id
+from stimuli.schedule import batches
 
 
 def floor_seconds(config: Path, out: Path) -> tuple[float, int]:

@@ -35,7 +35,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from stimuli.build import merge
+    from stimuli.merge import merge
 
     dirs = [Path(d) for d in args.dirs]
     out = Path(args.out) if args.out else dirs[0]

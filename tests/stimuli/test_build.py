@@ -15,9 +15,11 @@ from PIL import Image
 from camstudy.cli import main
 from camstudy.errors import UserError
 from stimuli import build as build_mod
-from stimuli.build import build, merge
+from stimuli import writer as writer_mod
+from stimuli.build import build
 from stimuli.config import load_config
 from stimuli.manifest import FIELDS, read_manifest
+from stimuli.merge import merge
 from tests.stimuli.conftest import make_study
 
 
@@ -102,7 +104,7 @@ def test_resume_skips_what_exists_and_repairs_what_does_not(study):
 @pytest.mark.parametrize("overlap", [True, False])
 def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch, overlap):
     cfg = load_config(study)
-    real = build_mod._encode_and_write
+    real = writer_mod.encode_and_write
     calls = {"n": 0}
 
     def flaky(out, row, pixels, pixels_2x):
@@ -111,13 +113,13 @@ def test_interrupted_run_leaves_no_half_manifest_and_resumes(study, monkeypatch,
             raise OSError("disk full (simulated)")
         return real(out, row, pixels, pixels_2x)
 
-    monkeypatch.setattr(build_mod, "_encode_and_write", flaky)
+    monkeypatch.setattr(writer_mod, "encode_and_write", flaky)
     with pytest.raises(OSError, match="disk full"):
         build(cfg, cfg.out, progress=False, overlap=overlap)
     assert not (cfg.out / "manifest.json").exists() and not (cfg.out / "manifest.csv").exists()
     partial = (cfg.out / "manifest.partial.jsonl").read_text().splitlines()
     assert 0 < len(partial) <= 45 and all(json.loads(line)["sha256"] for line in partial)
-    monkeypatch.setattr(build_mod, "_encode_and_write", real)
+    monkeypatch.setattr(writer_mod, "encode_and_write", real)
     done = build(cfg, cfg.out, progress=False)
     assert done["reused"] >= 1 and done["rendered"] >= 1
     fresh = study.parent / "fresh"
