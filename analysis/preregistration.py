@@ -96,7 +96,8 @@ class Test:
 TESTS: dict[str, Test] = {
     "accuracy_vs_chance": Test(
         "accuracy_by_method", CD, False,
-        "the method's accuracy against chance (0.5): exact binomial test, p_value of accuracy_by_method"),
+        "the method's accuracy against chance (0.5): the clustered score test (two-way worker x image "
+        "design effect, t reference), p_value of accuracy_by_method"),
     "gee_comparison": Test(
         "significance_gee_method_comparisons", CD, True,
         "method vs versus: GEE logistic model clustered by worker, the pair's Holm-adjusted p "

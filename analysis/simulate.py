@@ -25,9 +25,12 @@ effects inflate). ``method_accuracy`` maps a method to one accuracy (both models
 a random order.
 
 Trust: an ordinal probit model. The latent preference for the stronger model is
-``mu[method] + u_worker + e`` with ``u ~ N(0, worker_sd)``, ``e ~ N(0, 1)``, cut at
-``thresholds`` into -2..2. ``mu`` is solved so that the marginal expected score
-``-2 + sum_k Phi((mu - t_k) / sqrt(1 + worker_sd^2))`` equals ``method_mean[method]`` exactly.
+``mu[method] + u_worker + v_image + e`` with ``u ~ N(0, worker_sd)``, ``v ~ N(0, image_sd)``
+(one effect per image, shared by its methods; drawn from a generator of its own, so that
+``image_sd=0``, the default, gives the same exports as before it existed) and ``e ~ N(0, 1)``,
+cut at ``thresholds`` into -2..2. ``mu`` is solved so that the marginal expected score
+``-2 + sum_k Phi((mu - t_k) / sqrt(1 + worker_sd^2 + image_sd^2))`` equals
+``method_mean[method]`` exactly.
 Sides are counterbalanced within each worker: the stronger model is on the left in half the
 trials, and ``answer`` is the score re-signed to the side (``score_stronger = +-answer``).
 Attention checks repeat one model's map on both sides; attentive workers answer 0.
@@ -35,6 +38,7 @@ Attention checks repeat one model's map on both sides; attentive workers answer 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,14 +76,23 @@ class _Plan:
     pseudonyms: np.ndarray    # (W,) str
 
 
+@functools.lru_cache(maxsize=8)
+def _gauss(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite(e) nodes and normalized weights (an eigenvalue problem: computed once)."""
+    x, w = hermegauss(nodes)
+    x.setflags(write=False)
+    w = w / w.sum()
+    w.setflags(write=False)
+    return x, w
+
+
 def marginal_logit_intercept(p: float, sd: float, nodes: int = 80) -> float:
     """The ``b`` with ``E[expit(b + sd Z)] = p`` for ``Z ~ N(0, 1)`` (exact up to quadrature)."""
     if not 0 < p < 1:
         raise ValueError(f"an accuracy must be in (0, 1), not {p}")
     if sd == 0:
         return float(special.logit(p))
-    x, w = hermegauss(nodes)
-    w = w / w.sum()
+    x, w = _gauss(nodes)
     return float(optimize.brentq(lambda b: float(w @ special.expit(b + sd * x)) - p, -40, 40, xtol=1e-12))
 
 
@@ -314,7 +327,7 @@ def _spread(plan: _Plan, per_trial: np.ndarray, fill) -> np.ndarray:
 
 def simulate_trust(
     n_workers: int, items_per_worker: int, method_mean: Mapping[str, float], worker_sd: float = 0.5,
-    seed: int = 0, attention_fail_rate: float = 0.0, fast_rate: float = 0.0, incomplete_rate: float = 0.0,
+    seed: int = 0, image_sd: float = 0.0, attention_fail_rate: float = 0.0, fast_rate: float = 0.0, incomplete_rate: float = 0.0,
     attention_checks: int = 2, n_images: int | None = None,
     thresholds: tuple[float, float, float, float] = (-1.5, -0.5, 0.5, 1.5),
     models: tuple[str, str] = ("vgg16", "alexnet"), study: str = "sim-trust", mode: str = "live",
@@ -322,7 +335,8 @@ def simulate_trust(
 ) -> pd.DataFrame:
     """A trust export (see the module doc for the model): a within design (``condition``
     "all"), every worker rating every method equally often. ``method_mean``: the expected
-    ``score_stronger`` per method, in (-2, 2). Inattentive and fast workers answer uniformly
+    ``score_stronger`` per method, in (-2, 2). ``image_sd``: the SD of the image effect on
+    the latent scale (0: images do not differ). Inattentive and fast workers answer uniformly
     at random; inattentive workers answer a non-zero rating on every check."""
     rng = np.random.default_rng(seed)
     plan = _plan(rng, n_workers, items_per_worker, attention_checks, attention_fail_rate, fast_rate,
@@ -330,8 +344,8 @@ def simulate_trust(
     methods = list(method_mean)
     M, W, T, C = len(methods), n_workers, items_per_worker, attention_checks
     n_images = n_images or max(100, 2 * T)
-    mu = np.array([ordinal_location(method_mean[m], float(np.hypot(1.0, worker_sd)), thresholds)
-                   for m in methods])
+    scale = float(np.hypot(np.hypot(1.0, worker_sd), image_sd))  # hypot(x, 0) == x: as before
+    mu = np.array([ordinal_location(method_mean[m], scale, thresholds) for m in methods])
     cuts = np.asarray(thresholds, dtype=float)
 
     combo = _balanced(rng, W, T, 2 * M)
@@ -339,6 +353,8 @@ def simulate_trust(
     image = _images(rng, W, T, n_images)
     u = rng.normal(0, worker_sd, W)
     latent = mu[method] + u[:, None] + rng.normal(0, 1, (W, T))
+    if image_sd > 0:  # its own stream: image_sd = 0 leaves every other draw as it was
+        latent += np.random.default_rng([seed, 2]).normal(0, image_sd, n_images)[image]
     score = (latent[..., None] > cuts).sum(axis=-1) - 2
     guess = np.isin(plan.group, (1, 2))
     score[guess] = rng.integers(-2, 3, (int(guess.sum()), T))

@@ -173,7 +173,10 @@ def class_discrimination_words(tables: Mapping[str, pd.DataFrame], chance: float
         extra.append(s + ".")
     if clustered:
         extra.append(f"Accuracy intervals and tests against chance ({_chance(chance)}) respect the clustering "
-                     f"of answers: {_constant(acc, 'ci_method') or 'clustered by worker and image'}.")
+                     f"of answers: {_constant(acc, 'ci_method') or 'clustered by worker and image'}; the test "
+                     "against chance is the score test on the same effective sample size and t reference, so "
+                     "it rejects exactly when the interval excludes chance. The Wilson intervals and exact "
+                     "binomial tests beside them in the tables treat every answer as independent.")
     else:
         extra.append(f"Accuracy intervals are Wilson score intervals and the tests against chance "
                      f"({_chance(chance)}) exact binomial tests; both ignore the clustering of answers by "
@@ -293,7 +296,8 @@ def trust_words(tables: Mapping[str, pd.DataFrame], alpha: float = ALPHA) -> lis
                 else "t intervals over the per-worker mean scores")
     extra.append("Scores run from -2 (the weaker model's explanation is more trustworthy) to +2 (the "
                  f"stronger model's); the intervals are {ci_words}; the Wilcoxon signed-rank and t tests "
-                 "compare the per-worker mean scores with 0 (the worker is the independent unit)"
+                 "compare the per-worker mean scores with 0 (the worker is the independent unit"
+                 + ("; the tests ignore the clustering by image)" if "ci_method" in summary.columns else ")")
                  + ("; their p-values are Holm-adjusted across the methods" if any_holm else
                     "; their p-values are not adjusted for multiple comparisons") + ".")
     if pairs is None and ordinal is None:

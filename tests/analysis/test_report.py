@@ -438,55 +438,34 @@ def test_report_fits_1200px_in_chromium(cd_full, trust_full):
     _assert_fits({"cd": cd_full[0]["html"], "trust": trust_full[0]["html"]},
                  shots=os.environ.get("CAMSTUDY_REPORT_SHOTS"))
 
-def _clustered_columns(monkeypatch) -> None:
-    """Make the report's accuracy and trust summaries carry the columns of the clustered
-    accuracy.py (n_workers, n_images, ci_method, wilson_*, binom_p; trust: n_images,
-    ci_method, worker_t_*), as they will once that lands: the report must use them."""
-    import analysis.report as report
-
-    real_acc, real_trust = report.class_discrimination_accuracy, report.trust_summary
-
-    def acc(kept, chance=0.5, alpha=0.05):
-        out = {}
-        for name, t in real_acc(kept, chance=chance, alpha=alpha).items():
-            t = t.copy()
-            t.insert(t.columns.get_loc("n") + 1, "n_workers", 7)
-            t.insert(t.columns.get_loc("n_workers") + 1, "n_images", 9)
-            t["ci_method"] = "two-way cluster-robust (worker and image) logit interval"
-            t["wilson_low"], t["wilson_high"] = t["ci_low"], t["ci_high"]
-            t["ci_low"], t["ci_high"] = t["ci_low"] - 0.01, t["ci_high"] + 0.01
-            t["binom_p"] = t["p_value"]
-            out[name] = t
-        return out
-
-    def trust(kept, by="method", alpha=0.05):
-        t = real_trust(kept, by, alpha=alpha)
-        t.insert(t.columns.get_loc("n_workers") + 1, "n_images", 9)
-        t["worker_t_low"], t["worker_t_high"] = t["ci_low"], t["ci_high"]
-        t["ci_method"] = "two-way cluster-robust (worker and image) interval of the mean"
-        return t
-
-    monkeypatch.setattr(report, "class_discrimination_accuracy", acc)
-    monkeypatch.setattr(report, "trust_summary", trust)
-
-
-def test_report_uses_the_clustered_accuracy_columns(tmp_path, monkeypatch):
+def test_report_uses_the_clustered_accuracy_columns(tmp_path):
+    """accuracy.py's clustered intervals (n_workers, n_images, ci_method, wilson_*, binom_p;
+    trust: n_images, ci_method, worker_t_*) are what the report shows, labels, draws and says."""
+    from analysis.report_models import sample_counts, trials
     from analysis.significance import report_tables
 
-    _clustered_columns(monkeypatch)
-    cd = analyze(_cd(), None, tmp_path / "cd", title="t", source="s", significance=report_tables, n_boot=20)
+    df = _cd()
+    cd = analyze(df, None, tmp_path / "cd", title="t", source="s", significance=report_tables, n_boot=20)
     acc = cd["tables"]["accuracy_by_method"]
-    assert (acc["n_workers"] == 7).all()  # the module's own counts win over the report's recount
+    assert {"ci_method", "wilson_low", "wilson_high", "binom_p"} <= set(acc.columns)
+    kept = _kept(df)
+    recount = sample_counts(trials(kept, "correct"), ["method"]).set_index("method")
+    assert acc.set_index("method")[["n_workers", "n_images"]].equals(recount[["n_workers", "n_images"]])
+    assert (acc["ci_low"] <= acc["wilson_low"] + 1e-12).all() and (acc["ci_high"] >= acc["wilson_high"] - 1e-12).all()
     text = html.unescape(cd["html"].read_text(encoding="utf-8"))
     assert "Wilson 95% CI low (ignores clustering)" in text and "Exact binomial p (ignores clustering)" in text
-    assert "CI method: two-way cluster-robust (worker and image) logit interval." in text
+    assert f"CI method: {acc['ci_method'].iloc[0]}." in text
+    assert acc["ci_method"].iloc[0].startswith("two-way cluster-robust (worker and image)")
     assert "respect the clustering of answers: two-way cluster-robust" in cd["words"][1]
     assert "clustered 95% intervals" in text and "Wilson score intervals" not in cd["words"][1]
     trust = analyze(_trust(), None, tmp_path / "trust", title="t", source="s", significance=report_tables,
                     n_boot=20)
+    summary = trust["tables"]["trust_by_method"]
+    assert {"n_images", "ci_method", "worker_t_low", "worker_t_high"} <= set(summary.columns)
     text = html.unescape(trust["html"].read_text(encoding="utf-8"))
     assert "t 95% CI high (worker means)" in text
     assert "the intervals are two-way cluster-robust" in trust["words"][-1]
+    assert "the tests ignore the clustering by image" in trust["words"][-1]
     _assert_fits({"cd-clustered": cd["html"], "trust-clustered": trust["html"]},
                  shots=os.environ.get("CAMSTUDY_REPORT_SHOTS"))
 
