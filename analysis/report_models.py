@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.clustered import worker_codes
 from analysis.report_tables import table_kind
 
 
@@ -35,18 +36,9 @@ def trials(kept: pd.DataFrame, *required: str) -> pd.DataFrame:
     return rows
 
 
-def _worker_codes(rows: pd.DataFrame) -> np.ndarray:
-    """One integer per worker, a worker being a ``(mode, participant)`` pair."""
-    part = pd.factorize(rows["participant"], use_na_sentinel=False)[0].astype(np.int64)
-    if "mode" not in rows.columns:
-        return part
-    mode = pd.factorize(rows["mode"], use_na_sentinel=False)[0].astype(np.int64)
-    return mode * (int(part.max(initial=0)) + 1) + part
-
-
 def sample_codes(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(worker code, image code) per row of ``rows``: computed once, shared by the counts."""
-    return _worker_codes(rows), pd.factorize(rows["image_id"], use_na_sentinel=False)[0].astype(np.int64)
+    return worker_codes(rows), pd.factorize(rows["image_id"], use_na_sentinel=False)[0].astype(np.int64)
 
 
 def _distinct_per_group(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
@@ -193,7 +185,7 @@ def _paired_intervals(pairs: pd.DataFrame, rows: pd.DataFrame, level: float = 0.
     """The paired trust table with, per pair, the answers and images behind it and the t
     interval of ``mean_diff`` over the workers who rated both (the same per-worker
     differences as the table's Wilcoxon and paired t tests)."""
-    scored = pd.DataFrame({"worker": _worker_codes(rows), "method": rows["method"].astype(str).to_numpy(),
+    scored = pd.DataFrame({"worker": worker_codes(rows), "method": rows["method"].astype(str).to_numpy(),
                            "image": rows["image_id"].to_numpy(),
                            "score": rows["score_stronger"].astype("float64").to_numpy()})
     means = scored.pivot_table(index="worker", columns="method", values="score", aggfunc="mean")
