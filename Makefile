@@ -25,7 +25,8 @@ demo: $(STAMP)
 	$(VENV)/bin/camstudy demo --out demo-out
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check gradcam stimuli study analysis camstudy tests bench
+	$(VENV)/bin/ruff check gradcam stimuli study analysis camstudy bots tests bench
+	$(VENV)/bin/ruff format --check gradcam stimuli study analysis camstudy bots tests bench
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

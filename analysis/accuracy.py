@@ -45,32 +45,43 @@ from analysis.clustered import (
 )
 from camstudy.errors import UserError
 
-ACCURACY_COLUMNS = ["n", "n_workers", "n_images", "k", "accuracy", "ci_low", "ci_high", "p_value",
-                    "wilson_low", "wilson_high", "binom_p", "ci_method"]
+ACCURACY_COLUMNS = [
+    "n",
+    "n_workers",
+    "n_images",
+    "k",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "wilson_low",
+    "wilson_high",
+    "binom_p",
+    "ci_method",
+]
 
 # ci_method per row, by what could be clustered on (a single worker or image cannot be).
 ACCURACY_CI_METHODS = {
     TWO_WAY: "two-way cluster-robust (worker and image) Wilson interval on n / design effect, "
-             "t with min(workers, images) − 1 df",
+    "t with min(workers, images) − 1 df",
     BY_WORKER: "cluster-robust by worker only (one image or no image ids) Wilson interval on n / design "
-               "effect, t with workers − 1 df",
-    BY_IMAGE: "cluster-robust by image only (one worker) Wilson interval on n / design effect, "
-              "t with images − 1 df",
+    "effect, t with workers − 1 df",
+    BY_IMAGE: "cluster-robust by image only (one worker) Wilson interval on n / design effect, t with images − 1 df",
     INDEPENDENT: "Wilson score interval (one worker and one image: nothing to cluster on)",
 }
 TRUST_CI_METHODS = {
     TWO_WAY: "two-way cluster-robust (worker and image) t interval of the mean over answers, "
-             "t with min(workers, images) − 1 df",
+    "t with min(workers, images) − 1 df",
     BY_WORKER: "cluster-robust by worker only (one image or no image ids) t interval of the mean over "
-               "answers, t with workers − 1 df",
-    BY_IMAGE: "cluster-robust by image only (one worker) t interval of the mean over answers, "
-              "t with images − 1 df",
+    "answers, t with workers − 1 df",
+    BY_IMAGE: "cluster-robust by image only (one worker) t interval of the mean over answers, t with images − 1 df",
     INDEPENDENT: "t interval of the mean over answers (one worker and one image: nothing to cluster on)",
 }
 
 
-def accuracy(df: pd.DataFrame, by: str | Sequence[str] = "method", chance: float = 0.5,
-             alpha: float = 0.05) -> pd.DataFrame:
+def accuracy(
+    df: pd.DataFrame, by: str | Sequence[str] = "method", chance: float = 0.5, alpha: float = 0.05
+) -> pd.DataFrame:
     """Accuracy per group of ``by`` (e.g. "method", "model_role", ["method", "model_role"]).
 
     Columns: the ``by`` columns, then ``n`` answers, ``n_workers`` (distinct ``(mode,
@@ -113,20 +124,22 @@ def accuracy(df: pd.DataFrame, by: str | Sequence[str] = "method", chance: float
     out["k"] = k
     p = v.mean
     out["accuracy"] = p
-    out["ci_low"], out["ci_high"], out["p_value"] = _clustered_wilson(p, v.n, v.v_cluster, v.df, v.how,
-                                                                      chance, alpha)
+    out["ci_low"], out["ci_high"], out["p_value"] = _clustered_wilson(p, v.n, v.v_cluster, v.df, v.how, chance, alpha)
     low, high = proportion_confint(k, v.n, alpha=alpha, method="wilson")
     out["wilson_low"], out["wilson_high"] = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-    out["binom_p"] = [stats.binomtest(int(a), int(b), chance, alternative="two-sided").pvalue
-                      for a, b in zip(k, v.n, strict=True)]
+    out["binom_p"] = [
+        stats.binomtest(int(a), int(b), chance, alternative="two-sided").pvalue for a, b in zip(k, v.n, strict=True)
+    ]
     out["ci_method"] = [ACCURACY_CI_METHODS[h] for h in v.how]
-    out = out.astype({"n": "int64", "n_workers": "int64", "k": "int64",
-                      **({"n_images": "int64"} if image is not None else {})})
+    out = out.astype(
+        {"n": "int64", "n_workers": "int64", "k": "int64", **({"n_images": "int64"} if image is not None else {})}
+    )
     return out[[*by, *(c for c in ACCURACY_COLUMNS if c in out.columns)]]
 
 
-def _clustered_wilson(p: np.ndarray, n: np.ndarray, v: np.ndarray, df: np.ndarray, how: np.ndarray,
-                      chance: float, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _clustered_wilson(
+    p: np.ndarray, n: np.ndarray, v: np.ndarray, df: np.ndarray, how: np.ndarray, chance: float, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The design-effect Wilson interval and the matching score test (see :func:`accuracy`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         v_iid = p * (1 - p) / n
@@ -141,16 +154,19 @@ def _clustered_wilson(p: np.ndarray, n: np.ndarray, v: np.ndarray, df: np.ndarra
         half = q / denom * np.sqrt(p * (1 - p) / n_eff + q2 / (4 * n_eff * n_eff))
         low, high = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
         tstat = (p - chance) / np.sqrt(chance * (1 - chance) / n_eff)
-        pval = np.where(independent, 2 * stats.norm.sf(np.abs(tstat)),
-                        2 * stats.t.sf(np.abs(tstat), np.maximum(df, 1)))
+        pval = np.where(independent, 2 * stats.norm.sf(np.abs(tstat)), 2 * stats.t.sf(np.abs(tstat), np.maximum(df, 1)))
     bad = n < 1
     untestable = bad | (not 0 < chance < 1)
-    return (np.where(bad, np.nan, low), np.where(bad, np.nan, high),
-            np.where(untestable, np.nan, np.minimum(pval, 1.0)))
+    return (
+        np.where(bad, np.nan, low),
+        np.where(bad, np.nan, high),
+        np.where(untestable, np.nan, np.minimum(pval, 1.0)),
+    )
 
 
-def class_discrimination_accuracy(df: pd.DataFrame, chance: float = 0.5, alpha: float = 0.05
-                                  ) -> dict[str, pd.DataFrame]:
+def class_discrimination_accuracy(
+    df: pd.DataFrame, chance: float = 0.5, alpha: float = 0.05
+) -> dict[str, pd.DataFrame]:
     """The three accuracy tables: ``method``, ``model_role`` and ``method_model_role``."""
     return {
         "method": accuracy(df, "method", chance, alpha),
@@ -159,9 +175,25 @@ def class_discrimination_accuracy(df: pd.DataFrame, chance: float = 0.5, alpha: 
     }
 
 
-TRUST_COLUMNS = ["n_answers", "n_workers", "n_images", "mean", "sd", "worker_mean", "worker_sd", "ci_low",
-                 "ci_high", "worker_t_low", "worker_t_high", "n_nonzero", "wilcoxon_stat", "wilcoxon_p",
-                 "t_stat", "t_p", "ci_method"]
+TRUST_COLUMNS = [
+    "n_answers",
+    "n_workers",
+    "n_images",
+    "mean",
+    "sd",
+    "worker_mean",
+    "worker_sd",
+    "ci_low",
+    "ci_high",
+    "worker_t_low",
+    "worker_t_high",
+    "n_nonzero",
+    "wilcoxon_stat",
+    "wilcoxon_p",
+    "t_stat",
+    "t_p",
+    "ci_method",
+]
 
 
 def trust_summary(df: pd.DataFrame, by: str | Sequence[str] = "method", alpha: float = 0.05) -> pd.DataFrame:
@@ -200,8 +232,12 @@ def trust_summary(df: pd.DataFrame, by: str | Sequence[str] = "method", alpha: f
     records = []
     for key, g in rows.groupby(by, sort=True, dropna=False):
         per_worker = g.groupby(["mode", "participant"], sort=False)["score"].mean().to_numpy()
-        records.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
-                        **_trust_stats(g["score"].to_numpy(), per_worker, alpha)})
+        records.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                **_trust_stats(g["score"].to_numpy(), per_worker, alpha),
+            }
+        )
     columns = [c for c in TRUST_COLUMNS if c != "n_images" or extra]
     out = pd.DataFrame.from_records(records, columns=[*by, *columns])
     if len(rows):
@@ -218,22 +254,30 @@ def trust_summary(df: pd.DataFrame, by: str | Sequence[str] = "method", alpha: f
         out["ci_method"] = [TRUST_CI_METHODS[h] for h in v.how]
     else:
         out["ci_method"] = pd.Series(dtype=object)
-    return out.astype({"n_answers": "int64", "n_workers": "int64", "n_nonzero": "int64",
-                       **({"n_images": "int64"} if extra else {})})
+    return out.astype(
+        {"n_answers": "int64", "n_workers": "int64", "n_nonzero": "int64", **({"n_images": "int64"} if extra else {})}
+    )
 
 
 def _trust_stats(scores: np.ndarray, per_worker: np.ndarray, alpha: float) -> dict[str, float]:
     n = len(per_worker)
     nan = math.nan
     out: dict[str, float] = {
-        "n_answers": len(scores), "n_workers": n,
+        "n_answers": len(scores),
+        "n_workers": n,
         "mean": float(scores.mean()) if len(scores) else nan,
         "sd": float(scores.std(ddof=1)) if len(scores) > 1 else nan,
         "worker_mean": float(per_worker.mean()) if n else nan,
         "worker_sd": float(per_worker.std(ddof=1)) if n > 1 else nan,
-        "ci_low": nan, "ci_high": nan, "worker_t_low": nan, "worker_t_high": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "worker_t_low": nan,
+        "worker_t_high": nan,
         "n_nonzero": int(np.count_nonzero(per_worker)),
-        "wilcoxon_stat": nan, "wilcoxon_p": nan, "t_stat": nan, "t_p": nan,
+        "wilcoxon_stat": nan,
+        "wilcoxon_p": nan,
+        "t_stat": nan,
+        "t_p": nan,
     }
     if n > 1:
         half = stats.t.ppf(1 - alpha / 2, n - 1) * out["worker_sd"] / math.sqrt(n)

@@ -46,10 +46,21 @@ from analysis.agreement_kernels import (
 )
 
 __all__ = [
-    "LEVELS", "CohenResult", "FleissResult", "agreement_table", "bootstrap_ci", "cohen_kappa",
-    "counts_from_ratings", "fleiss_kappa", "fleiss_z", "krippendorff_alpha", "landis_koch", "randolph_kappa",
+    "LEVELS",
+    "CohenResult",
+    "FleissResult",
+    "agreement_table",
+    "bootstrap_ci",
+    "cohen_kappa",
+    "counts_from_ratings",
+    "fleiss_kappa",
+    "fleiss_z",
+    "krippendorff_alpha",
+    "landis_koch",
+    "randolph_kappa",
     # kernels the tests reach through this module
-    "_alpha_replicates", "_cohen_cell",
+    "_alpha_replicates",
+    "_cohen_cell",
 ]
 
 
@@ -162,8 +173,9 @@ class CohenResult:
     weights: str | None
 
 
-def cohen_kappa(table: np.ndarray | Sequence[Sequence[float]], weights: str | None = None,
-                alpha: float = 0.05) -> CohenResult:
+def cohen_kappa(
+    table: np.ndarray | Sequence[Sequence[float]], weights: str | None = None, alpha: float = 0.05
+) -> CohenResult:
     """Cohen's kappa of a square rater-1 x rater-2 contingency table (statsmodels ``cohens_kappa``).
 
     ``weights``: None (unweighted), "linear" or "quadratic" (statsmodels' ``wt``; categories
@@ -186,16 +198,26 @@ def cohen_kappa(table: np.ndarray | Sequence[Sequence[float]], weights: str | No
         r = sm_cohen(t, wt=weights)
     kappa, ase = float(r.kappa), float(r.std_kappa)
     half = float(sps.norm.ppf(1 - alpha / 2)) * ase  # statsmodels' own interval at alpha 0.05
-    return CohenResult(kappa, ase, kappa - half, kappa + half, float(r.std_kappa0),
-                       float(r.z_value), float(r.pvalue_two_sided), n, weights)
+    return CohenResult(
+        kappa,
+        ase,
+        kappa - half,
+        kappa + half,
+        float(r.std_kappa0),
+        float(r.z_value),
+        float(r.pvalue_two_sided),
+        n,
+        weights,
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Krippendorff alpha and the bootstrap
 
 
-def krippendorff_alpha(reliability_data: np.ndarray | pd.DataFrame, level: str = "nominal",
-                       value_domain: Sequence[float] | None = None) -> float:
+def krippendorff_alpha(
+    reliability_data: np.ndarray | pd.DataFrame, level: str = "nominal", value_domain: Sequence[float] | None = None
+) -> float:
     """Krippendorff's alpha of a raters x units table (NaN = not rated), ``krippendorff`` package.
 
     alpha = 1 - D_o / D_e with the distance of ``level`` (nominal, ordinal, interval, ratio).
@@ -211,8 +233,9 @@ def krippendorff_alpha(reliability_data: np.ndarray | pd.DataFrame, level: str =
     if not _alpha_computable(data):
         return math.nan
     domain = None if value_domain is None else np.asarray(value_domain, dtype=float)
-    return float(krippendorff.alpha(reliability_data=data, value_domain=domain,
-                                    level_of_measurement=_check_level(level)))
+    return float(
+        krippendorff.alpha(reliability_data=data, value_domain=domain, level_of_measurement=_check_level(level))
+    )
 
 
 def _alpha_computable(data: np.ndarray) -> bool:
@@ -235,14 +258,24 @@ def _alpha_from_counts(counts: np.ndarray, domain: np.ndarray, level: str) -> fl
     pairable = counts[counts.sum(axis=1) >= 2]
     if pairable.shape[0] == 0 or np.count_nonzero(pairable.sum(axis=0)) < 2:
         return math.nan
-    return float(krippendorff.alpha(value_counts=pairable, value_domain=np.asarray(domain, dtype=float),
-                                    level_of_measurement=_check_level(level)))
+    return float(
+        krippendorff.alpha(
+            value_counts=pairable,
+            value_domain=np.asarray(domain, dtype=float),
+            level_of_measurement=_check_level(level),
+        )
+    )
 
 
-def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
-                 statistic: Callable[[np.ndarray], float] | None = None, *,
-                 level: str = "nominal", n_boot: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    reliability_data: np.ndarray | pd.DataFrame,
+    statistic: Callable[[np.ndarray], float] | None = None,
+    *,
+    level: str = "nominal",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap CI over units (columns) of a raters x units table.
 
     Each replicate draws as many units as there are, with replacement (numpy
@@ -260,8 +293,9 @@ def bootstrap_ci(reliability_data: np.ndarray | pd.DataFrame,
         level = _check_level(level)
         _check_ratio_values(data, level)
         domain = np.unique(data[~np.isnan(data)])
-        return _bootstrap_alpha(_value_counts(data, domain), domain, level, n_boot=n_boot,
-                                confidence=confidence, seed=seed)
+        return _bootstrap_alpha(
+            _value_counts(data, domain), domain, level, n_boot=n_boot, confidence=confidence, seed=seed
+        )
     rng = np.random.default_rng(seed)
     n_units = data.shape[1]
     if n_units == 0:
@@ -282,8 +316,12 @@ def _fleiss_from_counts(counts: np.ndarray) -> dict:
     per_item = counts.sum(axis=1)
     multi = per_item[per_item >= 2]
     if multi.size == 0:
-        return {"fleiss_kappa": math.nan, "fleiss_n_items": 0, "fleiss_n_raters": 0,
-                "fleiss_note": "not computable: no item has two or more raters"}
+        return {
+            "fleiss_kappa": math.nan,
+            "fleiss_n_items": 0,
+            "fleiss_n_raters": 0,
+            "fleiss_note": "not computable: no item has two or more raters",
+        }
     values, freq = np.unique(multi, return_counts=True)
     m = int(values[freq == freq.max()].max())
     used = counts[per_item == m]
@@ -292,12 +330,17 @@ def _fleiss_from_counts(counts: np.ndarray) -> dict:
     note = f"nominal (categories unordered); {len(used)} of {len(per_item)} items (those with {m} raters)"
     if math.isnan(res.kappa):
         note = f"not computable: every answer in one category ({note})"
-    return {"fleiss_kappa": res.kappa, "fleiss_z": res.z, "fleiss_p": res.p,
-            "fleiss_n_items": len(used), "fleiss_n_raters": m, "fleiss_note": note}
+    return {
+        "fleiss_kappa": res.kappa,
+        "fleiss_z": res.z,
+        "fleiss_p": res.p,
+        "fleiss_n_items": len(used),
+        "fleiss_n_raters": m,
+        "fleiss_note": note,
+    }
 
 
-def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int,
-                confidence: float, seed: int) -> dict:
+def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int, confidence: float, seed: int) -> dict:
     """Krippendorff's alpha over the items with >= 2 raters, with its bootstrap CI.
 
     Nominal: the category codes over ``domain`` = 0..C-1; ordinal/interval/ratio: the ratings
@@ -312,8 +355,13 @@ def _alpha_cell(ratings: _Ratings, level: str, domain: np.ndarray, n_boot: int,
         _check_ratio_values(domain, level)
         counts = ratings.counts(np.searchsorted(domain, ratings.value), len(domain))
     pairable = counts.sum(axis=1) >= 2
-    out = {"alpha_level": level, "alpha_n_items": int(pairable.sum()),
-           "alpha": math.nan, "alpha_low": math.nan, "alpha_high": math.nan}
+    out = {
+        "alpha_level": level,
+        "alpha_n_items": int(pairable.sum()),
+        "alpha": math.nan,
+        "alpha_low": math.nan,
+        "alpha_high": math.nan,
+    }
     if not pairable.any():
         return out | {"alpha_note": "not computable: no item has two or more raters"}
     counts = counts[pairable]
@@ -383,9 +431,17 @@ def _ratings_column(data: pd.DataFrame, column: str) -> pd.Series:
     return values
 
 
-def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str | None = None,
-                    min_shared: int = 5, n_boot: int = 1000, confidence: float = 0.95,
-                    seed: int = 0, exclude_attention_checks: bool = True) -> pd.DataFrame:
+def agreement_table(
+    df: pd.DataFrame,
+    *,
+    level: str | None = None,
+    column: str | None = None,
+    min_shared: int = 5,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    exclude_attention_checks: bool = True,
+) -> pd.DataFrame:
     """Inter-rater agreement per method of a long-format answer frame (one row per answer).
 
     Needs columns ``method, item_id, participant`` and the rating ``column``; rows with
@@ -445,22 +501,50 @@ def agreement_table(df: pd.DataFrame, *, level: str | None = None, column: str |
     for j, method in enumerate(methods):
         sel = order[bounds[j] : bounds[j + 1]]
         ratings, domain_values = _method_ratings(item_code[sel], rater_code[sel], value_code[sel], values, level)
-        row = _method_row(str(method), ratings, domain_values, column, level, weights, min_shared,
-                          n_boot, confidence, seed)
+        row = _method_row(
+            str(method), ratings, domain_values, column, level, weights, min_shared, n_boot, confidence, seed
+        )
         rows.append(row | {"variable": variable})
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-_COLUMNS = ["method", "variable", "level", "column", "n_items", "n_participants", "n_answers",
-            "fleiss_kappa", "fleiss_z", "fleiss_p", "fleiss_n_items", "fleiss_n_raters",
-            "fleiss_label", "fleiss_note",
-            "alpha", "alpha_low", "alpha_high", "alpha_level", "alpha_n_items", "alpha_label",
-            "alpha_note",
-            "cohen_kappa", "cohen_weights", "cohen_n_pairs", "cohen_label", "cohen_note"]
+_COLUMNS = [
+    "method",
+    "variable",
+    "level",
+    "column",
+    "n_items",
+    "n_participants",
+    "n_answers",
+    "fleiss_kappa",
+    "fleiss_z",
+    "fleiss_p",
+    "fleiss_n_items",
+    "fleiss_n_raters",
+    "fleiss_label",
+    "fleiss_note",
+    "alpha",
+    "alpha_low",
+    "alpha_high",
+    "alpha_level",
+    "alpha_n_items",
+    "alpha_label",
+    "alpha_note",
+    "cohen_kappa",
+    "cohen_weights",
+    "cohen_n_pairs",
+    "cohen_label",
+    "cohen_note",
+]
 
 
-def _method_ratings(item_code: np.ndarray, rater_code: np.ndarray, value_code: np.ndarray,
-                    values: pd.Index | pd.api.extensions.ExtensionArray, level: str) -> tuple[_Ratings, list]:
+def _method_ratings(
+    item_code: np.ndarray,
+    rater_code: np.ndarray,
+    value_code: np.ndarray,
+    values: pd.Index | pd.api.extensions.ExtensionArray,
+    level: str,
+) -> tuple[_Ratings, list]:
     """One method's rows (global item / participant / value codes, in row order) as
     :class:`_Ratings` over the items and participants it has, and its ordered categories.
 
@@ -482,8 +566,18 @@ def _method_ratings(item_code: np.ndarray, rater_code: np.ndarray, value_code: n
     return _Ratings(item, rater, code, value, len(items), len(raters), len(domain_values)), domain_values
 
 
-def _method_row(method: str, ratings: _Ratings, domain_values: list, column: str, level: str,
-                weights: str | None, min_shared: int, n_boot: int, confidence: float, seed: int) -> dict:
+def _method_row(
+    method: str,
+    ratings: _Ratings,
+    domain_values: list,
+    column: str,
+    level: str,
+    weights: str | None,
+    min_shared: int,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> dict:
     """One row of ``agreement_table``.
 
     Categories are coded 0..C-1 for the kappas (sorted values; for ordinal integer ratings
@@ -495,12 +589,26 @@ def _method_row(method: str, ratings: _Ratings, domain_values: list, column: str
         domain = np.arange(len(domain_values), dtype=float)
     else:
         domain = np.asarray(domain_values, dtype=float)
-    row = {"method": method, "level": level, "column": column, "n_items": ratings.n_items,
-           "n_participants": ratings.n_raters, "n_answers": len(ratings.item)}
+    row = {
+        "method": method,
+        "level": level,
+        "column": column,
+        "n_items": ratings.n_items,
+        "n_participants": ratings.n_raters,
+        "n_answers": len(ratings.item),
+    }
     row |= _fleiss_from_counts(ratings.counts())
     row |= _alpha_cell(ratings, level, domain, n_boot, confidence, seed)
-    row |= _cohen_pairs(ratings.item, ratings.rater, ratings.code, ratings.n_items, ratings.n_raters,
-                        ratings.n_categories, weights, min_shared)
+    row |= _cohen_pairs(
+        ratings.item,
+        ratings.rater,
+        ratings.code,
+        ratings.n_items,
+        ratings.n_raters,
+        ratings.n_categories,
+        weights,
+        min_shared,
+    )
     for key in ("fleiss", "cohen"):
         row[f"{key}_label"] = landis_koch(row[f"{key}_kappa"])
     row["alpha_label"] = landis_koch(row["alpha"])

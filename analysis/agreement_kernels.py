@@ -99,8 +99,9 @@ def _percentile_interval(reps: np.ndarray, confidence: float) -> tuple[float, fl
     return float(low), float(high)
 
 
-def _bootstrap_alpha(counts: np.ndarray, domain: np.ndarray, level: str, *, n_boot: int,
-                     confidence: float, seed: int) -> tuple[float, float]:
+def _bootstrap_alpha(
+    counts: np.ndarray, domain: np.ndarray, level: str, *, n_boot: int, confidence: float, seed: int
+) -> tuple[float, float]:
     """:func:`bootstrap_ci` of Krippendorff's alpha from a units x values count table.
 
     The units are the table's rows, resampled exactly as :func:`bootstrap_ci` resamples the
@@ -111,8 +112,7 @@ def _bootstrap_alpha(counts: np.ndarray, domain: np.ndarray, level: str, *, n_bo
     if n_units == 0:
         return math.nan, math.nan
     draws = rng.integers(0, n_units, size=(n_boot, n_units))
-    reps = _alpha_replicates_from_counts(np.asarray(counts, dtype=float), np.asarray(domain, dtype=float),
-                                         draws, level)
+    reps = _alpha_replicates_from_counts(np.asarray(counts, dtype=float), np.asarray(domain, dtype=float), draws, level)
     return _percentile_interval(reps, confidence)
 
 
@@ -130,8 +130,9 @@ def _draw_weights(draws: np.ndarray, n_units: int) -> np.ndarray:
     return np.bincount(flat, minlength=n * n_units).reshape(n, n_units).astype(float)
 
 
-def _alpha_replicates_from_counts(counts: np.ndarray, domain: np.ndarray, draws: np.ndarray, level: str,
-                                  chunk: int = 256) -> np.ndarray:
+def _alpha_replicates_from_counts(
+    counts: np.ndarray, domain: np.ndarray, draws: np.ndarray, level: str, chunk: int = 256
+) -> np.ndarray:
     """Krippendorff's alpha of every bootstrap replicate at once, from per-unit value counts.
 
     A unit u with m_u >= 2 values contributes C_u[c, k] = n_uc (n_uk - [c = k]) / (m_u - 1)
@@ -257,18 +258,26 @@ class _Ratings:
 # Cohen kappa of every pair at once
 
 
-def _cohen_cell(codes: pd.DataFrame | np.ndarray, n_categories: int, weights: str | None,
-                min_shared: int) -> dict:
+def _cohen_cell(codes: pd.DataFrame | np.ndarray, n_categories: int, weights: str | None, min_shared: int) -> dict:
     """Mean Cohen kappa over participant pairs sharing >= ``min_shared`` items, from an
     items x participants table of category codes (NaN = not rated); see :func:`_cohen_pairs`."""
     arr = np.asarray(codes, dtype=float)
     item, rater = np.nonzero(~np.isnan(arr))
-    return _cohen_pairs(item, rater, arr[item, rater].astype(np.int64), arr.shape[0], arr.shape[1],
-                        n_categories, weights, min_shared)
+    return _cohen_pairs(
+        item, rater, arr[item, rater].astype(np.int64), arr.shape[0], arr.shape[1], n_categories, weights, min_shared
+    )
 
 
-def _cohen_pairs(item: np.ndarray, rater: np.ndarray, code: np.ndarray, n_items: int, n_raters: int,
-                 n_categories: int, weights: str | None, min_shared: int) -> dict:
+def _cohen_pairs(
+    item: np.ndarray,
+    rater: np.ndarray,
+    code: np.ndarray,
+    n_items: int,
+    n_raters: int,
+    n_categories: int,
+    weights: str | None,
+    min_shared: int,
+) -> dict:
     """Mean Cohen kappa over participant pairs sharing >= ``min_shared`` items.
 
     All pairs at once, from sparse one-hot matrices: R (items x participants; who rated
@@ -304,9 +313,13 @@ def _cohen_pairs(item: np.ndarray, rater: np.ndarray, code: np.ndarray, n_items:
         observed = n - (z_t @ z_t.T).toarray()
     else:  # G: every rated (item, participant) once per category c, with weight d[c, code]
         cats = np.repeat(idx[None, :], len(item), axis=0).ravel()
-        g = sparse.csr_matrix((d[cats, np.repeat(code, n_categories)],
-                               (np.repeat(item, n_categories) * n_categories + cats, np.repeat(rater, n_categories))),
-                              shape=(n_items * n_categories, n_raters))
+        g = sparse.csr_matrix(
+            (
+                d[cats, np.repeat(code, n_categories)],
+                (np.repeat(item, n_categories) * n_categories + cats, np.repeat(rater, n_categories)),
+            ),
+            shape=(n_items * n_categories, n_raters),
+        )
         observed = (z_t @ g).toarray()
     iu = np.triu_indices(n_raters, k=1)
     eligible = n[iu] >= min_shared
@@ -320,8 +333,11 @@ def _cohen_pairs(item: np.ndarray, rater: np.ndarray, code: np.ndarray, n_items:
     kappas = kappa[np.isfinite(kappa)]
     base = {"cohen_weights": weights or "none", "cohen_n_pairs": int(kappas.size)}
     if kappas.size == 0:
-        why = (f"no pair of participants shares {min_shared} or more items" if not eligible.any()
-               else "every eligible pair used a single common category")
+        why = (
+            f"no pair of participants shares {min_shared} or more items"
+            if not eligible.any()
+            else "every eligible pair used a single common category"
+        )
         return base | {"cohen_kappa": math.nan, "cohen_note": f"not computable: {why}"}
     skipped = int(eligible.sum()) - int(kappas.size)
     note = f"mean over {kappas.size} pairs sharing >= {min_shared} items"

@@ -18,8 +18,15 @@ from typing import Any
 from camstudy.errors import UserError
 
 
-def analyze_study(db_url: str | None, slug: str, out: str | Path, *, mode: str = "live",
-                  n_boot: int = 1000, plan_file: str | Path | None = None) -> dict[str, Any]:
+def analyze_study(
+    db_url: str | None,
+    slug: str,
+    out: str | Path,
+    *,
+    mode: str = "live",
+    n_boot: int = 1000,
+    plan_file: str | Path | None = None,
+) -> dict[str, Any]:
     """Analyse study ``slug`` of database ``db_url`` (None: the configured one) into ``out``.
 
     ``mode`` is live, sandbox, debug or all. A study with a frozen plan is analysed against
@@ -34,9 +41,11 @@ def analyze_study(db_url: str | None, slug: str, out: str | Path, *, mode: str =
     df = load_study(db_url, slug, None if mode == "all" else mode)
     frozen = stored_plan(db_url, slug)
     if given is not None and (frozen is None or given.sha256 != frozen.sha256):
-        raise UserError(f"--plan {plan_file} (sha256 {given.sha256}) is not study {slug!r}'s frozen plan "
-                        f"({'none stored' if frozen is None else 'sha256 ' + frozen.sha256}); a study is "
-                        "analysed against the plan frozen with it")
+        raise UserError(
+            f"--plan {plan_file} (sha256 {given.sha256}) is not study {slug!r}'s frozen plan "
+            f"({'none stored' if frozen is None else 'sha256 ' + frozen.sha256}); a study is "
+            "analysed against the plan frozen with it"
+        )
     settings = study_settings(db_url, slug)
     stored = settings.get("exclusions")
     if isinstance(stored, dict):
@@ -45,13 +54,22 @@ def analyze_study(db_url: str | None, slug: str, out: str | Path, *, mode: str =
     else:
         rules = Exclusions()
         rules_source = f"the defaults of study.settings.Exclusions: study {slug!r} stores none"
-    return _report(df, rules, out, frozen=frozen, mode=mode, n_boot=n_boot, rules_source=rules_source,
-                   source=f"study {slug!r} in the database (mode {mode})",
-                   title=f"Analysis of {settings.get('title') or slug}")
+    return _report(
+        df,
+        rules,
+        out,
+        frozen=frozen,
+        mode=mode,
+        n_boot=n_boot,
+        rules_source=rules_source,
+        source=f"study {slug!r} in the database (mode {mode})",
+        title=f"Analysis of {settings.get('title') or slug}",
+    )
 
 
-def analyze_export(path: str | Path, out: str | Path, *, n_boot: int = 1000,
-                   plan_file: str | Path | None = None) -> dict[str, Any]:
+def analyze_export(
+    path: str | Path, out: str | Path, *, n_boot: int = 1000, plan_file: str | Path | None = None
+) -> dict[str, Any]:
     """Analyse the export file ``path`` (.csv or .parquet) into ``out``.
 
     An export does not carry the study's settings, so its rules are the defaults unless
@@ -71,8 +89,17 @@ def analyze_export(path: str | Path, out: str | Path, *, n_boot: int = 1000,
         rules = frozen.plan["exclusions"]
         rules_source = f"the pre-registered plan {plan_file} (sha256 {frozen.sha256})"
         mode = ", ".join(sorted({str(m) for m in df["mode"].dropna().unique()})) or None
-    return _report(df, rules, out, frozen=frozen, mode=mode, n_boot=n_boot, rules_source=rules_source,
-                   source=f"export file {path}", title=f"Analysis of {Path(path).name}")
+    return _report(
+        df,
+        rules,
+        out,
+        frozen=frozen,
+        mode=mode,
+        n_boot=n_boot,
+        rules_source=rules_source,
+        source=f"export file {path}",
+        title=f"Analysis of {Path(path).name}",
+    )
 
 
 def study_settings(db_url: str | None, slug: str) -> dict:
@@ -94,15 +121,34 @@ def _check_n_boot(n_boot: int) -> None:
         raise UserError(f"--n-boot must be at least 1, not {n_boot}")
 
 
-def _report(df: Any, rules: Any, out: str | Path, *, frozen: Any, mode: str | None, n_boot: int,
-            rules_source: str, source: str, title: str) -> dict[str, Any]:
+def _report(
+    df: Any,
+    rules: Any,
+    out: str | Path,
+    *,
+    frozen: Any,
+    mode: str | None,
+    n_boot: int,
+    rules_source: str,
+    source: str,
+    title: str,
+) -> dict[str, Any]:
     from analysis.preregistration import preregistration_hook
     from analysis.report import analyze
     from analysis.significance import report_tables
 
     hook = preregistration_hook(frozen, answers=df, mode=mode) if frozen is not None else None
-    result = analyze(df, rules, out, title=title, source=source, significance=report_tables,
-                     preregistration=hook, rules_source=rules_source, n_boot=n_boot)
+    result = analyze(
+        df,
+        rules,
+        out,
+        title=title,
+        source=source,
+        significance=report_tables,
+        preregistration=hook,
+        rules_source=rules_source,
+        n_boot=n_boot,
+    )
     if frozen is not None:
         # The frozen plan, byte for byte, beside the report it was judged against.
         (Path(out) / "preregistration.json").write_bytes(frozen.text.encode("utf-8"))

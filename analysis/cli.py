@@ -34,12 +34,17 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("target", metavar="STUDY|EXPORT_FILE", help="a study's slug, or an export (.csv or .parquet)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (report.html, tables, figures)")
     p.add_argument("--db", help="database URL (a study only; default: the configured one)")
-    p.add_argument("--mode", choices=MODE_CHOICES, default="live",
-                   help="a study only: live (default), sandbox, debug or all")
-    p.add_argument("--n-boot", type=int, default=1000,
-                   help="bootstrap resamples for Krippendorff's alpha (default 1000)")
-    p.add_argument("--plan", metavar="FROZEN.json",
-                   help="the frozen plan of `camstudy preregister` (an export; a study uses its stored plan)")
+    p.add_argument(
+        "--mode", choices=MODE_CHOICES, default="live", help="a study only: live (default), sandbox, debug or all"
+    )
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap resamples for Krippendorff's alpha (default 1000)"
+    )
+    p.add_argument(
+        "--plan",
+        metavar="FROZEN.json",
+        help="the frozen plan of `camstudy preregister` (an export; a study uses its stored plan)",
+    )
     p.set_defaults(func=run_analyze)
     return p
 
@@ -61,11 +66,19 @@ def run_analyze(args: argparse.Namespace) -> int:
     if is_export_file(target):
         result = analyze_export(target, args.out, n_boot=n_boot, plan_file=plan_file)
     else:
-        result = analyze_study(getattr(args, "db", None), target, args.out,
-                               mode=getattr(args, "mode", "live") or "live", n_boot=n_boot, plan_file=plan_file)
+        result = analyze_study(
+            getattr(args, "db", None),
+            target,
+            args.out,
+            mode=getattr(args, "mode", "live") or "live",
+            n_boot=n_boot,
+            plan_file=plan_file,
+        )
     flow = result["flow"]
-    print(f"analysed {flow['analysed_answers']} answers of {flow['analysed_participants']} participants "
-          f"({flow['excluded']} of {flow['enrolled']} excluded; rules: {asdict(Exclusions(**result['rules']))})")
+    print(
+        f"analysed {flow['analysed_answers']} answers of {flow['analysed_participants']} participants "
+        f"({flow['excluded']} of {flow['enrolled']} excluded; rules: {asdict(Exclusions(**result['rules']))})"
+    )
     frozen = result["frozen"]
     if frozen is not None:
         print(_prereg_line(frozen.sha256, result.get("preregistration"), result.get("preregistration_error")))
@@ -80,5 +93,7 @@ def _prereg_line(sha256: str, answer: dict | None, error: str | None) -> str:
     hypotheses = answer.get("hypotheses") or []
     supported = sum(h.get("status") == "supported" for h in hypotheses)
     deviations = len(answer.get("deviations") or [])
-    return (f"pre-registration {sha256}: {supported} of {len(hypotheses)} hypotheses supported; "
-            f"{deviations} deviation{'s' if deviations != 1 else ''} from the plan")
+    return (
+        f"pre-registration {sha256}: {supported} of {len(hypotheses)} hypotheses supported; "
+        f"{deviations} deviation{'s' if deviations != 1 else ''} from the plan"
+    )

@@ -66,8 +66,7 @@ def image_codes(rows: pd.DataFrame) -> np.ndarray | None:
     return pd.factorize(rows["image_id"], use_na_sentinel=False)[0].astype(np.int64)
 
 
-def _cell_sums(group: np.ndarray, cluster: np.ndarray, e: np.ndarray, n_groups: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _cell_sums(group: np.ndarray, cluster: np.ndarray, e: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Per group: the sum over its clusters of (sum of ``e`` in the cluster)^2, and the
     number of distinct clusters it has."""
     width = int(cluster.max(initial=-1)) + 1
@@ -75,21 +74,26 @@ def _cell_sums(group: np.ndarray, cluster: np.ndarray, e: np.ndarray, n_groups: 
     if n_groups * width <= 4 * len(e) + 1024:  # a small code space: dense bincount
         s = np.bincount(combined, weights=e, minlength=n_groups * width)
         c = np.bincount(combined, minlength=n_groups * width)
-        return ((s * s).reshape(n_groups, width).sum(axis=1),
-                (c > 0).reshape(n_groups, width).sum(axis=1).astype(np.int64))
+        return (
+            (s * s).reshape(n_groups, width).sum(axis=1),
+            (c > 0).reshape(n_groups, width).sum(axis=1).astype(np.int64),
+        )
     codes, uniques = pd.factorize(combined)
     s = np.bincount(codes, weights=e)
     owner = uniques // width
-    return (np.bincount(owner, weights=s * s, minlength=n_groups),
-            np.bincount(owner, minlength=n_groups).astype(np.int64))
+    return (
+        np.bincount(owner, weights=s * s, minlength=n_groups),
+        np.bincount(owner, minlength=n_groups).astype(np.int64),
+    )
 
 
 def _cr1(g: np.ndarray) -> np.ndarray:
     return np.where(g > 1, g / np.maximum(g - 1, 1), 0.0)
 
 
-def group_variance(group: np.ndarray, y: np.ndarray, worker: np.ndarray | None, image: np.ndarray | None,
-                   n_groups: int) -> GroupVariance:
+def group_variance(
+    group: np.ndarray, y: np.ndarray, worker: np.ndarray | None, image: np.ndarray | None, n_groups: int
+) -> GroupVariance:
     """The clustered variance of the mean of ``y`` in each group ``0..n_groups-1``.
 
     ``group``, ``worker``, ``image``: integer codes per answer (``worker`` or ``image``
@@ -130,5 +134,13 @@ def group_variance(group: np.ndarray, y: np.ndarray, worker: np.ndarray | None, 
     v_iid_cr = _cr1(n) * v_iid  # n / (n - 1): the usual s^2 / n
     v = np.select([two, gw > 1, gi > 1], [v_two, vw, vi], default=v_iid_cr)
     df = np.select([two, gw > 1, gi > 1], [np.minimum(gw, gi) - 1, gw - 1, gi - 1], default=n - 1)
-    return GroupVariance(n=n, mean=mean, v_iid=v_iid, v_cluster=v, n_workers=gw, n_images=gi,
-                         df=np.maximum(df, 0).astype(np.int64), how=how)
+    return GroupVariance(
+        n=n,
+        mean=mean,
+        v_iid=v_iid,
+        v_cluster=v,
+        n_workers=gw,
+        n_images=gi,
+        df=np.maximum(df, 0).astype(np.int64),
+        how=how,
+    )

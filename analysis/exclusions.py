@@ -48,8 +48,10 @@ def as_rules(rules: Exclusions | Mapping[str, Any] | None) -> Exclusions:
         known = {f.name for f in fields(Exclusions)}
         unknown = sorted(set(rules) - known)
         if unknown:
-            raise UserError(f"exclusions: unknown rule{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                            f"(known: {', '.join(sorted(known))})")
+            raise UserError(
+                f"exclusions: unknown rule{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         return Exclusions(**{**asdict(Exclusions()), **rules})
     raise UserError(f"exclusions must be an Exclusions or a dict, not {type(rules).__name__}")
 
@@ -85,31 +87,36 @@ def _participant_codes(df: pd.DataFrame) -> np.ndarray:
     return codes
 
 
-def _participants(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None
-                  ) -> tuple[pd.DataFrame, np.ndarray]:
+def _participants(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None) -> tuple[pd.DataFrame, np.ndarray]:
     """(:func:`participant_table`, each row's participant number: its row in the table, or
     -1 for a row without a mode or participant)."""
     r = as_rules(rules)
     codes = _participant_codes(df)
     check = df["is_attention_check"].astype(bool).to_numpy()
     ok = codes >= 0
-    work = pd.DataFrame({
-        "check": check, "failed": failed_checks(df),
-        "trial_rt": df["rt_ms"].astype("float64").where(~df["is_attention_check"].astype(bool)),
-        "status": df["participant_status"], "row": np.arange(len(df)),
-    }).reset_index(drop=True)
+    work = pd.DataFrame(
+        {
+            "check": check,
+            "failed": failed_checks(df),
+            "trial_rt": df["rt_ms"].astype("float64").where(~df["is_attention_check"].astype(bool)),
+            "status": df["participant_status"],
+            "row": np.arange(len(df)),
+        }
+    ).reset_index(drop=True)
     if not ok.all():
         work = work[ok]
     g = work.groupby(codes[ok], sort=True)  # codes are numbered in order of first appearance
     first = g["row"].first().to_numpy()
     index = pd.MultiIndex.from_arrays([df["mode"].iloc[first], df["participant"].iloc[first]], names=KEY)
-    table = pd.DataFrame({
-        "answers": g.size(),
-        "checks": g["check"].sum().astype("int64"),
-        "failed_checks": g["failed"].sum().astype("int64"),
-        "median_rt_ms": g["trial_rt"].median(),
-        "status": g["status"].last(),
-    })
+    table = pd.DataFrame(
+        {
+            "answers": g.size(),
+            "checks": g["check"].sum().astype("int64"),
+            "failed_checks": g["failed"].sum().astype("int64"),
+            "median_rt_ms": g["trial_rt"].median(),
+            "status": g["status"].last(),
+        }
+    )
     table.index = index
     flag_exclusions(table, r)
     return table.reset_index(), codes
@@ -118,17 +125,20 @@ def _participants(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None
 def flag_exclusions(table: pd.DataFrame, r: Exclusions) -> None:
     """Add each rule's column and ``excluded`` to a per-participant table in place (columns
     ``failed_checks``, ``median_rt_ms``, ``status``)."""
-    table["attention"] = (table["failed_checks"] > r.max_failed_attention_checks
-                          if r.max_failed_attention_checks is not None else False)
-    table["too_fast"] = ((table["median_rt_ms"] < r.min_median_rt_ms).fillna(False)
-                         if r.min_median_rt_ms is not None else False)
+    table["attention"] = (
+        table["failed_checks"] > r.max_failed_attention_checks if r.max_failed_attention_checks is not None else False
+    )
+    table["too_fast"] = (
+        (table["median_rt_ms"] < r.min_median_rt_ms).fillna(False) if r.min_median_rt_ms is not None else False
+    )
     table["incomplete"] = ~table["status"].isin(FINISHED) if r.require_complete else False
     table[list(RULES)] = table[list(RULES)].astype(bool)
     table["excluded"] = table[list(RULES)].any(axis=1)
 
 
-def apply_exclusions(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None = None
-                     ) -> tuple[pd.DataFrame, dict[str, int]]:
+def apply_exclusions(
+    df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None = None
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """``(kept, flow)``: the non-check answers of the participants no rule excludes, and the
     participant flow as a dict of counts:
 

@@ -131,13 +131,24 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
     need = required_columns(kind)
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise UserError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(missing)} (a {kind} export has {len(need)} columns)")
+        raise UserError(
+            f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (a {kind} export has {len(need)} columns)"
+        )
     if len(df) == 0:
         raise UserError(f"{source}: no answers")
     out = df.copy(deep=False)  # columns are replaced, never written into
-    text = set(out.columns) - {"position", "is_attention_check", "correct", "answer", "score_stronger",
-                               "rt_ms", *DATETIME_COLUMNS, *SECONDS_COLUMNS, *EVENT_COUNTS}
+    text = set(out.columns) - {
+        "position",
+        "is_attention_check",
+        "correct",
+        "answer",
+        "score_stronger",
+        "rt_ms",
+        *DATETIME_COLUMNS,
+        *SECONDS_COLUMNS,
+        *EVENT_COUNTS,
+    }
     if kind == "class_discrimination":
         text.add("answer")
     for c in text:
@@ -160,7 +171,8 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
         if c in out.columns:
             out[c] = _integers(out[c], c, source, nullable=True)
     order = [c for c in columns(kind, raw_ids="worker_id" in out.columns)] + [
-        c for c in out.columns if c not in columns(kind, raw_ids=True)]
+        c for c in out.columns if c not in columns(kind, raw_ids=True)
+    ]
     return out[order].reset_index(drop=True)
 
 

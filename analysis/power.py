@@ -65,8 +65,9 @@ def _check_level(name: str, value: float) -> None:
         raise UserError(f"{name} must be in (0, 1), not {value}")
 
 
-def n_per_group_two_proportions(p1: float, p2: float, alpha: float = 0.05, power: float = 0.8,
-                                answers_per_worker: int = 1, icc: float = 0.0) -> ProportionsPower:
+def n_per_group_two_proportions(
+    p1: float, p2: float, alpha: float = 0.05, power: float = 0.8, answers_per_worker: int = 1, icc: float = 0.0
+) -> ProportionsPower:
     """Answers and workers per group to detect accuracy ``p1`` vs ``p2`` (see the module doc:
     n answers per group from Cohen's h and ``NormalIndPower``, two-sided; then workers =
     ceil(n * (1 + (m - 1) icc) / m) with m = ``answers_per_worker``)."""
@@ -79,18 +80,30 @@ def n_per_group_two_proportions(p1: float, p2: float, alpha: float = 0.05, power
     _check_level("power", power)
     if p1 == p2:
         raise UserError("p1 and p2 must differ (no sample size detects a zero difference)")
-    if isinstance(answers_per_worker, bool) or int(answers_per_worker) != answers_per_worker \
-            or answers_per_worker < 1:
+    if isinstance(answers_per_worker, bool) or int(answers_per_worker) != answers_per_worker or answers_per_worker < 1:
         raise UserError(f"answers per worker must be a positive integer, not {answers_per_worker}")
     if not 0 <= icc <= 1:
         raise UserError(f"icc must be in [0, 1], not {icc}")
     m = int(answers_per_worker)
     h = float(proportion_effectsize(p1, p2))
-    n = float(NormalIndPower().solve_power(effect_size=abs(h), alpha=alpha, power=power, ratio=1.0,
-                                           alternative="two-sided"))
+    n = float(
+        NormalIndPower().solve_power(effect_size=abs(h), alpha=alpha, power=power, ratio=1.0, alternative="two-sided")
+    )
     deff = 1 + (m - 1) * icc
-    return ProportionsPower(p1, p2, alpha, power, h, n, math.ceil(n), m, float(icc), deff,
-                            math.ceil(n * deff - 1e-9), math.ceil(n * deff / m - 1e-9))
+    return ProportionsPower(
+        p1,
+        p2,
+        alpha,
+        power,
+        h,
+        n,
+        math.ceil(n),
+        m,
+        float(icc),
+        deff,
+        math.ceil(n * deff - 1e-9),
+        math.ceil(n * deff / m - 1e-9),
+    )
 
 
 def n_trust_one_sample(mean: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> OneSamplePower:
@@ -117,18 +130,26 @@ def _table(rows: list[tuple[str, str]]) -> str:
 def run_power(args: argparse.Namespace) -> int:
     """``camstudy power accuracy|trust``: print the sample size as a short table."""
     if args.action == "accuracy":
-        r = n_per_group_two_proportions(args.p1, args.p2, args.alpha, args.power, args.answers_per_worker,
-                                        args.icc)
-        rows = [("p1 vs p2", f"{r.p1:g} vs {r.p2:g}"), ("alpha, power", f"{r.alpha:g}, {r.power:g}"),
-                ("Cohen's h", f"{r.h:.4f}"), ("answers per group", f"{r.answers_per_group} ({r.n_exact:.1f})"),
-                ("answers per worker", str(r.answers_per_worker)), ("icc", f"{r.icc:g}"),
-                ("design effect", f"{r.design_effect:.3f}"),
-                ("answers per group (clustered)", str(r.answers_per_group_clustered)),
-                ("workers per group", str(r.workers_per_group))]
+        r = n_per_group_two_proportions(args.p1, args.p2, args.alpha, args.power, args.answers_per_worker, args.icc)
+        rows = [
+            ("p1 vs p2", f"{r.p1:g} vs {r.p2:g}"),
+            ("alpha, power", f"{r.alpha:g}, {r.power:g}"),
+            ("Cohen's h", f"{r.h:.4f}"),
+            ("answers per group", f"{r.answers_per_group} ({r.n_exact:.1f})"),
+            ("answers per worker", str(r.answers_per_worker)),
+            ("icc", f"{r.icc:g}"),
+            ("design effect", f"{r.design_effect:.3f}"),
+            ("answers per group (clustered)", str(r.answers_per_group_clustered)),
+            ("workers per group", str(r.workers_per_group)),
+        ]
     else:
         t = n_trust_one_sample(args.mean, args.sd, args.alpha, args.power)
-        rows = [("mean, sd", f"{t.mean:g}, {t.sd:g}"), ("alpha, power", f"{t.alpha:g}, {t.power:g}"),
-                ("Cohen's d", f"{t.d:.4f}"), ("workers", f"{t.workers} ({t.n_exact:.1f})")]
+        rows = [
+            ("mean, sd", f"{t.mean:g}, {t.sd:g}"),
+            ("alpha, power", f"{t.alpha:g}, {t.power:g}"),
+            ("Cohen's d", f"{t.d:.4f}"),
+            ("workers", f"{t.workers} ({t.n_exact:.1f})"),
+        ]
     print(_table(rows))
     return 0
 
@@ -140,10 +161,12 @@ def add_power_parser(sub) -> None:
     a = act.add_parser("accuracy", help="answers and workers per group for accuracy p1 vs p2")
     a.add_argument("--p1", type=float, required=True, help="accuracy of one method, in (0, 1)")
     a.add_argument("--p2", type=float, required=True, help="accuracy of the other, in (0, 1)")
-    a.add_argument("--answers-per-worker", type=int, default=1, metavar="M",
-                   help="answers each worker gives per group (default 1)")
-    a.add_argument("--icc", type=float, default=0.0, metavar="R",
-                   help="intraclass correlation of one worker's answers (default 0)")
+    a.add_argument(
+        "--answers-per-worker", type=int, default=1, metavar="M", help="answers each worker gives per group (default 1)"
+    )
+    a.add_argument(
+        "--icc", type=float, default=0.0, metavar="R", help="intraclass correlation of one worker's answers (default 0)"
+    )
     t = act.add_parser("trust", help="workers for a mean trust score against 0")
     t.add_argument("--mean", type=float, required=True, help="expected mean score (-2..2)")
     t.add_argument("--sd", type=float, required=True, help="SD of the per-worker mean scores")

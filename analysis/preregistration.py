@@ -76,8 +76,11 @@ DIRECTIONS = ("greater", "less", "two-sided")
 SUPPORTED, NOT_SUPPORTED, NOT_COMPUTABLE = "supported", "not supported", "not computable"
 # The exclusion rules by the flow's names (analysis.exclusions.RULES) and whether a value
 # switches the rule off.
-RULE_KEYS = {"attention": "max_failed_attention_checks", "too_fast": "min_median_rt_ms",
-             "incomplete": "require_complete"}
+RULE_KEYS = {
+    "attention": "max_failed_attention_checks",
+    "too_fast": "min_median_rt_ms",
+    "incomplete": "require_complete",
+}
 
 
 @dataclass(frozen=True)
@@ -95,21 +98,32 @@ class Test:
 
 TESTS: dict[str, Test] = {
     "accuracy_vs_chance": Test(
-        "accuracy_by_method", CD, False,
+        "accuracy_by_method",
+        CD,
+        False,
         "the method's accuracy against chance (0.5): the clustered score test (two-way worker x image "
-        "design effect, t reference), p_value of accuracy_by_method"),
+        "design effect, t reference), p_value of accuracy_by_method",
+    ),
     "gee_comparison": Test(
-        "significance_gee_method_comparisons", CD, True,
+        "significance_gee_method_comparisons",
+        CD,
+        True,
         "method vs versus: GEE logistic model clustered by worker, the pair's Holm-adjusted p "
-        "(adjust = \"none\": its unadjusted p) and odds ratio",
-        {"adjust": ("holm", "none")}),
+        '(adjust = "none": its unadjusted p) and odds ratio',
+        {"adjust": ("holm", "none")},
+    ),
     "trust_mean": Test(
-        "trust_by_method", TRUST, False,
+        "trust_by_method",
+        TRUST,
+        False,
         "the mean of the per-worker trust scores against 0: one-sample t-test (statistic = "
-        "\"wilcoxon\": Wilcoxon signed-rank) of trust_by_method",
-        {"statistic": ("t", "wilcoxon")}),
+        '"wilcoxon": Wilcoxon signed-rank) of trust_by_method',
+        {"statistic": ("t", "wilcoxon")},
+    ),
     "ordinal_method": Test(
-        "significance_trust_ordinal", TRUST, True,
+        "significance_trust_ordinal",
+        TRUST,
+        True,
         "method vs versus in the ordinal (proportional-odds) trust model, cluster-robust by worker; "
         "versus must be the model's reference method",
     ),
@@ -171,8 +185,13 @@ def _plan(raw: dict, study: StudyFacts | None) -> dict[str, Any]:
     s.done()
     if slug is not None and study is not None and slug != study.slug:
         raise UserError(f"study.slug: the plan is for study {slug!r}, not {study.slug!r}")
-    hypotheses = f.get("hypotheses", list, ..., lambda v: len(v) > 0 and all(isinstance(h, dict) for h in v),
-                       "must be one or more [[hypotheses]] tables")
+    hypotheses = f.get(
+        "hypotheses",
+        list,
+        ...,
+        lambda v: len(v) > 0 and all(isinstance(h, dict) for h in v),
+        "must be one or more [[hypotheses]] tables",
+    )
     parsed = [_hypothesis(i, h, study) for i, h in enumerate(hypotheses, start=1)]
     seen: set[str] = set()
     for h in parsed:
@@ -186,21 +205,32 @@ def _plan(raw: dict, study: StudyFacts | None) -> dict[str, Any]:
         if kind is None:
             raise UserError("hypotheses: the tests mix class-discrimination and trust studies")
         if need != kind:
-            raise UserError(f"hypothesis {h['id']!r}: test {h['test']} is for {need} studies; "
-                            f"the study is {kind}")
+            raise UserError(f"hypothesis {h['id']!r}: test {h['test']} is for {need} studies; the study is {kind}")
     exclusions = _exclusion_rules(f.table_of("exclusions", None))
     power = _power(f.table_of("power", None), alpha, kind, study)
     f.done()
-    return {"title": title, "study": slug if slug is not None else (study.slug if study else None), "kind": kind,
-            "alpha": alpha, "hypotheses": parsed, "exclusions": exclusions, "power": power}
+    return {
+        "title": title,
+        "study": slug if slug is not None else (study.slug if study else None),
+        "kind": kind,
+        "alpha": alpha,
+        "hypotheses": parsed,
+        "exclusions": exclusions,
+        "power": power,
+    }
 
 
 def _hypothesis(i: int, table: dict, study: StudyFacts | None) -> dict[str, Any]:
     if "id" not in table:
         raise UserError(f"hypothesis {i}: missing id")
     f = Fields(table, f"hypotheses[{i}]")
-    hid = f.get("id", str, ..., lambda v: 0 < len(v.strip()) <= 64 and v.isprintable(),
-                "must be a non-empty name of at most 64 characters")
+    hid = f.get(
+        "id",
+        str,
+        ...,
+        lambda v: 0 < len(v.strip()) <= 64 and v.isprintable(),
+        "must be a non-empty name of at most 64 characters",
+    )
     where = f"hypothesis {hid!r}"
     text = f.get("text", str, ..., lambda v: v.strip() != "", "must be a non-empty statement")
     name = f.get("test", str, ...)
@@ -214,20 +244,35 @@ def _hypothesis(i: int, table: dict, study: StudyFacts | None) -> dict[str, Any]
         raise UserError(f"{where}: test {name} compares two methods: give versus")
     if versus is not None and versus == method:
         raise UserError(f"{where}: versus must differ from method ({method!r})")
-    direction = f.get("direction", str, "two-sided", lambda v: v in DIRECTIONS, f"must be one of {', '.join(DIRECTIONS)}")
-    options = {key: f.get(key, str, allowed[0], lambda v, a=allowed: v in a, f"must be one of {', '.join(allowed)}")
-               for key, allowed in test.options.items()}
+    direction = f.get(
+        "direction", str, "two-sided", lambda v: v in DIRECTIONS, f"must be one of {', '.join(DIRECTIONS)}"
+    )
+    options = {
+        key: f.get(key, str, allowed[0], lambda v, a=allowed: v in a, f"must be one of {', '.join(allowed)}")
+        for key, allowed in test.options.items()
+    }
     if "versus" in f.table and not test.comparison:
-        raise UserError(f"{where}: versus is only for the comparisons "
-                        f"({', '.join(n for n, t in TESTS.items() if t.comparison)})")
+        raise UserError(
+            f"{where}: versus is only for the comparisons ({', '.join(n for n, t in TESTS.items() if t.comparison)})"
+        )
     f.done()
     if study is not None and study.methods:
         for m in (method, versus):
             if m is not None and m not in study.methods:
-                raise UserError(f"{where}: method {m!r} is not a method of study {study.slug!r} "
-                                f"(its methods: {', '.join(study.methods)})")
-    return {"id": hid, "text": text, "test": name, "table": test.table, "method": method, "versus": versus,
-            "direction": direction, **options}
+                raise UserError(
+                    f"{where}: method {m!r} is not a method of study {study.slug!r} "
+                    f"(its methods: {', '.join(study.methods)})"
+                )
+    return {
+        "id": hid,
+        "text": text,
+        "test": name,
+        "table": test.table,
+        "method": method,
+        "versus": versus,
+        "direction": direction,
+        **options,
+    }
 
 
 def _exclusion_rules(table: dict | None) -> dict[str, Any] | None:
@@ -258,7 +303,9 @@ def _power(table: dict | None, alpha: float, kind: str | None, study: StudyFacts
     inputs["power"] = float(f.get("power", (int, float), 0.8, *level))
     if what == "accuracy":
         inputs["answers_per_worker"] = f.get("answers_per_worker", int, 1, lambda v: v >= 1, "must be an integer >= 1")
-        inputs["icc"] = float(f.get("icc", (int, float), 0.0, lambda v: _number(v) and 0 <= v <= 1, "must be in [0, 1]"))
+        inputs["icc"] = float(
+            f.get("icc", (int, float), 0.0, lambda v: _number(v) and 0 <= v <= 1, "must be in [0, 1]")
+        )
         if "groups" in f.table:
             inputs["groups"] = f.get("groups", int, ..., lambda v: v >= 1, "must be an integer >= 1")
         elif study is not None and study.design:
@@ -279,8 +326,9 @@ def power_result(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     from analysis.power import n_per_group_two_proportions, n_trust_one_sample
 
     if inputs["kind"] == "accuracy":
-        r = n_per_group_two_proportions(inputs["p1"], inputs["p2"], inputs["alpha"], inputs["power"],
-                                        inputs["answers_per_worker"], inputs["icc"])
+        r = n_per_group_two_proportions(
+            inputs["p1"], inputs["p2"], inputs["alpha"], inputs["power"], inputs["answers_per_worker"], inputs["icc"]
+        )
         return asdict(r), r.workers_per_group * int(inputs["groups"])
     t = n_trust_one_sample(inputs["mean"], inputs["sd"], inputs["alpha"], inputs["power"])
     return asdict(t), t.workers
@@ -343,9 +391,13 @@ def freeze(plan: Mapping[str, Any], stored_rules: Any = None, *, frozen_at: date
     resolved["exclusions"], resolved["exclusions_source"] = rules, source
     result, planned = power_result(plan["power"]) if plan.get("power") else (None, None)
     when = (frozen_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    document = {"format": FORMAT, "frozen_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "plan": resolved,
-                "derived": {"power": result, "planned_n": planned},
-                "software": {"camstudy": camstudy.__version__}}
+    document = {
+        "format": FORMAT,
+        "frozen_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "plan": resolved,
+        "derived": {"power": result, "planned_n": planned},
+        "software": {"camstudy": camstudy.__version__},
+    }
     text = canonical_json(document)
     return FrozenPlan(text, sha256_text(text), json.loads(text))
 
@@ -357,12 +409,16 @@ def load_frozen(text: str, where: str = "the frozen plan") -> FrozenPlan:
         document = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{where}: not a frozen plan (not JSON: {e})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT or not {
-            "plan", "derived", "frozen_at"} <= set(document):
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or not {"plan", "derived", "frozen_at"} <= set(document)
+    ):
         raise UserError(f"{where}: not a frozen plan of camstudy preregister (format {FORMAT})")
     if canonical_json(document) != text:
-        raise UserError(f"{where}: not the bytes camstudy preregister wrote (not canonical JSON): "
-                        "the frozen plan was edited")
+        raise UserError(
+            f"{where}: not the bytes camstudy preregister wrote (not canonical JSON): the frozen plan was edited"
+        )
     return FrozenPlan(text, sha256_text(text), document)
 
 
@@ -383,8 +439,10 @@ def verify_stored(text: str | None, sha256: str | None, where: str) -> FrozenPla
     if not text or not sha256:
         raise UserError(f"{where}: the stored pre-registration is incomplete (JSON or sha256 missing)")
     if sha256_text(text) != sha256:
-        raise UserError(f"{where}: the stored plan does not match its sha256 {sha256} (it was changed after "
-                        "freezing); refusing to analyse against it")
+        raise UserError(
+            f"{where}: the stored plan does not match its sha256 {sha256} (it was changed after "
+            "freezing); refusing to analyse against it"
+        )
     return load_frozen(text, where)
 
 
@@ -392,8 +450,7 @@ def verify_stored(text: str | None, sha256: str | None, where: str) -> FrozenPla
 # Judging the report against the plan
 
 
-def preregistration_hook(frozen: FrozenPlan, *, answers: Any = None, mode: str | None = None
-                         ) -> Callable[[dict], dict]:
+def preregistration_hook(frozen: FrozenPlan, *, answers: Any = None, mode: str | None = None) -> Callable[[dict], dict]:
     """The ``preregistration`` hook of :func:`analysis.report.analyze` for ``frozen``.
 
     ``answers``: the loaded answers (all of them, before exclusions), to count the
@@ -406,8 +463,9 @@ def preregistration_hook(frozen: FrozenPlan, *, answers: Any = None, mode: str |
     return hook
 
 
-def evaluate(frozen: FrozenPlan, context: Mapping[str, Any], *, answers: Any = None,
-             mode: str | None = None) -> dict[str, Any]:
+def evaluate(
+    frozen: FrozenPlan, context: Mapping[str, Any], *, answers: Any = None, mode: str | None = None
+) -> dict[str, Any]:
     """The hook's answer for ``context`` (``kind``, ``flow``, ``rules``, ``tables``):
     ``sha256``, ``frozen_at``, ``hypotheses`` (each with ``status`` and ``outcome``),
     ``deviations`` (one sentence each) and ``deviation_records`` (``kind``, ``text`` and
@@ -423,25 +481,41 @@ def evaluate(frozen: FrozenPlan, context: Mapping[str, Any], *, answers: Any = N
         records.append({"kind": what, "text": text, **detail})
 
     if plan.get("kind") and kind and plan["kind"] != kind:
-        deviate("kind_differs", f"The plan is for a {plan['kind']} study; the answers are of a {kind} study.",
-                plan=plan["kind"], analysis=kind)
+        deviate(
+            "kind_differs",
+            f"The plan is for a {plan['kind']} study; the answers are of a {kind} study.",
+            plan=plan["kind"],
+            analysis=kind,
+        )
     if answers is not None and plan.get("study") and "study" in getattr(answers, "columns", ()):
         found = sorted({str(v) for v in answers["study"].dropna().unique()})
         if found and found != [plan["study"]]:
-            deviate("study_differs", f"The plan is for study {plan['study']!r}; the answers are of "
-                    f"{', '.join(repr(s) for s in found)}.", plan=plan["study"], analysis=found)
+            deviate(
+                "study_differs",
+                f"The plan is for study {plan['study']!r}; the answers are of {', '.join(repr(s) for s in found)}.",
+                plan=plan["study"],
+                analysis=found,
+            )
     if mode is not None and mode != "live":
-        deviate("mode_not_live", f"The analysed answers are of mode {mode}, not live: the plan is about live "
-                "participants.", analysis=mode)
-    _rule_deviations(plan["exclusions"], dict(context.get("rules") or {}), dict(context.get("flow") or {}),
-                     answers, deviate)
+        deviate(
+            "mode_not_live",
+            f"The analysed answers are of mode {mode}, not live: the plan is about live participants.",
+            analysis=mode,
+        )
+    _rule_deviations(
+        plan["exclusions"], dict(context.get("rules") or {}), dict(context.get("flow") or {}), answers, deviate
+    )
     analysed = (context.get("flow") or {}).get("analysed_participants")
     planned = frozen.planned_n
     if planned is not None and analysed is not None and int(analysed) != int(planned):
         diff = int(analysed) - int(planned)
-        deviate("n_differs", f"Analysed N = {analysed} workers; the plan's power analysis planned N = {planned} "
-                f"({abs(diff)} {'fewer' if diff < 0 else 'more'} than planned).",
-                plan=int(planned), analysis=int(analysed))
+        deviate(
+            "n_differs",
+            f"Analysed N = {analysed} workers; the plan's power analysis planned N = {planned} "
+            f"({abs(diff)} {'fewer' if diff < 0 else 'more'} than planned).",
+            plan=int(planned),
+            analysis=int(analysed),
+        )
 
     hypotheses = []
     for h in plan["hypotheses"]:
@@ -450,24 +524,49 @@ def evaluate(frozen: FrozenPlan, context: Mapping[str, Any], *, answers: Any = N
             status, outcome = NOT_COMPUTABLE, f"the test {h['test']} needs a {TESTS[h['test']].kind} study"
         elif table is None:
             status, outcome = NOT_COMPUTABLE, f"table {h['table']} was not computed"
-            deviate("test_not_run", f"Hypothesis {h['id']}: its planned test ({h['test']}, table {h['table']}) "
-                    "did not run.", hypothesis=h["id"], table=h["table"])
+            deviate(
+                "test_not_run",
+                f"Hypothesis {h['id']}: its planned test ({h['test']}, table {h['table']}) did not run.",
+                hypothesis=h["id"],
+                table=h["table"],
+            )
         else:
             status, outcome = JUDGES[h["test"]](h, table, float(plan["alpha"]))
-        hypotheses.append({"id": h["id"], "text": h["text"], "test": h["test"], "table": h["table"],
-                           "status": status, "outcome": f"{status[0].upper()}{status[1:]}: {outcome}"})
+        hypotheses.append(
+            {
+                "id": h["id"],
+                "text": h["text"],
+                "test": h["test"],
+                "table": h["table"],
+                "status": status,
+                "outcome": f"{status[0].upper()}{status[1:]}: {outcome}",
+            }
+        )
 
     then = (frozen.document.get("software") or {}).get("camstudy")
     if then and then != camstudy.__version__:
-        deviate("software_changed", f"The plan was frozen with camstudy {then}; the analysis ran camstudy "
-                f"{camstudy.__version__} (the tests' code may differ).", plan=then, analysis=camstudy.__version__)
+        deviate(
+            "software_changed",
+            f"The plan was frozen with camstudy {then}; the analysis ran camstudy "
+            f"{camstudy.__version__} (the tests' code may differ).",
+            plan=then,
+            analysis=camstudy.__version__,
+        )
 
     confirmatory = {h["table"] for h in plan["hypotheses"]}
     status_of = {name: "confirmatory" if name in confirmatory else "exploratory" for name in tables}
     status_of.update({name: "confirmatory" for name in confirmatory})
-    return {"sha256": frozen.sha256, "frozen_at": frozen.frozen_at, "alpha": plan["alpha"],
-            "hypotheses": hypotheses, "deviations": [r["text"] for r in records], "deviation_records": records,
-            "table_status": status_of, "planned_n": planned, "analysed_n": analysed}
+    return {
+        "sha256": frozen.sha256,
+        "frozen_at": frozen.frozen_at,
+        "alpha": plan["alpha"],
+        "hypotheses": hypotheses,
+        "deviations": [r["text"] for r in records],
+        "deviation_records": records,
+        "table_status": status_of,
+        "planned_n": planned,
+        "analysed_n": analysed,
+    }
 
 
 def _rule_off(key: str, value: Any) -> bool:
@@ -475,8 +574,13 @@ def _rule_off(key: str, value: Any) -> bool:
     return value is None or value is False or (key == "min_median_rt_ms" and value == 0)
 
 
-def _rule_deviations(planned: Mapping[str, Any], used: Mapping[str, Any], flow: Mapping[str, Any], answers: Any,
-                     deviate: Callable[..., None]) -> None:
+def _rule_deviations(
+    planned: Mapping[str, Any],
+    used: Mapping[str, Any],
+    flow: Mapping[str, Any],
+    answers: Any,
+    deviate: Callable[..., None],
+) -> None:
     """Changed rules (each key, plan -> analysis), and the participants excluded beyond the
     plan or kept against it (from the answers where given, else the flow's counts of rules
     the plan does not use)."""
@@ -485,8 +589,13 @@ def _rule_deviations(planned: Mapping[str, Any], used: Mapping[str, Any], flow: 
         old, new = planned.get(key), used.get(key)
         if old != new:
             changed = True
-            deviate("rule_changed", f"Exclusion rule {key} changed: {_show(old)} in the plan, {_show(new)} in the "
-                    "analysis.", rule=key, plan=old, analysis=new)
+            deviate(
+                "rule_changed",
+                f"Exclusion rule {key} changed: {_show(old)} in the plan, {_show(new)} in the analysis.",
+                rule=key,
+                plan=old,
+                analysis=new,
+            )
     if not changed:
         return
     if answers is not None:
@@ -497,17 +606,29 @@ def _rule_deviations(planned: Mapping[str, Any], used: Mapping[str, Any], flow: 
         extra = mine["excluded"] & ~theirs
         kept = ~mine["excluded"] & theirs
         if extra.any():
-            deviate("extra_exclusions", f"{int(extra.sum())} participant(s) ({int(mine.loc[extra, 'answers'].sum())} "
-                    "answers) excluded beyond the plan: the plan's rules keep them.", participants=int(extra.sum()))
+            deviate(
+                "extra_exclusions",
+                f"{int(extra.sum())} participant(s) ({int(mine.loc[extra, 'answers'].sum())} "
+                "answers) excluded beyond the plan: the plan's rules keep them.",
+                participants=int(extra.sum()),
+            )
         if kept.any():
-            deviate("kept_against_plan", f"{int(kept.sum())} participant(s) ({int(mine.loc[kept, 'answers'].sum())} "
-                    "answers) analysed that the plan's rules exclude.", participants=int(kept.sum()))
+            deviate(
+                "kept_against_plan",
+                f"{int(kept.sum())} participant(s) ({int(mine.loc[kept, 'answers'].sum())} "
+                "answers) analysed that the plan's rules exclude.",
+                participants=int(kept.sum()),
+            )
         return
     for rule, key in RULE_KEYS.items():
         n = int(flow.get(f"excluded_{rule}", 0) or 0)
         if n and _rule_off(key, planned.get(key)):
-            deviate("extra_exclusions", f"{n} participant(s) excluded by rule {rule} ({key}), which the plan does "
-                    "not use.", participants=n, rule=key)
+            deviate(
+                "extra_exclusions",
+                f"{n} participant(s) excluded by rule {rule} ({key}), which the plan does not use.",
+                participants=n,
+                rule=key,
+            )
 
 
 def _show(value: Any) -> str:
@@ -554,8 +675,10 @@ def _accuracy_vs_chance(h: Mapping[str, Any], table: Any, alpha: float) -> tuple
         return NOT_COMPUTABLE, f"the test of {h['method']} gave no p-value"
     acc, chance = float(row["accuracy"]), 0.5
     status, words = _verdict(float(row["p_value"]), acc - chance, h["direction"], alpha)
-    return status, (f"accuracy of {h['method']} {acc:.3f} ({int(row['k'])} of {int(row['n'])} answers) "
-                    f"against chance {chance:g}, {words}")
+    return status, (
+        f"accuracy of {h['method']} {acc:.3f} ({int(row['k'])} of {int(row['n'])} answers) "
+        f"against chance {chance:g}, {words}"
+    )
 
 
 def _gee_comparison(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str, str]:
@@ -588,8 +711,9 @@ def _trust_mean(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str, st
         return NOT_COMPUTABLE, f"the {name} of {h['method']} gave no p-value"
     mean = float(row["worker_mean"])
     status, words = _verdict(float(row[column]), mean, h["direction"], alpha)
-    return status, (f"mean of {int(row['n_workers'])} per-worker mean scores for {h['method']} {mean:.2f} "
-                    f"against 0, {name} {words}")
+    return status, (
+        f"mean of {int(row['n_workers'])} per-worker mean scores for {h['method']} {mean:.2f} against 0, {name} {words}"
+    )
 
 
 def _ordinal_method(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str, str]:
@@ -609,8 +733,10 @@ def _ordinal_method(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str
 
 
 JUDGES: dict[str, Callable[[Mapping[str, Any], Any, float], tuple[str, str]]] = {
-    "accuracy_vs_chance": _accuracy_vs_chance, "gee_comparison": _gee_comparison,
-    "trust_mean": _trust_mean, "ordinal_method": _ordinal_method,
+    "accuracy_vs_chance": _accuracy_vs_chance,
+    "gee_comparison": _gee_comparison,
+    "trust_mean": _trust_mean,
+    "ordinal_method": _ordinal_method,
 }
 
 
@@ -624,11 +750,17 @@ def study_facts(session: Any, study: Any) -> StudyFacts:
 
     from study.models import Item
 
-    methods = session.scalars(select(Item.method).where(Item.study_id == study.id, Item.is_attention_check.is_(False))
-                              .distinct()).all()
+    methods = session.scalars(
+        select(Item.method).where(Item.study_id == study.id, Item.is_attention_check.is_(False)).distinct()
+    ).all()
     settings = dict(study.settings or {})
-    return StudyFacts(slug=study.slug, kind=study.kind, methods=tuple(sorted(methods)),
-                      design=str(settings.get("design") or ""), conditions=tuple(settings.get("conditions") or ()))
+    return StudyFacts(
+        slug=study.slug,
+        kind=study.kind,
+        methods=tuple(sorted(methods)),
+        design=str(settings.get("design") or ""),
+        conditions=tuple(settings.get("conditions") or ()),
+    )
 
 
 def live_answers(session: Any, study: Any) -> int:
@@ -638,8 +770,14 @@ def live_answers(session: Any, study: Any) -> int:
 
     from study.models import Answer, Participant
 
-    return int(session.scalar(select(func.count(Answer.id)).join(Participant, Participant.id == Answer.participant_id)
-                              .where(Participant.study_id == study.id, Participant.mode == "live")) or 0)
+    return int(
+        session.scalar(
+            select(func.count(Answer.id))
+            .join(Participant, Participant.id == Answer.participant_id)
+            .where(Participant.study_id == study.id, Participant.mode == "live")
+        )
+        or 0
+    )
 
 
 def stored_plan(db_url: str | None, slug: str) -> FrozenPlan | None:
@@ -676,28 +814,41 @@ def run_preregister(args: argparse.Namespace) -> int:
             if study.prereg_sha256 is not None:
                 existing = verify_stored(study.prereg_json, study.prereg_sha256, f"study {slug!r}")
                 if existing.plan != frozen.plan:
-                    raise UserError(f"study {slug!r} already has a frozen plan sha256 {existing.sha256} (frozen at "
-                                    f"{existing.frozen_at}); a frozen plan cannot change")
+                    raise UserError(
+                        f"study {slug!r} already has a frozen plan sha256 {existing.sha256} (frozen at "
+                        f"{existing.frozen_at}); a frozen plan cannot change"
+                    )
                 _write(out, existing.text)
-                print(f"study {slug!r}: this plan is already frozen (sha256 {existing.sha256}, frozen at "
-                      f"{existing.frozen_at}); nothing changed; wrote {out}")
+                print(
+                    f"study {slug!r}: this plan is already frozen (sha256 {existing.sha256}, frozen at "
+                    f"{existing.frozen_at}); nothing changed; wrote {out}"
+                )
                 return 0
             n_live = live_answers(s, study)
             if n_live:
-                raise UserError(f"study {slug!r} has {n_live} live answer{'s' if n_live != 1 else ''} already; "
-                                "a plan must be frozen before data collection")
+                raise UserError(
+                    f"study {slug!r} has {n_live} live answer{'s' if n_live != 1 else ''} already; "
+                    "a plan must be frozen before data collection"
+                )
             _write(out, frozen.text)
             study.prereg_sha256, study.prereg_json = frozen.sha256, frozen.text
             study.prereg_frozen_at = frozen.frozen_at_datetime()
     finally:
         engine.dispose()
     n = len(frozen.plan["hypotheses"])
-    print(f"study {slug!r}: plan frozen at {frozen.frozen_at}, sha256 {frozen.sha256} "
-          f"({n} hypothes{'es' if n != 1 else 'is'}, planned N = {frozen.planned_n if frozen.planned_n is not None else 'none'})")
-    if frozen.plan["exclusions_source"] == "plan" and stored is not None \
-            and asdict(as_rules(stored)) != frozen.plan["exclusions"]:
-        print(f"note: the plan's exclusion rules differ from study {slug!r}'s stored ones; "
-              "camstudy analyze will report that as a deviation")
+    print(
+        f"study {slug!r}: plan frozen at {frozen.frozen_at}, sha256 {frozen.sha256} "
+        f"({n} hypothes{'es' if n != 1 else 'is'}, planned N = {frozen.planned_n if frozen.planned_n is not None else 'none'})"
+    )
+    if (
+        frozen.plan["exclusions_source"] == "plan"
+        and stored is not None
+        and asdict(as_rules(stored)) != frozen.plan["exclusions"]
+    ):
+        print(
+            f"note: the plan's exclusion rules differ from study {slug!r}'s stored ones; "
+            "camstudy analyze will report that as a deviation"
+        )
     print(f"wrote {out}")
     return 0
 

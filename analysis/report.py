@@ -67,11 +67,20 @@ STATUSES = ("confirmatory", "exploratory")
 # The pipeline
 
 
-def analyze(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None, out_dir: str | Path, *,
-            title: str, source: str, significance: SignificanceHook | None = None,
-            preregistration: PreregistrationHook | None = None,
-            rules_source: str = "given by the caller", n_boot: int = 1000, seed: int = 0,
-            chance: float = 0.5) -> dict[str, Any]:
+def analyze(
+    df: pd.DataFrame,
+    rules: Exclusions | Mapping[str, Any] | None,
+    out_dir: str | Path,
+    *,
+    title: str,
+    source: str,
+    significance: SignificanceHook | None = None,
+    preregistration: PreregistrationHook | None = None,
+    rules_source: str = "given by the caller",
+    n_boot: int = 1000,
+    seed: int = 0,
+    chance: float = 0.5,
+) -> dict[str, Any]:
     """Analyse the answers ``df`` (a normalized export) and write the report into ``out_dir``.
 
     ``rules``: the exclusion rules (:class:`study.settings.Exclusions` or a dict; None = the
@@ -98,16 +107,21 @@ def analyze(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None, out_
     kept, flow = apply_exclusions(df, rule_set)
     timings["exclusions"] = time.perf_counter() - t0
     if len(kept) == 0:
-        raise UserError(f"{source}: no answers left to analyse after the exclusions "
-                        f"({flow['excluded']} of {flow['enrolled']} participants excluded)")
+        raise UserError(
+            f"{source}: no answers left to analyse after the exclusions "
+            f"({flow['excluded']} of {flow['enrolled']} participants excluded)"
+        )
 
     tables: dict[str, pd.DataFrame] = {"exclusion_flow": flow_table(flow)}
     t = time.perf_counter()
     if kind == "class_discrimination":
         acc = class_discrimination_accuracy(kept, chance=chance)
         answered, codes = None, None
-        for name, by in (("method", ["method"]), ("model_role", ["model_role"]),
-                         ("method_model_role", ["method", "model_role"])):
+        for name, by in (
+            ("method", ["method"]),
+            ("model_role", ["model_role"]),
+            ("method_model_role", ["method", "model_role"]),
+        ):
             table = acc[name]
             if not {"n_workers", "n_images"} <= set(table.columns):  # accuracy.py counts them where it can
                 if answered is None:
@@ -150,7 +164,8 @@ def analyze(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None, out_
     prereg, prereg_error = (None, None)
     if preregistration is not None:
         prereg, prereg_error = _run_preregistration(
-            preregistration, {"kind": kind, "flow": dict(flow), "rules": asdict(rule_set), "tables": dict(tables)})
+            preregistration, {"kind": kind, "flow": dict(flow), "rules": asdict(rule_set), "tables": dict(tables)}
+        )
     timings["words"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -163,8 +178,9 @@ def analyze(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None, out_
         paths["md"][name].write_text(to_markdown(shown[name]), encoding="utf-8")
         paths["tex"][name] = out / f"{name}.tex"
         paths["tex"][name].write_text(to_latex(shown[name], label=name.replace("_", "-")), encoding="utf-8")
-    (out / "results_in_words.md").write_text(f"# Results in words: {title}\n\n" + "\n\n".join(words) + "\n",
-                                             encoding="utf-8")
+    (out / "results_in_words.md").write_text(
+        f"# Results in words: {title}\n\n" + "\n\n".join(words) + "\n", encoding="utf-8"
+    )
     timings["tables"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -174,18 +190,49 @@ def analyze(df: pd.DataFrame, rules: Exclusions | Mapping[str, Any] | None, out_
     t = time.perf_counter()
     report = out / "report.html"
     status = table_status(prereg)
-    report.write_text(render_html(
-        kind=kind, title=title, source=source, df=df, kept=kept, flow=flow, rules=asdict(rule_set),
-        rules_source=rules_source, shown=shown, sig_names=sig_names, figures=figures,
-        significance=significance, sig_error=sig_error, words=words, preregistration=preregistration,
-        prereg=prereg, prereg_error=prereg_error, status=status, n_boot=n_boot, seed=seed, chance=chance,
-        tables=tables), encoding="utf-8")
+    report.write_text(
+        render_html(
+            kind=kind,
+            title=title,
+            source=source,
+            df=df,
+            kept=kept,
+            flow=flow,
+            rules=asdict(rule_set),
+            rules_source=rules_source,
+            shown=shown,
+            sig_names=sig_names,
+            figures=figures,
+            significance=significance,
+            sig_error=sig_error,
+            words=words,
+            preregistration=preregistration,
+            prereg=prereg,
+            prereg_error=prereg_error,
+            status=status,
+            n_boot=n_boot,
+            seed=seed,
+            chance=chance,
+            tables=tables,
+        ),
+        encoding="utf-8",
+    )
     timings["html"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    return {"kind": kind, "flow": flow, "rules": asdict(rule_set), "tables": tables, **paths,
-            "figures": {name: path for name, (path, _) in figures.items()}, "words": words,
-            "significance_error": sig_error, "preregistration": prereg, "preregistration_error": prereg_error,
-            "html": report, "timings": timings}
+    return {
+        "kind": kind,
+        "flow": flow,
+        "rules": asdict(rule_set),
+        "tables": tables,
+        **paths,
+        "figures": {name: path for name, (path, _) in figures.items()},
+        "words": words,
+        "significance_error": sig_error,
+        "preregistration": prereg,
+        "preregistration_error": prereg_error,
+        "html": report,
+        "timings": timings,
+    }
 
 
 def _error_line(e: Exception) -> str:
@@ -247,9 +294,13 @@ def score_shares(kept: pd.DataFrame) -> pd.DataFrame:
     Columns: ``method, n, n_-2 .. n_2, share_-2 .. share_2`` (shares of the method's answers).
     """
     rows = kept[kept["score_stronger"].notna()]
-    counts = (rows.assign(score=rows["score_stronger"].astype("int64"))
-              .groupby(["method", "score"]).size().unstack("score", fill_value=0)
-              .reindex(columns=list(SCORES), fill_value=0))
+    counts = (
+        rows.assign(score=rows["score_stronger"].astype("int64"))
+        .groupby(["method", "score"])
+        .size()
+        .unstack("score", fill_value=0)
+        .reindex(columns=list(SCORES), fill_value=0)
+    )
     out = pd.DataFrame({"method": counts.index.astype(str)})
     n = counts.sum(axis=1).to_numpy()
     out["n"] = n
@@ -285,12 +336,19 @@ def rt_histogram(kept: pd.DataFrame, bins: int = 40) -> pd.DataFrame:
     for method, part in kept.loc[ok, ["method", "rt_ms"]].groupby("method", sort=True):
         counts, _ = np.histogram(part["rt_ms"].to_numpy(dtype=float), bins=edges)
         total = max(int(counts.sum()), 1)
-        records.append(pd.DataFrame({"method": str(method), "bin_low_ms": edges[:-1], "bin_high_ms": edges[1:],
-                                     "count": counts.astype("int64"), "share": counts / total}))
+        records.append(
+            pd.DataFrame(
+                {
+                    "method": str(method),
+                    "bin_low_ms": edges[:-1],
+                    "bin_high_ms": edges[1:],
+                    "count": counts.astype("int64"),
+                    "share": counts / total,
+                }
+            )
+        )
     return pd.concat(records, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------
 # HTML
-
-

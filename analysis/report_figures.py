@@ -17,6 +17,7 @@ from analysis.words import trust_estimate
 
 SCORES = (-2, -1, 0, 1, 2)
 
+
 def _pyplot():
     """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
@@ -34,34 +35,45 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def draw_figures(kind: str, tables: Mapping[str, pd.DataFrame], out: Path, chance: float
-                  ) -> dict[str, tuple[Path, str]]:
+def draw_figures(
+    kind: str, tables: Mapping[str, pd.DataFrame], out: Path, chance: float
+) -> dict[str, tuple[Path, str]]:
     """name -> (PNG path, caption); every caption names the CSV the figure was drawn from."""
     figs: dict[str, tuple[Path, str]] = {}
     if kind == "class_discrimination":
         acc = tables["accuracy_by_method"]
-        interval = ("clustered 95% intervals (by worker and image)" if "ci_method" in acc.columns
-                    else "95% Wilson intervals (ignoring clustering)")
+        interval = (
+            "clustered 95% intervals (by worker and image)"
+            if "ci_method" in acc.columns
+            else "95% Wilson intervals (ignoring clustering)"
+        )
         figs["accuracy_by_method"] = (
             _accuracy_figure(acc, out / "accuracy_by_method.png", chance),
             f"Accuracy per method with {interval} (error bars) and chance ({chance:g}, dashed). "
-            "Drawn from accuracy_by_method.csv.")
+            "Drawn from accuracy_by_method.csv.",
+        )
     else:
         summary = tables["trust_by_method"]
-        what = ("mean score with its clustered 95% interval" if trust_estimate(summary) == "mean"
-                else "mean of the per-worker mean scores with its 95% t interval")
+        what = (
+            "mean score with its clustered 95% interval"
+            if trust_estimate(summary) == "mean"
+            else "mean of the per-worker mean scores with its 95% t interval"
+        )
         figs["trust_scores"] = (
             _trust_figure(tables["trust_score_shares"], summary, out / "trust_scores.png"),
             "Left: share of each score (-2..2, positive favours the stronger model) per method. Right: "
-            f"{what}. Drawn from trust_score_shares.csv (left) and trust_by_method.csv (right).")
+            f"{what}. Drawn from trust_score_shares.csv (left) and trust_by_method.csv (right).",
+        )
     figs["rt_by_method"] = (
         _rt_figure(tables["rt_histogram"], out / "rt_by_method.png"),
         "Reaction-time distribution per method (share of the method's analysed answers per log-spaced "
-        "bin). Drawn from rt_histogram.csv (quantiles in rt_by_method.csv).")
+        "bin). Drawn from rt_histogram.csv (quantiles in rt_by_method.csv).",
+    )
     figs["agreement"] = (
         _agreement_figure(tables["agreement"], out / "agreement.png"),
         "Krippendorff's alpha per method with its percentile bootstrap 95% interval; methods where "
-        "alpha is not computable are marked as such (not drawn as 0). Drawn from agreement.csv.")
+        "alpha is not computable are marked as such (not drawn as 0). Drawn from agreement.csv.",
+    )
     return figs
 
 
@@ -132,8 +144,17 @@ def _agreement_figure(table: pd.DataFrame, path: Path) -> Path:
             err = [[alpha - low], [high - alpha]] if math.isfinite(low) and math.isfinite(high) else None
             ax.errorbar([i], [alpha], yerr=err, fmt="o", color="#4c78a8", capsize=4)
         else:
-            ax.text(i, 0.5, NOT_COMPUTABLE, ha="center", va="center", rotation=90, fontsize=8, color="#777777",
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                i,
+                0.5,
+                NOT_COMPUTABLE,
+                ha="center",
+                va="center",
+                rotation=90,
+                fontsize=8,
+                color="#777777",
+                transform=ax.get_xaxis_transform(),
+            )
     ax.axhline(0, color="#999999", linewidth=0.8)
     ax.set_xticks(np.arange(len(table)), [method_name(m) for m in table["method"]], rotation=20, ha="right")
     ax.set_xlim(-0.7, len(table) - 0.3)

@@ -49,15 +49,17 @@ def _distinct_per_group(group: np.ndarray, values: np.ndarray, n_groups: int) ->
     return np.bincount(pairs // width, minlength=n_groups)
 
 
-def sample_counts(rows: pd.DataFrame, by: list[str] | None = None,
-                  codes: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+def sample_counts(
+    rows: pd.DataFrame, by: list[str] | None = None, codes: tuple[np.ndarray, np.ndarray] | None = None
+) -> pd.DataFrame:
     """Answers, workers and images of ``rows`` (per ``by`` group when given, sorted by the
     groups): ``[*by,] n_answers, n_workers, n_images``. ``codes``: :func:`sample_codes` of
     ``rows`` when already known."""
     worker, image = codes if codes is not None else sample_codes(rows)
     if not by:
-        return pd.DataFrame({"n_answers": [len(rows)], "n_workers": [len(pd.unique(worker))],
-                             "n_images": [len(pd.unique(image))]})
+        return pd.DataFrame(
+            {"n_answers": [len(rows)], "n_workers": [len(pd.unique(worker))], "n_images": [len(pd.unique(image))]}
+        )
     group = np.zeros(len(rows), dtype=np.int64)
     levels = []
     for c in by:
@@ -80,8 +82,13 @@ def sample_counts(rows: pd.DataFrame, by: list[str] | None = None,
     return frame
 
 
-def with_samples(table: pd.DataFrame, rows: pd.DataFrame, by: list[str], after: str,
-                 codes: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+def with_samples(
+    table: pd.DataFrame,
+    rows: pd.DataFrame,
+    by: list[str],
+    after: str,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """``table`` (one row per ``by`` group) with ``n_workers`` and ``n_images`` of ``rows``
     inserted after column ``after`` where the table lacks them (accuracy.py may add them itself).
     ``codes``: :func:`sample_codes` of ``rows`` when already known."""
@@ -99,8 +106,7 @@ def with_samples(table: pd.DataFrame, rows: pd.DataFrame, by: list[str], after: 
     return merged
 
 
-def model_tables(name: str, table: pd.DataFrame, kept: pd.DataFrame
-                 ) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+def model_tables(name: str, table: pd.DataFrame, kept: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, list[str]]]:
     """A significance table with the sample it was fitted on, and the tables its ``attrs``
     hold: name -> (table, notes for the report). The table itself comes first.
 
@@ -118,16 +124,23 @@ def model_tables(name: str, table: pd.DataFrame, kept: pd.DataFrame
     if kind in ("gee", "mixed"):
         out = _add_constant_sample(out, trials(kept, "correct", "method", "model_role"))
         if kind == "gee" and "correlation" in table.attrs:
-            notes.append(f"Estimated within-worker (exchangeable) working correlation: "
-                         f"{float(table.attrs['correlation']):.3f}.")
+            notes.append(
+                f"Estimated within-worker (exchangeable) working correlation: {float(table.attrs['correlation']):.3f}."
+            )
         if kind == "mixed":
-            notes.append("Variational Bayes (mean-field) posterior: the intervals are approximate and too "
-                         "narrow; this model shows the direction and size of the effects, it is not a test.")
+            notes.append(
+                "Variational Bayes (mean-field) posterior: the intervals are approximate and too "
+                "narrow; this model shows the direction and size of the effects, it is not a test."
+            )
             random = _random_effects(table)
             if random is not None:
-                extra[f"{name}_random_effects"] = (random, [
-                    "Posterior means of the random-intercept SDs on the logit scale (variational Bayes; "
-                    "approximate, no interval reported by the fit)."])
+                extra[f"{name}_random_effects"] = (
+                    random,
+                    [
+                        "Posterior means of the random-intercept SDs on the logit scale (variational Bayes; "
+                        "approximate, no interval reported by the fit)."
+                    ],
+                )
     elif kind == "ordinal":
         out = _add_constant_sample(out, trials(kept, "score_stronger", "method", "model_left"))
         if {"ci_low", "ci_high"} <= set(out.columns):
@@ -138,9 +151,13 @@ def model_tables(name: str, table: pd.DataFrame, kept: pd.DataFrame
             notes.append("Warning: the ordinal model did not converge; its numbers are not reliable.")
         cuts = _cut_points(table)
         if cuts is not None:
-            extra[f"{name}_cut_points"] = (cuts, [
-                "Thresholds t_k of P(score <= k) = expit(t_k - x'b), on the logit scale; only the scores "
-                "that occur are categories."])
+            extra[f"{name}_cut_points"] = (
+                cuts,
+                [
+                    "Thresholds t_k of P(score <= k) = expit(t_k - x'b), on the logit scale; only the scores "
+                    "that occur are categories."
+                ],
+            )
     elif kind == "trust_one_sample" and "n_images" not in out.columns and "method" in out.columns:
         counts = sample_counts(trials(kept, "score_stronger", "method"), ["method"])[["method", "n_images"]]
         out = out.merge(counts.astype({"method": out["method"].dtype}), on="method", how="left")
@@ -185,9 +202,14 @@ def _paired_intervals(pairs: pd.DataFrame, rows: pd.DataFrame, level: float = 0.
     """The paired trust table with, per pair, the answers and images behind it and the t
     interval of ``mean_diff`` over the workers who rated both (the same per-worker
     differences as the table's Wilcoxon and paired t tests)."""
-    scored = pd.DataFrame({"worker": worker_codes(rows), "method": rows["method"].astype(str).to_numpy(),
-                           "image": rows["image_id"].to_numpy(),
-                           "score": rows["score_stronger"].astype("float64").to_numpy()})
+    scored = pd.DataFrame(
+        {
+            "worker": worker_codes(rows),
+            "method": rows["method"].astype(str).to_numpy(),
+            "image": rows["image_id"].to_numpy(),
+            "score": rows["score_stronger"].astype("float64").to_numpy(),
+        }
+    )
     means = scored.pivot_table(index="worker", columns="method", values="score", aggfunc="mean")
     add = {"n_answers": [], "n_images": [], "ci_low": [], "ci_high": []}
     for a, b in zip(pairs["method_a"].astype(str), pairs["method_b"].astype(str), strict=True):
@@ -210,5 +232,3 @@ def _paired_intervals(pairs: pd.DataFrame, rows: pd.DataFrame, level: float = 0.
         if c not in pairs.columns:
             pairs[c] = np.asarray(values, dtype="int64" if c.startswith("n_") else "float64")
     return pairs
-
-

@@ -47,40 +47,98 @@ def method_name(method: object) -> str:
 # Column id -> header. Per-kind overrides (KIND_LABELS) say what an interval is of, where the
 # same id means different things in different tables (GEE's ci_low is an odds ratio's).
 COLUMN_LABELS = {
-    "method": "Method", "method_a": "Method A", "method_b": "Method B", "model_role": "Model role",
-    "reference": "Reference", "term": "Term",
-    "n": "Answers", "n_answers": "Answers", "n_workers": "Workers", "n_images": "Images", "k": "Correct",
+    "method": "Method",
+    "method_a": "Method A",
+    "method_b": "Method B",
+    "model_role": "Model role",
+    "reference": "Reference",
+    "term": "Term",
+    "n": "Answers",
+    "n_answers": "Answers",
+    "n_workers": "Workers",
+    "n_images": "Images",
+    "k": "Correct",
     "accuracy": "Accuracy",
-    "ci_low": "95% CI low", "ci_high": "95% CI high", "ci_method": "CI method",
-    "wilson_low": "Wilson 95% CI low (ignores clustering)", "wilson_high": "Wilson 95% CI high (ignores clustering)",
-    "p_value": "p", "p_holm": "p (Holm)", "binom_p": "Exact binomial p (ignores clustering)",
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
+    "ci_method": "CI method",
+    "wilson_low": "Wilson 95% CI low (ignores clustering)",
+    "wilson_high": "Wilson 95% CI high (ignores clustering)",
+    "p_value": "p",
+    "p_holm": "p (Holm)",
+    "binom_p": "Exact binomial p (ignores clustering)",
     "significant": "Significant (Holm, α = .05)",
-    "odds_ratio": "Odds ratio", "or_low": "Odds ratio 95% CI low", "or_high": "Odds ratio 95% CI high",
-    "log_or": "log odds ratio", "se": "SE (log odds ratio)", "z": "z",
-    "log_odds": "log odds ratio", "posterior_sd": "Posterior SD",
+    "odds_ratio": "Odds ratio",
+    "or_low": "Odds ratio 95% CI low",
+    "or_high": "Odds ratio 95% CI high",
+    "log_or": "log odds ratio",
+    "se": "SE (log odds ratio)",
+    "z": "z",
+    "log_odds": "log odds ratio",
+    "posterior_sd": "Posterior SD",
     "coef": "Coefficient (log odds ratio)",
-    "mean": "Mean score (answers)", "sd": "SD (answers)", "worker_mean": "Mean of worker means",
-    "worker_sd": "SD of worker means", "worker_t_low": "t 95% CI low (worker means)",
-    "worker_t_high": "t 95% CI high (worker means)", "n_nonzero": "Workers with a non-zero mean",
-    "wilcoxon_stat": "Wilcoxon W", "wilcoxon_p": "Wilcoxon p", "wilcoxon_p_holm": "Wilcoxon p (Holm)",
-    "t_stat": "t", "t_p": "t-test p", "t_p_holm": "t-test p (Holm)", "t_df": "t df", "df": "df",
+    "mean": "Mean score (answers)",
+    "sd": "SD (answers)",
+    "worker_mean": "Mean of worker means",
+    "worker_sd": "SD of worker means",
+    "worker_t_low": "t 95% CI low (worker means)",
+    "worker_t_high": "t 95% CI high (worker means)",
+    "n_nonzero": "Workers with a non-zero mean",
+    "wilcoxon_stat": "Wilcoxon W",
+    "wilcoxon_p": "Wilcoxon p",
+    "wilcoxon_p_holm": "Wilcoxon p (Holm)",
+    "t_stat": "t",
+    "t_p": "t-test p",
+    "t_p_holm": "t-test p (Holm)",
+    "t_df": "t df",
+    "df": "df",
     "mean_diff": "Mean paired difference (A − B)",
-    "lower_score": "Score at or below", "upper_score": "Score above", "cut_point": "Cut point (logit scale)",
-    "effect": "Random effect", "sd_logit": "SD (logit scale, approximate)",
-    "mean_ms": "Mean (ms)", "q10_ms": "10th pct (ms)", "q25_ms": "25th pct (ms)", "median_ms": "Median (ms)",
-    "q75_ms": "75th pct (ms)", "q90_ms": "90th pct (ms)",
-    "bin_low_ms": "Bin from (ms)", "bin_high_ms": "Bin to (ms)", "count": "Count", "share": "Share",
-    "step": "Step", "meaning": "Meaning", "quantity": "Quantity", "value": "Value", "rule": "Rule",
-    "software": "Software", "version": "Version",
-    "level": "Level", "column": "Rated column", "variable": "Computed on", "n_items": "Items",
+    "lower_score": "Score at or below",
+    "upper_score": "Score above",
+    "cut_point": "Cut point (logit scale)",
+    "effect": "Random effect",
+    "sd_logit": "SD (logit scale, approximate)",
+    "mean_ms": "Mean (ms)",
+    "q10_ms": "10th pct (ms)",
+    "q25_ms": "25th pct (ms)",
+    "median_ms": "Median (ms)",
+    "q75_ms": "75th pct (ms)",
+    "q90_ms": "90th pct (ms)",
+    "bin_low_ms": "Bin from (ms)",
+    "bin_high_ms": "Bin to (ms)",
+    "count": "Count",
+    "share": "Share",
+    "step": "Step",
+    "meaning": "Meaning",
+    "quantity": "Quantity",
+    "value": "Value",
+    "rule": "Rule",
+    "software": "Software",
+    "version": "Version",
+    "level": "Level",
+    "column": "Rated column",
+    "variable": "Computed on",
+    "n_items": "Items",
     "n_participants": "Raters",
-    "fleiss_kappa": "Fleiss' κ", "fleiss_z": "Fleiss z", "fleiss_p": "Fleiss p", "fleiss_n_items": "Fleiss items",
-    "fleiss_n_raters": "Raters per item", "fleiss_label": "Fleiss (Landis–Koch)", "fleiss_note": "Fleiss note",
-    "alpha": "Krippendorff's α", "alpha_low": "α 95% CI low", "alpha_high": "α 95% CI high",
-    "alpha_level": "α level", "alpha_n_items": "α items", "alpha_label": "α (Landis–Koch)",
+    "fleiss_kappa": "Fleiss' κ",
+    "fleiss_z": "Fleiss z",
+    "fleiss_p": "Fleiss p",
+    "fleiss_n_items": "Fleiss items",
+    "fleiss_n_raters": "Raters per item",
+    "fleiss_label": "Fleiss (Landis–Koch)",
+    "fleiss_note": "Fleiss note",
+    "alpha": "Krippendorff's α",
+    "alpha_low": "α 95% CI low",
+    "alpha_high": "α 95% CI high",
+    "alpha_level": "α level",
+    "alpha_n_items": "α items",
+    "alpha_label": "α (Landis–Koch)",
     "alpha_note": "α note",
-    "cohen_kappa": "Mean Cohen's κ", "cohen_weights": "Cohen weights", "cohen_n_pairs": "Rater pairs",
-    "cohen_label": "Cohen (Landis–Koch)", "cohen_note": "Cohen note",
+    "cohen_kappa": "Mean Cohen's κ",
+    "cohen_weights": "Cohen weights",
+    "cohen_n_pairs": "Rater pairs",
+    "cohen_label": "Cohen (Landis–Koch)",
+    "cohen_note": "Cohen note",
     "model": "Model",
 }
 
@@ -88,14 +146,21 @@ KIND_LABELS: dict[str, dict[str, str]] = {
     "accuracy": {"ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p vs chance"},
     "gee": {"ci_low": "Odds ratio 95% CI low", "ci_high": "Odds ratio 95% CI high"},
     # "≈95%": the variational intervals are approximate (and too narrow), said in the title too.
-    "mixed": {"log_odds": "log odds ratio", "posterior_sd": "Posterior SD",
-              "ci_low": "log odds ratio ≈95% interval low", "ci_high": "log odds ratio ≈95% interval high",
-              "or_low": "Odds ratio ≈95% interval low", "or_high": "Odds ratio ≈95% interval high",
-              "odds_ratio": "Odds ratio (conditional)"},
-    "ordinal": {"ci_low": "Coefficient 95% CI low", "ci_high": "Coefficient 95% CI high",
-                "se": "SE (coefficient)"},
-    "trust_pairwise": {"ci_low": "Difference 95% CI low", "ci_high": "Difference 95% CI high",
-                       "n_workers": "Workers (rated both)"},
+    "mixed": {
+        "log_odds": "log odds ratio",
+        "posterior_sd": "Posterior SD",
+        "ci_low": "log odds ratio ≈95% interval low",
+        "ci_high": "log odds ratio ≈95% interval high",
+        "or_low": "Odds ratio ≈95% interval low",
+        "or_high": "Odds ratio ≈95% interval high",
+        "odds_ratio": "Odds ratio (conditional)",
+    },
+    "ordinal": {"ci_low": "Coefficient 95% CI low", "ci_high": "Coefficient 95% CI high", "se": "SE (coefficient)"},
+    "trust_pairwise": {
+        "ci_low": "Difference 95% CI low",
+        "ci_high": "Difference 95% CI high",
+        "n_workers": "Workers (rated both)",
+    },
     "trust_summary": {"mean": "Mean score (answers)"},
     "score_shares": {"n": "Answers"},
     "flow": {"count": "Count", "step": "Step id (CSV)"},
@@ -104,31 +169,132 @@ KIND_LABELS: dict[str, dict[str, str]] = {
 # The order in which a kind's columns are shown (the others follow in their own order): the
 # odds ratio and its interval together and first, the log-scale numbers after them.
 KIND_ORDER: dict[str, list[str]] = {
-    "accuracy": ["method", "model_role", "n", "n_workers", "n_images", "k", "accuracy", "ci_low", "ci_high",
-                 "p_value", "wilson_low", "wilson_high", "binom_p"],
-    "gee": ["method_a", "method_b", "odds_ratio", "ci_low", "ci_high", "p_value", "p_holm", "significant",
-            "log_or", "se", "z", "n_answers", "n_workers", "n_images"],
-    "mixed": ["method", "odds_ratio", "or_low", "or_high", "log_odds", "posterior_sd", "ci_low", "ci_high",
-              "n_answers", "n_workers", "n_images"],
-    "ordinal": ["term", "odds_ratio", "or_low", "or_high", "coef", "se", "ci_low", "ci_high", "z", "p_value",
-                "n_answers", "n_workers", "n_images"],
-    "trust_summary": ["method", "n_answers", "n_workers", "n_images", "mean", "ci_low", "ci_high", "sd",
-                      "worker_mean", "worker_sd", "worker_t_low", "worker_t_high"],
-    "trust_pairwise": ["method_a", "method_b", "n_workers", "n_answers", "n_images", "mean_diff", "ci_low",
-                       "ci_high"],
-    "trust_one_sample": ["method", "n_answers", "n_workers", "n_images", "mean", "ci_low", "ci_high", "sd",
-                         "worker_mean", "worker_sd", "worker_t_low", "worker_t_high", "n_nonzero",
-                         "wilcoxon_stat", "wilcoxon_p", "wilcoxon_p_holm", "t_stat", "t_p", "t_p_holm"],
-    "agreement": ["method", "n_items", "n_participants", "n_answers", "fleiss_kappa", "fleiss_label", "fleiss_z",
-                  "fleiss_p", "alpha", "alpha_low", "alpha_high", "alpha_label", "cohen_kappa", "cohen_label",
-                  "cohen_n_pairs"],
+    "accuracy": [
+        "method",
+        "model_role",
+        "n",
+        "n_workers",
+        "n_images",
+        "k",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "wilson_low",
+        "wilson_high",
+        "binom_p",
+    ],
+    "gee": [
+        "method_a",
+        "method_b",
+        "odds_ratio",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_holm",
+        "significant",
+        "log_or",
+        "se",
+        "z",
+        "n_answers",
+        "n_workers",
+        "n_images",
+    ],
+    "mixed": [
+        "method",
+        "odds_ratio",
+        "or_low",
+        "or_high",
+        "log_odds",
+        "posterior_sd",
+        "ci_low",
+        "ci_high",
+        "n_answers",
+        "n_workers",
+        "n_images",
+    ],
+    "ordinal": [
+        "term",
+        "odds_ratio",
+        "or_low",
+        "or_high",
+        "coef",
+        "se",
+        "ci_low",
+        "ci_high",
+        "z",
+        "p_value",
+        "n_answers",
+        "n_workers",
+        "n_images",
+    ],
+    "trust_summary": [
+        "method",
+        "n_answers",
+        "n_workers",
+        "n_images",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "sd",
+        "worker_mean",
+        "worker_sd",
+        "worker_t_low",
+        "worker_t_high",
+    ],
+    "trust_pairwise": ["method_a", "method_b", "n_workers", "n_answers", "n_images", "mean_diff", "ci_low", "ci_high"],
+    "trust_one_sample": [
+        "method",
+        "n_answers",
+        "n_workers",
+        "n_images",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "sd",
+        "worker_mean",
+        "worker_sd",
+        "worker_t_low",
+        "worker_t_high",
+        "n_nonzero",
+        "wilcoxon_stat",
+        "wilcoxon_p",
+        "wilcoxon_p_holm",
+        "t_stat",
+        "t_p",
+        "t_p_holm",
+    ],
+    "agreement": [
+        "method",
+        "n_items",
+        "n_participants",
+        "n_answers",
+        "fleiss_kappa",
+        "fleiss_label",
+        "fleiss_z",
+        "fleiss_p",
+        "alpha",
+        "alpha_low",
+        "alpha_high",
+        "alpha_label",
+        "cohen_kappa",
+        "cohen_label",
+        "cohen_n_pairs",
+    ],
     "flow": ["meaning", "count", "step"],
 }
 
 # Descriptive columns that are usually one value for the whole table: shown once, in a note.
-NOTE_COLUMNS = {"model": "Model", "ci_method": "CI method", "reference": "Reference method",
-                "level": "Level", "column": "Rated column", "alpha_level": "Krippendorff's α level",
-                "cohen_weights": "Cohen weights", "variable": "Computed on"}
+NOTE_COLUMNS = {
+    "model": "Model",
+    "ci_method": "CI method",
+    "reference": "Reference method",
+    "level": "Level",
+    "column": "Rated column",
+    "alpha_level": "Krippendorff's α level",
+    "cohen_weights": "Cohen weights",
+    "variable": "Computed on",
+}
 # Free-text columns listed under the table, one line per row, instead of a wide column.
 ROW_NOTE_COLUMNS = ("fleiss_note", "alpha_note", "cohen_note")
 # Columns not shown because the row notes already say them (agreement: items and raters used).
@@ -344,8 +510,9 @@ def _term_name(term: str, reference: str | None) -> str:
 # Display
 
 
-def display(name: str, df: pd.DataFrame, kind: str | None = None, title: str | None = None,
-            notes: Sequence[str] = ()) -> Display:
+def display(
+    name: str, df: pd.DataFrame, kind: str | None = None, title: str | None = None, notes: Sequence[str] = ()
+) -> Display:
     """``df`` as shown in the report (see the module doc). ``notes`` go under the table first."""
     kind = kind or table_kind(name, df)
     if kind == "flow" and "meaning" not in df.columns and "step" in df.columns:
@@ -371,8 +538,10 @@ def display(name: str, df: pd.DataFrame, kind: str | None = None, title: str | N
         shown = [c for c in shown if c not in SAMPLE_COLUMNS]
     if kind == "ordinal" and df.attrs.get("reference"):
         se = "" if df.attrs.get("inference") else "; cluster-robust standard errors by worker"
-        out_notes.append(f"Reference method: {method_name(df.attrs['reference'])}. Odds ratios are of a higher "
-                         f"score (towards the stronger model){se}.")
+        out_notes.append(
+            f"Reference method: {method_name(df.attrs['reference'])}. Odds ratios are of a higher "
+            f"score (towards the stronger model){se}."
+        )
     order = KIND_ORDER.get(kind, [])
     shown = [c for c in order if c in shown] + [c for c in shown if c not in order]
     reference = df.attrs.get("reference") if kind == "ordinal" else None
@@ -394,12 +563,22 @@ def display(name: str, df: pd.DataFrame, kind: str | None = None, title: str | N
     if row_note_cols:
         label_col = "method" if "method" in df.columns else df.columns[0]
         for i in range(len(df)):
-            said = [f"{COLUMN_LABELS.get(c, humanize(c)).replace(' note', '')}: {df[c].iloc[i]}"
-                    for c in row_note_cols if isinstance(df[c].iloc[i], str) and df[c].iloc[i]]
+            said = [
+                f"{COLUMN_LABELS.get(c, humanize(c)).replace(' note', '')}: {df[c].iloc[i]}"
+                for c in row_note_cols
+                if isinstance(df[c].iloc[i], str) and df[c].iloc[i]
+            ]
             if said:
                 row_notes.append(f"{method_name(df[label_col].iloc[i])}: " + "; ".join(said) + ".")
-    return Display(name=name, kind=kind, title=title or table_title(name, kind), columns=columns, rows=rows,
-                   notes=out_notes, row_notes=row_notes)
+    return Display(
+        name=name,
+        kind=kind,
+        title=title or table_title(name, kind),
+        columns=columns,
+        rows=rows,
+        notes=out_notes,
+        row_notes=row_notes,
+    )
 
 
 # The most columns one HTML table shows; wider tables are shown as two (the CSV, Markdown and
@@ -419,14 +598,25 @@ def parts(d: Display, max_columns: int = MAX_COLUMNS) -> list[Display]:
     while keys < len(d.columns) and not d.columns[keys].numeric:
         keys += 1
     ids = [c.id for c in d.columns]
-    at = ids.index(KIND_SPLIT[d.kind]) if KIND_SPLIT.get(d.kind) in ids[keys + 1:] else \
-        keys + (len(d.columns) - keys + 1) // 2
+    at = (
+        ids.index(KIND_SPLIT[d.kind])
+        if KIND_SPLIT.get(d.kind) in ids[keys + 1 :]
+        else keys + (len(d.columns) - keys + 1) // 2
+    )
     cut = [list(range(keys)) + list(range(keys, at)), list(range(keys)) + list(range(at, len(d.columns)))]
     out = []
     for i, idx in enumerate(cut):
-        out.append(Display(name=d.name, kind=d.kind, title=d.title, columns=[d.columns[j] for j in idx],
-                           rows=[[row[j] for j in idx] for row in d.rows],
-                           notes=d.notes if i == 1 else [], row_notes=d.row_notes if i == 1 else []))
+        out.append(
+            Display(
+                name=d.name,
+                kind=d.kind,
+                title=d.title,
+                columns=[d.columns[j] for j in idx],
+                rows=[[row[j] for j in idx] for row in d.rows],
+                notes=d.notes if i == 1 else [],
+                row_notes=d.row_notes if i == 1 else [],
+            )
+        )
     return out
 
 
@@ -440,6 +630,7 @@ def _numeric(series: pd.Series) -> bool:
 
 def to_markdown(d: Display) -> str:
     """``d`` as a GitHub-flavoured Markdown pipe table with its title above and notes below."""
+
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
@@ -455,12 +646,32 @@ def to_markdown(d: Display) -> str:
     return "\n".join(lines) + "\n"
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "<": r"\textless{}", ">": r"\textgreater{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
 # Characters pdflatex does not take as text without extra packages: written as math.
-_LATEX_SYMBOLS = {"≈": r"$\approx$", "α": r"$\alpha$", "κ": r"$\kappa$", "×": r"$\times$", "−": r"$-$", "–": "--", "≤": r"$\leq$",
-                  "≥": r"$\geq$", "±": r"$\pm$"}
+_LATEX_SYMBOLS = {
+    "≈": r"$\approx$",
+    "α": r"$\alpha$",
+    "κ": r"$\kappa$",
+    "×": r"$\times$",
+    "−": r"$-$",
+    "–": "--",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "±": r"$\pm$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -477,10 +688,17 @@ def to_latex(d: Display, label: str | None = None) -> str:
     ``\\bottomrule``; needs ``\\usepackage{booktabs}``), the title as caption and the notes
     under the table."""
     spec = "".join("r" if c.numeric else "l" for c in d.columns)
-    lines = [r"\begin{table}[htbp]", r"\centering", r"\small",
-             rf"\caption{{{latex_escape(d.title)}}}", rf"\label{{tab:{label or d.name}}}",
-             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_escape(h) for h in d.headers) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[htbp]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{latex_escape(d.title)}}}",
+        rf"\label{{tab:{label or d.name}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in d.headers) + r" \\",
+        r"\midrule",
+    ]
     for row in d.rows:
         lines.append(" & ".join(latex_escape(c) for c in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -52,8 +52,13 @@ def _environment():
     if _ENV is None:
         from jinja2 import Environment, PackageLoader, StrictUndefined
 
-        _ENV = Environment(loader=PackageLoader("analysis", "templates"), autoescape=True,
-                           undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        _ENV = Environment(
+            loader=PackageLoader("analysis", "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
     return _ENV
 
 
@@ -69,9 +74,16 @@ def versions() -> dict[str, str]:
 
     import camstudy
 
-    out = {"python": sys.version.split()[0], "pandas": pd.__version__, "numpy": np.__version__,
-           "scipy": scipy.__version__, "statsmodels": statsmodels.__version__,
-           "matplotlib": matplotlib.__version__, "jinja2": jinja2.__version__, "camstudy": camstudy.__version__}
+    out = {
+        "python": sys.version.split()[0],
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+        "matplotlib": matplotlib.__version__,
+        "jinja2": jinja2.__version__,
+        "camstudy": camstudy.__version__,
+    }
     try:
         from importlib.metadata import version
 
@@ -88,8 +100,13 @@ def _files(name: str) -> str:
 
 def _view(d: Display, status: Mapping[str, str] | None, anchor: str | None = None) -> dict[str, Any]:
     """What the template's table macro needs: the display, its anchor, files and status."""
-    return {"d": d, "parts": parts(d), "id": anchor or d.name.replace("_", "-"), "files": _files(d.name),
-            "status": status_of(d.name, status) if status is not None else None}
+    return {
+        "d": d,
+        "parts": parts(d),
+        "id": anchor or d.name.replace("_", "-"),
+        "files": _files(d.name),
+        "status": status_of(d.name, status) if status is not None else None,
+    }
 
 
 def _counts(kind: str, df: pd.DataFrame, kept: pd.DataFrame, flow: Mapping[str, int]) -> Display:
@@ -102,18 +119,38 @@ def _counts(kind: str, df: pd.DataFrame, kept: pd.DataFrame, flow: Mapping[str, 
         return sorted({str(v) for v in frame[column].unique() if not pd.isna(v)})
 
     methods = sorted((method_name(m) for m in distinct("method", kept)), key=str.lower)
-    counts = pd.DataFrame({
-        "quantity": ["Study kind", "Studies", "Modes", "Participants", "Answers", "Attention-check answers",
-                     "Items (no checks)", "Images (no checks)", "Methods (analysed)"],
-        "value": [KIND_WORDS.get(kind, kind), ", ".join(distinct("study")), ", ".join(distinct("mode")),
-                  f"{flow['enrolled']:,}", f"{len(df):,}", f"{int(checks.sum()):,}",
-                  f"{df['item_id'][~checks].nunique():,}", f"{df['image_id'][~checks].nunique():,}",
-                  ", ".join(methods)]})
+    counts = pd.DataFrame(
+        {
+            "quantity": [
+                "Study kind",
+                "Studies",
+                "Modes",
+                "Participants",
+                "Answers",
+                "Attention-check answers",
+                "Items (no checks)",
+                "Images (no checks)",
+                "Methods (analysed)",
+            ],
+            "value": [
+                KIND_WORDS.get(kind, kind),
+                ", ".join(distinct("study")),
+                ", ".join(distinct("mode")),
+                f"{flow['enrolled']:,}",
+                f"{len(df):,}",
+                f"{int(checks.sum()):,}",
+                f"{df['item_id'][~checks].nunique():,}",
+                f"{df['image_id'][~checks].nunique():,}",
+                ", ".join(methods),
+            ],
+        }
+    )
     return display("counts", counts, kind="generic", title="Counts")
 
 
-def _prereg_view(preregistration: PreregistrationHook | None, prereg: Mapping[str, Any] | None,
-                 error: str | None) -> dict[str, Any]:
+def _prereg_view(
+    preregistration: PreregistrationHook | None, prereg: Mapping[str, Any] | None, error: str | None
+) -> dict[str, Any]:
     """The pre-registration section's content, from whatever the hook answered."""
     if preregistration is None:
         return {"state": "none"}
@@ -130,9 +167,13 @@ def _prereg_view(preregistration: PreregistrationHook | None, prereg: Mapping[st
             deviations.append("; ".join(f"{k}: {v}" for k, v in dev.items()))
         else:
             deviations.append(str(dev))
-    return {"state": "ok", "sha256": str(p.get("sha256") or "not given"),
-            "frozen_at": str(p.get("frozen_at") or "not given"), "hypotheses": hypotheses,
-            "deviations": deviations}
+    return {
+        "state": "ok",
+        "sha256": str(p.get("sha256") or "not given"),
+        "frozen_at": str(p.get("frozen_at") or "not given"),
+        "hypotheses": hypotheses,
+        "deviations": deviations,
+    }
 
 
 _STAT_SPACE = re.compile(r"\b(p|W|OR|t\(\d+\)) ([<=>]) ")
@@ -145,46 +186,98 @@ def _nobreak(text: str) -> str:
     return re.sub(r"\b(OR|CI) (?=[\d\[])", "\\1\u00a0", text)
 
 
-def render_html(*, kind: str, title: str, source: str, df: pd.DataFrame, kept: pd.DataFrame,
-                flow: Mapping[str, int], rules: Mapping[str, Any], rules_source: str,
-                shown: Mapping[str, Display], sig_names: list[str], figures: Mapping[str, tuple[Path, str]],
-                significance: SignificanceHook | None, sig_error: str | None, words: list[str],
-                preregistration: PreregistrationHook | None, prereg: Mapping[str, Any] | None,
-                prereg_error: str | None, status: Mapping[str, str], n_boot: int, seed: int, chance: float,
-                tables: Mapping[str, pd.DataFrame]) -> str:
+def render_html(
+    *,
+    kind: str,
+    title: str,
+    source: str,
+    df: pd.DataFrame,
+    kept: pd.DataFrame,
+    flow: Mapping[str, int],
+    rules: Mapping[str, Any],
+    rules_source: str,
+    shown: Mapping[str, Display],
+    sig_names: list[str],
+    figures: Mapping[str, tuple[Path, str]],
+    significance: SignificanceHook | None,
+    sig_error: str | None,
+    words: list[str],
+    preregistration: PreregistrationHook | None,
+    prereg: Mapping[str, Any] | None,
+    prereg_error: str | None,
+    status: Mapping[str, str],
+    n_boot: int,
+    seed: int,
+    chance: float,
+    tables: Mapping[str, pd.DataFrame],
+) -> str:
     """The report page (the template ``analysis/templates/report.html.j2``)."""
     rules_df = pd.DataFrame({"rule": [RULE_LABELS.get(k, k) for k in rules], "value": [str(v) for v in rules.values()]})
-    results = (["accuracy_by_method", "accuracy_by_model_role", "accuracy_by_method_model_role"]
-               if kind == "class_discrimination" else ["trust_by_method", "trust_score_shares"]) + ["rt_by_method"]
-    figs = [{"name": name, "caption": caption,
-             "src": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")}
-            for name, (path, caption) in figures.items()]
+    results = (
+        ["accuracy_by_method", "accuracy_by_model_role", "accuracy_by_method_model_role"]
+        if kind == "class_discrimination"
+        else ["trust_by_method", "trust_score_shares"]
+    ) + ["rt_by_method"]
+    figs = [
+        {
+            "name": name,
+            "caption": caption,
+            "src": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii"),
+        }
+        for name, (path, caption) in figures.items()
+    ]
     v = versions()
     context = {
-        "title": title, "source": source, "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "title": title,
+        "source": source,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "counts": _view(_counts(kind, df, kept, flow), None, "counts"),
         "rules_source": rules_source,
         "rules": _view(display("rules", rules_df, kind="generic", title="Exclusion rules"), None, "rules"),
         "flow": _view(shown["exclusion_flow"], None, "exclusion-flow"),
-        "words": [_nobreak(w) for w in words], "prereg": _prereg_view(preregistration, prereg, prereg_error),
+        "words": [_nobreak(w) for w in words],
+        "prereg": _prereg_view(preregistration, prereg, prereg_error),
         "results": [_view(shown[n], status) for n in results],
         "figures": figs,
         "agreement": _view(shown["agreement"], status, "agreement") if len(tables["agreement"]) else None,
         "not_computable": NOT_COMPUTABLE,
-        "significance": {"state": ("none" if significance is None else "error" if sig_error is not None
-                                   else "empty" if not sig_names else "ok"),
-                         "error": sig_error,
-                         "hook": getattr(significance, "__qualname__", type(significance).__name__),
-                         "tables": [_view(shown[n], status, n.replace("_", "-")) for n in sig_names]},
+        "significance": {
+            "state": (
+                "none"
+                if significance is None
+                else "error"
+                if sig_error is not None
+                else "empty"
+                if not sig_names
+                else "ok"
+            ),
+            "error": sig_error,
+            "hook": getattr(significance, "__qualname__", type(significance).__name__),
+            "tables": [_view(shown[n], status, n.replace("_", "-")) for n in sig_names],
+        },
         "assumptions": assumptions(kind, n_boot, seed, chance, significance, tables),
-        "versions": _view(display("versions", pd.DataFrame({"software": list(v), "version": list(v.values())}),
-                                  kind="generic", title="Software versions"), None, "versions"),
+        "versions": _view(
+            display(
+                "versions",
+                pd.DataFrame({"software": list(v), "version": list(v.values())}),
+                kind="generic",
+                title="Software versions",
+            ),
+            None,
+            "versions",
+        ),
     }
     return _environment().get_template("report.html.j2").render(**context)
 
 
-def assumptions(kind: str, n_boot: int, seed: int, chance: float, significance: SignificanceHook | None,
-                tables: Mapping[str, pd.DataFrame]) -> list[str]:
+def assumptions(
+    kind: str,
+    n_boot: int,
+    seed: int,
+    chance: float,
+    significance: SignificanceHook | None,
+    tables: Mapping[str, pd.DataFrame],
+) -> list[str]:
     """The "Tests and assumptions" list: how each table's numbers were computed."""
     items = []
     if kind == "class_discrimination":
@@ -194,7 +287,8 @@ def assumptions(kind: str, n_boot: int, seed: int, chance: float, significance: 
             items += [
                 "Accuracy (accuracy_by_*.csv): k correct of n analysed answers. 95% CI and p vs chance "
                 f"(chance = {chance:g}) respect the clustering of answers by worker and by image: "
-                + ("; ".join(ci) if len(ci) else "see the ci_method column") + ".",
+                + ("; ".join(ci) if len(ci) else "see the ci_method column")
+                + ".",
                 "How: the variance of the accuracy is the two-way cluster-robust one (Cameron, Gelbach & Miller "
                 "2011): by worker plus by image minus their intersection (the worker-image cells), each with "
                 "the small-sample factor G/(G − 1); the design effect is that variance over p(1 − p)/n (at "
@@ -218,24 +312,33 @@ def assumptions(kind: str, n_boot: int, seed: int, chance: float, significance: 
                 "differ. They are descriptive; method comparisons that respect the clustering are in "
                 "'Clustered comparisons'.",
             ]
-        items.append("Workers and images per row count the distinct workers ((mode, participant) pairs) and "
-                     "images among the row's answers.")
+        items.append(
+            "Workers and images per row count the distinct workers ((mode, participant) pairs) and "
+            "images among the row's answers."
+        )
     else:
         summary = tables["trust_by_method"]
-        items.append("Trust scores (trust_by_method.csv): score_stronger, the answer re-signed so that positive "
-                     "favours the stronger model. Mean/SD over answers; mean/SD of worker means over per-worker "
-                     "means (a worker is a (mode, participant) pair, the independent unit).")
+        items.append(
+            "Trust scores (trust_by_method.csv): score_stronger, the answer re-signed so that positive "
+            "favours the stronger model. Mean/SD over answers; mean/SD of worker means over per-worker "
+            "means (a worker is a (mode, participant) pair, the independent unit)."
+        )
         if "ci_method" in summary.columns:
             ci = summary["ci_method"].dropna().astype(str).unique()
-            items.append("95% CI: " + ("; ".join(ci) if len(ci) else "see the ci_method column")
-                         + ": the mean over answers ± t × the square root of its two-way cluster-robust "
-                         "variance (Cameron, Gelbach & Miller 2011: by worker plus by image minus the worker-image "
-                         "cells, each with the factor G/(G − 1); at least the independent-answers SD²/n). The t "
-                         "interval of the mean of the per-worker means is shown beside it; it treats workers as "
-                         "independent and ignores the images.")
+            items.append(
+                "95% CI: "
+                + ("; ".join(ci) if len(ci) else "see the ci_method column")
+                + ": the mean over answers ± t × the square root of its two-way cluster-robust "
+                "variance (Cameron, Gelbach & Miller 2011: by worker plus by image minus the worker-image "
+                "cells, each with the factor G/(G − 1); at least the independent-answers SD²/n). The t "
+                "interval of the mean of the per-worker means is shown beside it; it treats workers as "
+                "independent and ignores the images."
+            )
         else:
-            items.append("95% CI: t interval of the mean of the per-worker means (assumes the per-worker means "
-                         "are independent and roughly normal).")
+            items.append(
+                "95% CI: t interval of the mean of the per-worker means (assumes the per-worker means "
+                "are independent and roughly normal)."
+            )
         items += [
             "Wilcoxon: signed-rank test of the per-worker means against 0 (scipy.stats.wilcoxon, two-sided, "
             "zero_method='wilcox': exact zeros dropped; assumes symmetry about the median). t-test: "
@@ -254,16 +357,20 @@ def assumptions(kind: str, n_boot: int, seed: int, chance: float, significance: 
     if significance is None:
         items.append("No clustered model was fitted.")
     else:
-        items.append("Clustered comparisons: the tables come from the significance hook (GEE with exchangeable "
-                     "working correlation clustered by worker, and/or mixed models with random effects for "
-                     "worker and image, as each table says); GEE standard errors are cluster-robust (sandwich) "
-                     "and need many clusters; mixed models assume normal random effects. The crossed worker x "
-                     "image model (BinomialBayesMixedGLM) is fitted by variational Bayes, whose intervals are too "
-                     "narrow: in simulations a null difference fell outside its 95% interval in 16.5% of "
-                     "within-design and 29% of between-design studies. It shows the direction and size of the "
-                     "effects; it is not a test. The tests are the GEE comparisons. The ordinal trust model "
-                     "uses the scores that occur as its categories. Each model table gives the answers, workers "
-                     "and images it was fitted on.")
-    items.append("Per-method p-values in 'Results' are not corrected for multiple comparisons; the clustered "
-                 "comparisons give Holm-adjusted p-values where their column says so.")
+        items.append(
+            "Clustered comparisons: the tables come from the significance hook (GEE with exchangeable "
+            "working correlation clustered by worker, and/or mixed models with random effects for "
+            "worker and image, as each table says); GEE standard errors are cluster-robust (sandwich) "
+            "and need many clusters; mixed models assume normal random effects. The crossed worker x "
+            "image model (BinomialBayesMixedGLM) is fitted by variational Bayes, whose intervals are too "
+            "narrow: in simulations a null difference fell outside its 95% interval in 16.5% of "
+            "within-design and 29% of between-design studies. It shows the direction and size of the "
+            "effects; it is not a test. The tests are the GEE comparisons. The ordinal trust model "
+            "uses the scores that occur as its categories. Each model table gives the answers, workers "
+            "and images it was fitted on."
+        )
+    items.append(
+        "Per-method p-values in 'Results' are not corrected for multiple comparisons; the clustered "
+        "comparisons give Holm-adjusted p-values where their column says so."
+    )
     return items

@@ -40,10 +40,33 @@ from camstudy.errors import UserError
 
 Z95 = float(stats.norm.ppf(0.975))
 
-GEE_COLUMNS = ["method_a", "method_b", "log_or", "se", "odds_ratio", "ci_low", "ci_high", "z", "df",
-               "p_value", "p_holm", "significant", "model"]
-MIXED_COLUMNS = ["method", "reference", "log_odds", "posterior_sd", "ci_low", "ci_high", "odds_ratio",
-                 "or_low", "or_high", "model"]
+GEE_COLUMNS = [
+    "method_a",
+    "method_b",
+    "log_or",
+    "se",
+    "odds_ratio",
+    "ci_low",
+    "ci_high",
+    "z",
+    "df",
+    "p_value",
+    "p_holm",
+    "significant",
+    "model",
+]
+MIXED_COLUMNS = [
+    "method",
+    "reference",
+    "log_odds",
+    "posterior_sd",
+    "ci_low",
+    "ci_high",
+    "odds_ratio",
+    "or_low",
+    "or_high",
+    "model",
+]
 
 
 def cluster_t_reference(n_clusters: int, level: float) -> tuple[float, float, float]:
@@ -103,12 +126,14 @@ def _cd_answers(df: pd.DataFrame, who: str, extra: tuple[str, ...] = ()) -> pd.D
     rows = rows[rows["correct"].notna() & rows["method"].notna() & rows["model_role"].notna()]
     if rows.empty:
         raise UserError(f"{who}: no class-discrimination answers with a result")
-    out = pd.DataFrame({
-        "y": rows["correct"].astype(bool).astype("float64").to_numpy(),
-        "method": rows["method"].astype(str).reset_index(drop=True),
-        "model_role": rows["model_role"].astype(str).reset_index(drop=True),
-        "worker": _worker_codes(rows),
-    })
+    out = pd.DataFrame(
+        {
+            "y": rows["correct"].astype(bool).astype("float64").to_numpy(),
+            "method": rows["method"].astype(str).reset_index(drop=True),
+            "model_role": rows["model_role"].astype(str).reset_index(drop=True),
+            "worker": _worker_codes(rows),
+        }
+    )
     for c in extra:
         out[c] = rows[c].astype(str).to_numpy()
     if out["method"].nunique() < 2:
@@ -122,8 +147,9 @@ def _reference(d: pd.DataFrame, reference: str | None, who: str) -> str:
     if reference is None:
         return str(acc.sort_index().idxmin())
     if reference not in acc.index:
-        raise UserError(f"{who}: reference method {reference!r} has no answers "
-                        f"(methods: {', '.join(sorted(acc.index))})")
+        raise UserError(
+            f"{who}: reference method {reference!r} has no answers (methods: {', '.join(sorted(acc.index))})"
+        )
     return reference
 
 
@@ -162,9 +188,15 @@ class GEEFit:
     n_iter: int
 
 
-def gee_exchangeable(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray, family,
-                     start_params: np.ndarray | None = None, maxiter: int = 60,
-                     ctol: float = 1e-6) -> GEEFit:
+def gee_exchangeable(
+    endog: np.ndarray,
+    exog: np.ndarray,
+    groups: np.ndarray,
+    family,
+    start_params: np.ndarray | None = None,
+    maxiter: int = 60,
+    ctol: float = 1e-6,
+) -> GEEFit:
     """statsmodels ``GEE(endog, exog, groups, family, cov_struct=Exchangeable()).fit()``
     (no weights, offset or constraint; robust covariance), computed from per-cluster sums.
 
@@ -225,8 +257,9 @@ def gee_exchangeable(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray, fa
         big_s = np.add.reduceat(x1 * count[:, None], starts, axis=0)
         small_s = np.add.reduceat(e_sum, starts)
         bmat = (x1 * count[:, None]).T @ x1 / (1.0 - dep) - (big_s * c[:, None]).T @ big_s
-        per_cluster = (np.add.reduceat(x1 * e_sum[:, None], starts, axis=0) / (1.0 - dep)
-                       - big_s * (c * small_s)[:, None])
+        per_cluster = (
+            np.add.reduceat(x1 * e_sum[:, None], starts, axis=0) / (1.0 - dep) - big_s * (c * small_s)[:, None]
+        )
         return bmat, per_cluster.sum(axis=0), per_cluster
 
     def update_dep(b: np.ndarray) -> float:
@@ -268,8 +301,14 @@ def gee_exchangeable(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray, fa
     else:  # GEE.estimate_scale: Pearson chi^2 / (n - p)
         mu = link.inverse(xc @ params)
         scale = float(np.sum((ss_within + count * (ybar - mu) ** 2) / variance(mu))) / (nobs - p)
-    return GEEFit(params=params, cov_robust=bmati @ (cmat @ bmati), cov_naive=bmati * scale,
-                  dep_params=float(dep), converged=del_params < ctol, n_iter=itr + 1)
+    return GEEFit(
+        params=params,
+        cov_robust=bmati @ (cmat @ bmati),
+        cov_naive=bmati * scale,
+        dep_params=float(dep),
+        converged=del_params < ctol,
+        n_iter=itr + 1,
+    )
 
 
 def _scale_is_one(family) -> bool:
@@ -310,8 +349,7 @@ def _glm_start(y: np.ndarray, X: np.ndarray, family, x_codes: np.ndarray | None 
     return np.asarray(GLM(y[first], X[first], family=family, freq_weights=counts).fit().params, dtype=float)
 
 
-def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
-                           alpha: float = 0.05) -> pd.DataFrame:
+def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
     """Pairwise method comparisons of class-discrimination accuracy by GEE.
 
     Model: ``logit P(correct) = b0 + b_method + b_role`` (treatment coding; the reference
@@ -369,8 +407,10 @@ def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
     acc = d.groupby("method")["y"].mean()
     order = sorted(acc.index, key=lambda m: (-acc[m], m))  # highest accuracy first
     col = {m: f"method[{m}]" for m in others}
-    desc = ("GEE logistic: correct ~ method + model_role; exchangeable within worker; robust SE (CR1), t reference; "
-            f"reference {ref}; clustered by worker only")
+    desc = (
+        "GEE logistic: correct ~ method + model_role; exchangeable within worker; robust SE (CR1), t reference; "
+        f"reference {ref}; clustered by worker only"
+    )
     records = []
     for a, b in itertools.combinations(order, 2):
         c = pd.Series(0.0, index=names)
@@ -382,24 +422,46 @@ def method_comparisons_gee(df: pd.DataFrame, reference: str | None = None,
         se = float(math.sqrt(max(factor * float(c @ cov @ c), 0.0)))
         z = est / se if se > 0 else math.nan
         p = float(2 * stats.t.sf(abs(z), t_df)) if se > 0 else math.nan
-        records.append({"method_a": a, "method_b": b, "log_or": est, "se": se, "odds_ratio": math.exp(est),
-                        "ci_low": math.exp(est - t_crit * se), "ci_high": math.exp(est + t_crit * se),
-                        "z": z, "df": t_df, "p_value": p, "model": desc})
+        records.append(
+            {
+                "method_a": a,
+                "method_b": b,
+                "log_or": est,
+                "se": se,
+                "odds_ratio": math.exp(est),
+                "ci_low": math.exp(est - t_crit * se),
+                "ci_high": math.exp(est + t_crit * se),
+                "z": z,
+                "df": t_df,
+                "p_value": p,
+                "model": desc,
+            }
+        )
     out = pd.DataFrame.from_records(records)
     _, adjusted = holm(out["p_value"].fillna(1.0).to_numpy(), alpha=alpha)
     out["p_holm"] = adjusted
     out["significant"] = out["p_holm"] < alpha
     out = out[GEE_COLUMNS]
-    out.attrs.update({"reference": ref, "params": params, "cov": cov, "cov_factor": factor,
-                      "n_answers": len(d), "n_workers": n_workers, "correlation": float(fit.dep_params),
-                      "inference": (f"robust (sandwich) standard errors by worker with the CR1 factor "
-                                    f"G/(G-1), G = {n_workers} workers; Wald tests and intervals "
-                                    f"against t with {n_workers - 1} df")})
+    out.attrs.update(
+        {
+            "reference": ref,
+            "params": params,
+            "cov": cov,
+            "cov_factor": factor,
+            "n_answers": len(d),
+            "n_workers": n_workers,
+            "correlation": float(fit.dep_params),
+            "inference": (
+                f"robust (sandwich) standard errors by worker with the CR1 factor "
+                f"G/(G-1), G = {n_workers} workers; Wald tests and intervals "
+                f"against t with {n_workers - 1} df"
+            ),
+        }
+    )
     return out
 
 
-def method_comparisons_mixed(df: pd.DataFrame, reference: str | None = None,
-                             level: float = 0.95) -> pd.DataFrame:
+def method_comparisons_mixed(df: pd.DataFrame, reference: str | None = None, level: float = 0.95) -> pd.DataFrame:
     """Method effects on class-discrimination accuracy with crossed worker and image effects.
 
     Model: ``logit P(correct) = b0 + b_method + b_role + u_worker + v_image`` with independent
@@ -449,23 +511,52 @@ def method_comparisons_mixed(df: pd.DataFrame, reference: str | None = None,
     fe_sd = pd.Series(res.fe_sd, index=model.exog_names)
     vcp = pd.Series(res.vcp_mean, index=model.vcp_names)
     z = float(stats.norm.ppf(1 - (1 - level) / 2))
-    desc = ("Bayesian mixed logistic (variational Bayes): correct ~ method + model_role "
-            f"+ (1|worker) + (1|image); reference {ref}")
+    desc = (
+        "Bayesian mixed logistic (variational Bayes): correct ~ method + model_role "
+        f"+ (1|worker) + (1|image); reference {ref}"
+    )
     records = []
     for m in others:
         name = f"C(method)[T.{m}]"
         est, sd = float(fe[name]), float(fe_sd[name])
-        records.append({"method": m, "reference": ref, "log_odds": est, "posterior_sd": sd,
-                        "ci_low": est - z * sd, "ci_high": est + z * sd, "odds_ratio": math.exp(est),
-                        "or_low": math.exp(est - z * sd), "or_high": math.exp(est + z * sd), "model": desc})
+        records.append(
+            {
+                "method": m,
+                "reference": ref,
+                "log_odds": est,
+                "posterior_sd": sd,
+                "ci_low": est - z * sd,
+                "ci_high": est + z * sd,
+                "odds_ratio": math.exp(est),
+                "or_low": math.exp(est - z * sd),
+                "or_high": math.exp(est + z * sd),
+                "model": desc,
+            }
+        )
     out = pd.DataFrame.from_records(records, columns=MIXED_COLUMNS).sort_values("log_odds", ignore_index=True)
-    out.attrs.update({"reference": ref, "worker_sd": float(np.exp(vcp["worker"])),
-                      "image_sd": float(np.exp(vcp["image"])), "fixed": fe})
+    out.attrs.update(
+        {
+            "reference": ref,
+            "worker_sd": float(np.exp(vcp["worker"])),
+            "image_sd": float(np.exp(vcp["image"])),
+            "fixed": fe,
+        }
+    )
     return out
 
 
-PAIR_COLUMNS = ["method_a", "method_b", "n_workers", "mean_diff", "wilcoxon_stat", "wilcoxon_p",
-                "wilcoxon_p_holm", "t_stat", "t_p", "t_p_holm"]
+PAIR_COLUMNS = [
+    "method_a",
+    "method_b",
+    "n_workers",
+    "mean_diff",
+    "wilcoxon_stat",
+    "wilcoxon_p",
+    "wilcoxon_p_holm",
+    "t_stat",
+    "t_p",
+    "t_p_holm",
+]
 
 
 def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
@@ -492,15 +583,23 @@ def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame
     one = trust_summary(rows, "method", alpha=alpha)
     _add_holm(one, ("wilcoxon_p", "t_p"), alpha)
 
-    means = (rows.assign(worker=_worker_key(rows), score=rows["score_stronger"].astype("float64"))
-             .pivot_table(index="worker", columns="method", values="score", aggfunc="mean"))
+    means = rows.assign(worker=_worker_key(rows), score=rows["score_stronger"].astype("float64")).pivot_table(
+        index="worker", columns="method", values="score", aggfunc="mean"
+    )
     records = []
     for a, b in itertools.combinations(sorted(means.columns), 2):
         both = means[[a, b]].dropna()
         diff = (both[a] - both[b]).to_numpy()
-        r = {"method_a": a, "method_b": b, "n_workers": len(diff),
-             "mean_diff": float(diff.mean()) if len(diff) else math.nan,
-             "wilcoxon_stat": math.nan, "wilcoxon_p": math.nan, "t_stat": math.nan, "t_p": math.nan}
+        r = {
+            "method_a": a,
+            "method_b": b,
+            "n_workers": len(diff),
+            "mean_diff": float(diff.mean()) if len(diff) else math.nan,
+            "wilcoxon_stat": math.nan,
+            "wilcoxon_p": math.nan,
+            "t_stat": math.nan,
+            "t_p": math.nan,
+        }
         if np.count_nonzero(diff) >= 1:
             w = stats.wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
             r["wilcoxon_stat"], r["wilcoxon_p"] = float(w.statistic), float(w.pvalue)
@@ -528,8 +627,9 @@ def _add_holm(frame: pd.DataFrame, columns: Sequence[str], alpha: float) -> None
 ORDINAL_COLUMNS = ["term", "coef", "se", "ci_low", "ci_high", "z", "df", "p_value", "odds_ratio"]
 
 
-def trust_ordinal(df: pd.DataFrame, reference: str | None = None, cluster: bool = True,
-                  level: float = 0.95) -> pd.DataFrame:
+def trust_ordinal(
+    df: pd.DataFrame, reference: str | None = None, cluster: bool = True, level: float = 0.95
+) -> pd.DataFrame:
     """Proportional-odds model of the trust score on the method and the side.
 
     Model: ``P(score_stronger <= k) = expit(t_k - x'b)``, ``k`` in -2..1 (statsmodels
@@ -609,22 +709,39 @@ def trust_ordinal(df: pd.DataFrame, reference: str | None = None, cluster: bool 
     params = np.asarray(res.params)[:k]
     se = np.asarray(res.bse)[:k]
     n_workers = int(workers.max() + 1)
-    df_ref, crit, inference = _ordinal_reference(cluster, n_workers, len(score), len(np.asarray(res.params)),
-                                                 level)
+    df_ref, crit, inference = _ordinal_reference(cluster, n_workers, len(score), len(np.asarray(res.params)), level)
     z = params / se
     p_value = 2 * (stats.t.sf(np.abs(z), df_ref) if cluster else stats.norm.sf(np.abs(z)))
-    out = pd.DataFrame({"term": list(exog.columns), "coef": params, "se": se,
-                        "ci_low": params - crit * se, "ci_high": params + crit * se, "z": z,
-                        "df": df_ref, "p_value": p_value, "odds_ratio": np.exp(params)})
-    out.attrs.update({"reference": reference, "categories": observed,
-                      "thresholds": model.transform_threshold_params(np.asarray(res.params))[1:-1],
-                      "n_answers": len(score), "n_workers": n_workers, "inference": inference,
-                      "converged": bool(res.mle_retvals.get("converged", True))})
+    out = pd.DataFrame(
+        {
+            "term": list(exog.columns),
+            "coef": params,
+            "se": se,
+            "ci_low": params - crit * se,
+            "ci_high": params + crit * se,
+            "z": z,
+            "df": df_ref,
+            "p_value": p_value,
+            "odds_ratio": np.exp(params),
+        }
+    )
+    out.attrs.update(
+        {
+            "reference": reference,
+            "categories": observed,
+            "thresholds": model.transform_threshold_params(np.asarray(res.params))[1:-1],
+            "n_answers": len(score),
+            "n_workers": n_workers,
+            "inference": inference,
+            "converged": bool(res.mle_retvals.get("converged", True)),
+        }
+    )
     return out[ORDINAL_COLUMNS]
 
 
-def _ordinal_reference(cluster: bool, n_workers: int, n_answers: int, n_params: int,
-                       level: float) -> tuple[float, float, str]:
+def _ordinal_reference(
+    cluster: bool, n_workers: int, n_answers: int, n_params: int, level: float
+) -> tuple[float, float, str]:
     """(df, critical value, description) of :func:`trust_ordinal`'s tests and intervals.
 
     statsmodels' cluster covariance already carries the CR1 factor G / (G - 1) (N - 1) /
@@ -635,9 +752,15 @@ def _ordinal_reference(cluster: bool, n_workers: int, n_answers: int, n_params: 
     if not cluster:
         return math.inf, float(stats.norm.ppf(1 - (1 - level) / 2)), "model-based standard errors; normal reference"
     _, df_ref, crit = cluster_t_reference(n_workers, level)
-    return df_ref, crit, (f"cluster-robust standard errors by worker (CR1: G/(G-1) (N-1)/(N-K), "
-                          f"G = {n_workers} workers, N = {n_answers} answers, K = {n_params} parameters); "
-                          f"Wald tests and intervals against t with {n_workers - 1} df")
+    return (
+        df_ref,
+        crit,
+        (
+            f"cluster-robust standard errors by worker (CR1: G/(G-1) (N-1)/(N-K), "
+            f"G = {n_workers} workers, N = {n_answers} answers, K = {n_params} parameters); "
+            f"Wald tests and intervals against t with {n_workers - 1} df"
+        ),
+    )
 
 
 def report_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -650,7 +773,12 @@ def report_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     kind = str(df["study_kind"].iloc[0]) if len(df) else ""
     if kind == "trust":
         tests = trust_tests(df)
-        return {"trust_one_sample": tests["one_sample"], "trust_pairwise": tests["pairwise"],
-                "trust_ordinal": trust_ordinal(df)}
-    return {"gee_method_comparisons": method_comparisons_gee(df),
-            "mixed_model_method_effects": method_comparisons_mixed(df)}
+        return {
+            "trust_one_sample": tests["one_sample"],
+            "trust_pairwise": tests["pairwise"],
+            "trust_ordinal": trust_ordinal(df),
+        }
+    return {
+        "gee_method_comparisons": method_comparisons_gee(df),
+        "mixed_model_method_effects": method_comparisons_mixed(df),
+    }

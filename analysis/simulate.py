@@ -54,8 +54,27 @@ from study.export import columns
 CD = "class_discrimination"
 TRUST = "trust"
 ROLES = ("stronger", "weaker")
-CATEGORIES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-              "diningtable", "dog", "horse", "motorbike", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+CATEGORIES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 ABSURD = ("submarine", "volcano", "pizza", "galaxy")
 START = np.datetime64("2024-05-01T09:00:00", "us")
 MAX_RT_MS = 600_000.0
@@ -67,13 +86,13 @@ class _Plan:
 
     n_workers: int
     n_positions: int
-    is_check: np.ndarray      # (W, L) bool
-    trial_index: np.ndarray   # (W, L) index among the worker's trials (-1 at checks)
-    check_index: np.ndarray   # (W, L) index among the worker's checks (-1 at trials)
-    group: np.ndarray         # (W,) 0 ok, 1 attention, 2 too fast, 3 incomplete
-    stop: np.ndarray          # (W,) number of answers kept
-    rt: np.ndarray            # (W, L) ms
-    pseudonyms: np.ndarray    # (W,) str
+    is_check: np.ndarray  # (W, L) bool
+    trial_index: np.ndarray  # (W, L) index among the worker's trials (-1 at checks)
+    check_index: np.ndarray  # (W, L) index among the worker's checks (-1 at trials)
+    group: np.ndarray  # (W,) 0 ok, 1 attention, 2 too fast, 3 incomplete
+    stop: np.ndarray  # (W,) number of answers kept
+    rt: np.ndarray  # (W, L) ms
+    pseudonyms: np.ndarray  # (W,) str
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,9 +124,17 @@ def ordinal_location(mean: float, sd: float, thresholds: tuple[float, ...]) -> f
     return float(optimize.brentq(lambda m: lo + norm.cdf((m - t) / sd).sum() - mean, -50, 50, xtol=1e-12))
 
 
-def _plan(rng: np.random.Generator, n_workers: int, items_per_worker: int, attention_checks: int,
-          attention_fail_rate: float, fast_rate: float, incomplete_rate: float,
-          rt_median_ms: float, fast_rt_ms: float) -> _Plan:
+def _plan(
+    rng: np.random.Generator,
+    n_workers: int,
+    items_per_worker: int,
+    attention_checks: int,
+    attention_fail_rate: float,
+    fast_rate: float,
+    incomplete_rate: float,
+    rt_median_ms: float,
+    fast_rt_ms: float,
+) -> _Plan:
     if n_workers < 1 or items_per_worker < 1 or attention_checks < 0:
         raise ValueError("n_workers and items_per_worker must be positive, attention_checks not negative")
     W, L = n_workers, items_per_worker + attention_checks
@@ -118,7 +145,7 @@ def _plan(rng: np.random.Generator, n_workers: int, items_per_worker: int, atten
     order = rng.permutation(W)
     start = 0
     for g, c in enumerate(counts, start=1):
-        group[order[start:start + c]] = g
+        group[order[start : start + c]] = g
         start += c
     rank = rng.random((W, L)).argsort(axis=1).argsort(axis=1)
     is_check = rank < attention_checks
@@ -128,8 +155,9 @@ def _plan(rng: np.random.Generator, n_workers: int, items_per_worker: int, atten
     inc = group == 3
     if L > 1:
         stop[inc] = rng.integers(1, L, inc.sum())
-    speed = np.where(group == 2, fast_rt_ms * np.exp(rng.normal(0, 0.1, W)),
-                     rt_median_ms * np.exp(rng.normal(0, 0.3, W)))
+    speed = np.where(
+        group == 2, fast_rt_ms * np.exp(rng.normal(0, 0.1, W)), rt_median_ms * np.exp(rng.normal(0, 0.3, W))
+    )
     rt = np.clip(np.round(speed[:, None] * np.exp(rng.normal(0, 0.5, (W, L))), 1), 1.0, MAX_RT_MS)
     pseudonyms = np.array([f"{v:016x}" for v in rng.integers(0, 2**63, W, dtype=np.int64)], dtype=object)
     return _Plan(W, L, is_check, trial_index, check_index, group, stop, rt, pseudonyms)
@@ -153,8 +181,7 @@ def _take(values, codes: np.ndarray) -> pd.Series:
     return pd.Series(pd.array(list(values), dtype="str")).take(codes).reset_index(drop=True)
 
 
-def _frame(plan: _Plan, kind: str, study: str, mode: str, condition: np.ndarray, cols: dict,
-           seed: int) -> pd.DataFrame:
+def _frame(plan: _Plan, kind: str, study: str, mode: str, condition: np.ndarray, cols: dict, seed: int) -> pd.DataFrame:
     """Flatten the (W, L) arrays, drop what incomplete workers never answered, add the
     columns every export has, and order the columns as the export does."""
     W, L = plan.n_workers, plan.n_positions
@@ -185,8 +212,10 @@ def _frame(plan: _Plan, kind: str, study: str, mode: str, condition: np.ndarray,
     df = pd.DataFrame({c: out[c] for c in columns(kind)})
     df["shown_at"] = df["shown_at"].astype("datetime64[us, UTC]")
     df["answered_at"] = df["answered_at"].astype("datetime64[us, UTC]")
-    planted = {name: sorted(plan.pseudonyms[plan.group == g]) for g, name in
-               enumerate(("attention", "too_fast", "incomplete"), start=1)}
+    planted = {
+        name: sorted(plan.pseudonyms[plan.group == g])
+        for g, name in enumerate(("attention", "too_fast", "incomplete"), start=1)
+    }
     df.attrs["planted"] = planted
     return df
 
@@ -208,11 +237,22 @@ def _targets(method_accuracy: Mapping[str, float | Mapping[str, float]]) -> tupl
 
 
 def simulate_class_discrimination(
-    n_workers: int, items_per_worker: int, method_accuracy: Mapping[str, float | Mapping[str, float]],
-    worker_sd: float = 0.5, image_sd: float = 0.5, seed: int = 0, attention_fail_rate: float = 0.0,
-    fast_rate: float = 0.0, incomplete_rate: float = 0.0, attention_checks: int = 4,
-    n_images: int | None = None, design: str = "between", models: tuple[str, str] = ("vgg16", "alexnet"),
-    study: str = "sim-class-discrimination", mode: str = "live", rt_median_ms: float = 2500.0,
+    n_workers: int,
+    items_per_worker: int,
+    method_accuracy: Mapping[str, float | Mapping[str, float]],
+    worker_sd: float = 0.5,
+    image_sd: float = 0.5,
+    seed: int = 0,
+    attention_fail_rate: float = 0.0,
+    fast_rate: float = 0.0,
+    incomplete_rate: float = 0.0,
+    attention_checks: int = 4,
+    n_images: int | None = None,
+    design: str = "between",
+    models: tuple[str, str] = ("vgg16", "alexnet"),
+    study: str = "sim-class-discrimination",
+    mode: str = "live",
+    rt_median_ms: float = 2500.0,
     fast_rt_ms: float = 200.0,
 ) -> pd.DataFrame:
     """A class-discrimination export (see the module doc for the model).
@@ -226,8 +266,17 @@ def simulate_class_discrimination(
     if design not in ("between", "within"):
         raise ValueError(f"design must be between or within, not {design!r}")
     rng = np.random.default_rng(seed)
-    plan = _plan(rng, n_workers, items_per_worker, attention_checks, attention_fail_rate, fast_rate,
-                 incomplete_rate, rt_median_ms, fast_rt_ms)
+    plan = _plan(
+        rng,
+        n_workers,
+        items_per_worker,
+        attention_checks,
+        attention_fail_rate,
+        fast_rate,
+        incomplete_rate,
+        rt_median_ms,
+        fast_rt_ms,
+    )
     methods, target = _targets(method_accuracy)
     M, W, T = len(methods), n_workers, items_per_worker
     n_images = n_images or max(100, 2 * T)
@@ -260,8 +309,9 @@ def simulate_class_discrimination(
     flip = rng.integers(0, 2, (W, T))  # the order the two options are shown in
 
     # Item table: trial items coded ((image * 2 + role) * M + method) * 2 + which.
-    ii, rr, mm, ww = (a.ravel() for a in np.meshgrid(np.arange(n_images), np.arange(2), np.arange(M),
-                                                       np.arange(2), indexing="ij"))
+    ii, rr, mm, ww = (
+        a.ravel() for a in np.meshgrid(np.arange(n_images), np.arange(2), np.arange(M), np.arange(2), indexing="ij")
+    )
     cat = cat_pair[ii, ww]
     other = cat_pair[ii, 1 - ww]
     role_names = np.array(ROLES, dtype=object)[rr]
@@ -281,39 +331,57 @@ def simulate_class_discrimination(
     weights = {r: hashlib.sha256(f"{seed}:{r}".encode()).hexdigest() for r in ROLES}
     layers = {"stronger": "features.29", "weaker": "features.11"}
     model_of = dict(zip(ROLES, models, strict=True))
-    item = pd.DataFrame({
-        "item_id": np.concatenate(["cd__" + stim, [f"cd__check{i:03d}__{image_ids[j]}" for i, j in
-                                                   enumerate(check_image)]]),
-        "image_id": np.concatenate([image_ids[ii], image_ids[check_image]]),
-        "method": np.concatenate([method_names, ["photo"] * C]),
-        "model": np.concatenate([[model_of[r] for r in role_names], ["none"] * C]),
-        "model_role": np.concatenate([role_names, ["none"] * C]),
-        "stimulus_ids": np.concatenate([stim, image_ids[check_image] + "__photo"]),
-        "correct_answer": np.concatenate([cat, check_true]),
-        "other": np.concatenate([other, check_absurd]),
-        "weights_sha256": np.concatenate([[weights[r] for r in role_names], [None] * C]),
-        "layer": np.concatenate([[layers[r] for r in role_names], [None] * C]),
-        "code_version": np.concatenate([["sim"] * n_items, [None] * C]),
-    }).astype("str")
+    item = pd.DataFrame(
+        {
+            "item_id": np.concatenate(
+                ["cd__" + stim, [f"cd__check{i:03d}__{image_ids[j]}" for i, j in enumerate(check_image)]]
+            ),
+            "image_id": np.concatenate([image_ids[ii], image_ids[check_image]]),
+            "method": np.concatenate([method_names, ["photo"] * C]),
+            "model": np.concatenate([[model_of[r] for r in role_names], ["none"] * C]),
+            "model_role": np.concatenate([role_names, ["none"] * C]),
+            "stimulus_ids": np.concatenate([stim, image_ids[check_image] + "__photo"]),
+            "correct_answer": np.concatenate([cat, check_true]),
+            "other": np.concatenate([other, check_absurd]),
+            "weights_sha256": np.concatenate([[weights[r] for r in role_names], [None] * C]),
+            "layer": np.concatenate([[layers[r] for r in role_names], [None] * C]),
+            "code_version": np.concatenate([["sim"] * n_items, [None] * C]),
+        }
+    ).astype("str")
     is_check = plan.is_check
     correct = np.where(is_check, plan.group[:, None] != 1, _spread(plan, correct_trial, True))
     flip_rows = np.where(is_check, 0, _spread(plan, flip, 0))
     codes = code.ravel()
     keep = (np.arange(plan.n_positions)[None, :] < plan.stop[:, None]).ravel()
     codes_kept = codes[keep]
-    options = np.concatenate([item["correct_answer"] + ";" + item["other"],
-                              item["other"] + ";" + item["correct_answer"]])
+    options = np.concatenate(
+        [item["correct_answer"] + ";" + item["other"], item["other"] + ";" + item["correct_answer"]]
+    )
     # Checks show their two options sorted, as the plan does.
     sorted_checks = [";".join(sorted(pair)) for pair in zip(check_true, check_absurd, strict=True)]
-    options[n_items:n_items + C] = sorted_checks
-    options[2 * n_items + C:] = sorted_checks
+    options[n_items : n_items + C] = sorted_checks
+    options[2 * n_items + C :] = sorted_checks
     cols = {
-        **{c: item[c].take(codes_kept).reset_index(drop=True) for c in
-           ("item_id", "image_id", "method", "model", "model_role", "stimulus_ids", "correct_answer",
-            "weights_sha256", "layer", "code_version")},
+        **{
+            c: item[c].take(codes_kept).reset_index(drop=True)
+            for c in (
+                "item_id",
+                "image_id",
+                "method",
+                "model",
+                "model_role",
+                "stimulus_ids",
+                "correct_answer",
+                "weights_sha256",
+                "layer",
+                "code_version",
+            )
+        },
         "options": _take(options, codes_kept + (n_items + C) * flip_rows.ravel()[keep]),
-        "answer": _take(np.concatenate([item["correct_answer"], item["other"]]),
-                        codes_kept + (n_items + C) * (~correct.ravel()[keep])),
+        "answer": _take(
+            np.concatenate([item["correct_answer"], item["other"]]),
+            codes_kept + (n_items + C) * (~correct.ravel()[keep]),
+        ),
         "correct": pd.array(correct.ravel()[keep], dtype="boolean"),
     }
     return _frame(plan, CD, study, mode, condition, cols, seed)
@@ -326,12 +394,23 @@ def _spread(plan: _Plan, per_trial: np.ndarray, fill) -> np.ndarray:
 
 
 def simulate_trust(
-    n_workers: int, items_per_worker: int, method_mean: Mapping[str, float], worker_sd: float = 0.5,
-    seed: int = 0, image_sd: float = 0.0, attention_fail_rate: float = 0.0, fast_rate: float = 0.0, incomplete_rate: float = 0.0,
-    attention_checks: int = 2, n_images: int | None = None,
+    n_workers: int,
+    items_per_worker: int,
+    method_mean: Mapping[str, float],
+    worker_sd: float = 0.5,
+    seed: int = 0,
+    image_sd: float = 0.0,
+    attention_fail_rate: float = 0.0,
+    fast_rate: float = 0.0,
+    incomplete_rate: float = 0.0,
+    attention_checks: int = 2,
+    n_images: int | None = None,
     thresholds: tuple[float, float, float, float] = (-1.5, -0.5, 0.5, 1.5),
-    models: tuple[str, str] = ("vgg16", "alexnet"), study: str = "sim-trust", mode: str = "live",
-    rt_median_ms: float = 4000.0, fast_rt_ms: float = 200.0,
+    models: tuple[str, str] = ("vgg16", "alexnet"),
+    study: str = "sim-trust",
+    mode: str = "live",
+    rt_median_ms: float = 4000.0,
+    fast_rt_ms: float = 200.0,
 ) -> pd.DataFrame:
     """A trust export (see the module doc for the model): a within design (``condition``
     "all"), every worker rating every method equally often. ``method_mean``: the expected
@@ -339,8 +418,17 @@ def simulate_trust(
     the latent scale (0: images do not differ). Inattentive and fast workers answer uniformly
     at random; inattentive workers answer a non-zero rating on every check."""
     rng = np.random.default_rng(seed)
-    plan = _plan(rng, n_workers, items_per_worker, attention_checks, attention_fail_rate, fast_rate,
-                 incomplete_rate, rt_median_ms, fast_rt_ms)
+    plan = _plan(
+        rng,
+        n_workers,
+        items_per_worker,
+        attention_checks,
+        attention_fail_rate,
+        fast_rate,
+        incomplete_rate,
+        rt_median_ms,
+        fast_rt_ms,
+    )
     methods = list(method_mean)
     M, W, T, C = len(methods), n_workers, items_per_worker, attention_checks
     n_images = n_images or max(100, 2 * T)
@@ -374,8 +462,13 @@ def simulate_trust(
     check_item = rng.integers(0, n_images * M, max(C, 1))[:C]  # (image, method) of each check
     check_img, check_method = check_item // M, check_item % M
     check_role = np.arange(C) % 2  # alternate which model's map is repeated
-    check_stim = np.array([f"{image_ids[i]}__{ROLES[r]}__{methods[m]}__{cat_of[i]}"
-                           for i, m, r in zip(check_img, check_method, check_role, strict=True)], dtype=object)
+    check_stim = np.array(
+        [
+            f"{image_ids[i]}__{ROLES[r]}__{methods[m]}__{cat_of[i]}"
+            for i, m, r in zip(check_img, check_method, check_role, strict=True)
+        ],
+        dtype=object,
+    )
     check_codes = np.tile(np.arange(C), (W, 1)) if C else np.zeros((W, 0), dtype=np.int64)
     code = _row_codes(plan, trial_code, check_codes, n_items) if C else trial_code
 
@@ -385,20 +478,27 @@ def simulate_trust(
     sides = {True: ("stronger", "weaker"), False: ("weaker", "stronger")}
     lr = [sides[bool(x)] for x in left_is_strong]
     check_side = [ROLES[r] for r in check_role]
-    item = pd.DataFrame({
-        "item_id": np.concatenate(["trust__" + image_ids[ii] + "__" + method_names + "__" + cat_of[ii],
-                                   [f"trust__check{i:03d}__{image_ids[j]}" for i, j in enumerate(check_img)]]),
-        "image_id": np.concatenate([image_ids[ii], image_ids[check_img]]),
-        "method": np.concatenate([method_names, np.array(methods, dtype=object)[check_method]]),
-        "model_left": [f"{a}:{name[a]}" for a, _ in lr] + [f"{r}:{name[r]}" for r in check_side],
-        "model_right": [f"{b}:{name[b]}" for _, b in lr] + [f"{r}:{name[r]}" for r in check_side],
-        "stimulus_ids": np.concatenate([np.where(left_is_strong, strong + ";" + weak, weak + ";" + strong),
-                                        check_stim + ";" + check_stim]),
-        "weights_sha256": [f"{weights[a]};{weights[b]}" for a, b in lr] + [f"{weights[r]};{weights[r]}"
-                                                                           for r in check_side],
-        "layer": [f"{layers[a]};{layers[b]}" for a, b in lr] + [f"{layers[r]};{layers[r]}" for r in check_side],
-        "code_version": ["sim;sim"] * (n_items + C),
-    }).astype("str")
+    item = pd.DataFrame(
+        {
+            "item_id": np.concatenate(
+                [
+                    "trust__" + image_ids[ii] + "__" + method_names + "__" + cat_of[ii],
+                    [f"trust__check{i:03d}__{image_ids[j]}" for i, j in enumerate(check_img)],
+                ]
+            ),
+            "image_id": np.concatenate([image_ids[ii], image_ids[check_img]]),
+            "method": np.concatenate([method_names, np.array(methods, dtype=object)[check_method]]),
+            "model_left": [f"{a}:{name[a]}" for a, _ in lr] + [f"{r}:{name[r]}" for r in check_side],
+            "model_right": [f"{b}:{name[b]}" for _, b in lr] + [f"{r}:{name[r]}" for r in check_side],
+            "stimulus_ids": np.concatenate(
+                [np.where(left_is_strong, strong + ";" + weak, weak + ";" + strong), check_stim + ";" + check_stim]
+            ),
+            "weights_sha256": [f"{weights[a]};{weights[b]}" for a, b in lr]
+            + [f"{weights[r]};{weights[r]}" for r in check_side],
+            "layer": [f"{layers[a]};{layers[b]}" for a, b in lr] + [f"{layers[r]};{layers[r]}" for r in check_side],
+            "code_version": ["sim;sim"] * (n_items + C),
+        }
+    ).astype("str")
 
     is_check = plan.is_check
     failer = plan.group[:, None] == 1
@@ -410,9 +510,20 @@ def simulate_trust(
     check_rows = is_check.ravel()[keep]
     answer_kept = answer.ravel()[keep]
     cols = {
-        **{c: item[c].take(codes_kept).reset_index(drop=True) for c in
-           ("item_id", "image_id", "method", "model_left", "model_right", "stimulus_ids",
-            "weights_sha256", "layer", "code_version")},
+        **{
+            c: item[c].take(codes_kept).reset_index(drop=True)
+            for c in (
+                "item_id",
+                "image_id",
+                "method",
+                "model_left",
+                "model_right",
+                "stimulus_ids",
+                "weights_sha256",
+                "layer",
+                "code_version",
+            )
+        },
         "answer": pd.arrays.IntegerArray(answer_kept.astype(np.int64), np.zeros(len(answer_kept), dtype=bool)),
         "correct": pd.arrays.BooleanArray(answer_kept == 0, ~check_rows),
         "score_stronger": pd.arrays.IntegerArray(score_rows.ravel()[keep].astype(np.int64), check_rows.copy()),

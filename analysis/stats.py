@@ -48,8 +48,9 @@ class BinomialResult:
     alternative: str
 
 
-def binomial_test(k: int, n: int, p: float = 0.5, alternative: str = "two-sided",
-                  level: float = 0.95) -> BinomialResult:
+def binomial_test(
+    k: int, n: int, p: float = 0.5, alternative: str = "two-sided", level: float = 0.95
+) -> BinomialResult:
     """Exact binomial test (scipy ``binomtest``) with the Clopper-Pearson interval.
 
     The two-sided p sums the probabilities of outcomes no more likely than k (scipy's
@@ -98,8 +99,9 @@ class WilcoxonResult:
     method: str
 
 
-def wilcoxon_signed_rank(d: Sequence[float] | np.ndarray, alternative: str = "two-sided",
-                         method: str = "auto", zero_method: str = "wilcox") -> WilcoxonResult:
+def wilcoxon_signed_rank(
+    d: Sequence[float] | np.ndarray, alternative: str = "two-sided", method: str = "auto", zero_method: str = "wilcox"
+) -> WilcoxonResult:
     """Wilcoxon signed-rank test of paired differences ``d`` against 0 (scipy ``wilcoxon``).
 
     ``method``: "auto" (scipy: exact null distribution for small samples without ties or
@@ -130,7 +132,7 @@ def holm(pvalues: Sequence[float] | np.ndarray, alpha: float = 0.05) -> tuple[np
     m = len(ps)
     notreject = ps > alpha / np.arange(m, 0, -1)
     nr_index = np.nonzero(notreject)[0]
-    notreject[(np.min(nr_index) if nr_index.size else m):] = True
+    notreject[(np.min(nr_index) if nr_index.size else m) :] = True
     corrected = np.maximum.accumulate(ps * np.arange(m, 0, -1))
     corrected[corrected > 1] = 1
     reject, adjusted = np.empty(m, dtype=bool), np.empty(m)

@@ -28,7 +28,7 @@ ALPHA = 0.05
 
 
 def apa_p(p: float) -> str:
-    """"p = .002", "p < .001", "p > .999"; "p not computable" for NaN."""
+    """ "p = .002", "p < .001", "p > .999"; "p not computable" for NaN."""
     if p is None or not math.isfinite(p):
         return "p not computable"
     if p < 0.001:
@@ -44,12 +44,12 @@ def pct(x: float) -> str:
 
 
 def ci_pct(low: float, high: float) -> str:
-    """"95% CI [57.5, 64.8]" from proportions."""
+    """ "95% CI [57.5, 64.8]" from proportions."""
     return f"95% CI [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def ci2(low: float, high: float, what: str = "95% CI") -> str:
-    """"95% CI [1.42, 2.68]" (two decimals)."""
+    """ "95% CI [1.42, 2.68]" (two decimals)."""
     return f"{what} [{_f2(low)}, {_f2(high)}]"
 
 
@@ -69,7 +69,7 @@ def _count(n: object) -> str:
 
 
 def _sample(n: object, workers: object, images: object | None) -> str:
-    """"810 answers from 90 workers on 40 images" (images left out when unknown)."""
+    """ "810 answers from 90 workers on 40 images" (images left out when unknown)."""
     text = f"{_count(n)} answers from {_count(workers)} workers"
     if images is not None and not (isinstance(images, float) and math.isnan(images)):
         text += f" on {_count(images)} images"
@@ -77,7 +77,7 @@ def _sample(n: object, workers: object, images: object | None) -> str:
 
 
 def _join(items: list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
+    """ "a", "a and b", "a, b and c"."""
     if len(items) <= 2:
         return " and ".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
@@ -115,16 +115,18 @@ def significance_of(tables: Mapping[str, pd.DataFrame], kind: str) -> pd.DataFra
 # The paragraphs
 
 
-def results_in_words(kind: str, tables: Mapping[str, pd.DataFrame], chance: float = 0.5,
-                     alpha: float = ALPHA) -> list[str]:
+def results_in_words(
+    kind: str, tables: Mapping[str, pd.DataFrame], chance: float = 0.5, alpha: float = ALPHA
+) -> list[str]:
     """The "Results in words" paragraphs of a study of ``kind`` from the report's ``tables``."""
     if kind == "class_discrimination":
         return class_discrimination_words(tables, chance, alpha)
     return trust_words(tables, alpha)
 
 
-def class_discrimination_words(tables: Mapping[str, pd.DataFrame], chance: float = 0.5,
-                               alpha: float = ALPHA) -> list[str]:
+def class_discrimination_words(
+    tables: Mapping[str, pd.DataFrame], chance: float = 0.5, alpha: float = ALPHA
+) -> list[str]:
     """Accuracy per method with its interval and sample, the test against chance, and the
     GEE comparisons with every less accurate method; then the model roles, the mixed model
     and one sentence on the methods behind the numbers."""
@@ -136,71 +138,87 @@ def class_discrimination_words(tables: Mapping[str, pd.DataFrame], chance: float
     ranked = [str(m) for m in order["method"]]
     for i, row in enumerate(order.to_dict("records")):
         m = str(row["method"])
-        s = (f"With {method_name(m)}, workers chose the right category in {pct(row['accuracy'])} of trials "
-             f"({ci_pct(row['ci_low'], row['ci_high'])}; "
-             f"{_sample(row['n'], row.get('n_workers'), row.get('n_images'))})")
+        s = (
+            f"With {method_name(m)}, workers chose the right category in {pct(row['accuracy'])} of trials "
+            f"({ci_pct(row['ci_low'], row['ci_high'])}; "
+            f"{_sample(row['n'], row.get('n_workers'), row.get('n_images'))})"
+        )
         p, _ = _p_of(row, "p_value")
         if _significant(p, alpha):
             s += f", {'above' if row['accuracy'] > chance else 'below'} chance ({apa_p(p)})"
         else:
             s += f", not reliably different from chance ({apa_p(p)})"
         if gee is not None:
-            s += _comparisons(m, ranked[i + 1:], gee, alpha)
+            s += _comparisons(m, ranked[i + 1 :], gee, alpha)
         sentences.append(s + ".")
     paragraphs = [" ".join(sentences)]
 
     extra = []
     roles = tables.get("accuracy_by_model_role")
     if roles is not None and len(roles):
-        parts = [f"with the {r['model_role']} model's explanations in {pct(r['accuracy'])} "
-                 f"({ci_pct(r['ci_low'], r['ci_high'])}; {_count(r['n'])} answers)"
-                 for r in roles.to_dict("records")]
+        parts = [
+            f"with the {r['model_role']} model's explanations in {pct(r['accuracy'])} "
+            f"({ci_pct(r['ci_low'], r['ci_high'])}; {_count(r['n'])} answers)"
+            for r in roles.to_dict("records")
+        ]
         extra.append("Over all methods, workers chose the right category " + _join(parts) + ".")
     mixed = significance_of(tables, "mixed")
     if mixed is not None and len(mixed):
         ref = method_name(_constant(mixed, "reference") or mixed.attrs.get("reference", "the reference"))
-        parts = [f"{_f2(r['odds_ratio'])} for {method_name(r['method'])} "
-                 f"({ci2(r['or_low'], r['or_high'], 'approximate 95% interval')})"
-                 for r in mixed.sort_values("odds_ratio", ascending=False).to_dict("records")]
-        s = ("A crossed worker × image mixed logistic model (variational Bayes: approximate intervals, "
-             f"not a test) gave conditional odds ratios against {ref} of " + _join(parts))
+        parts = [
+            f"{_f2(r['odds_ratio'])} for {method_name(r['method'])} "
+            f"({ci2(r['or_low'], r['or_high'], 'approximate 95% interval')})"
+            for r in mixed.sort_values("odds_ratio", ascending=False).to_dict("records")
+        ]
+        s = (
+            "A crossed worker × image mixed logistic model (variational Bayes: approximate intervals, "
+            f"not a test) gave conditional odds ratios against {ref} of " + _join(parts)
+        )
         random = significance_of(tables, "mixed_random")
         if random is not None and len(random):
             sds = dict(zip(random["effect"], random["sd_logit"], strict=True))
             if "worker" in sds and "image" in sds:
-                s += (f", with random-effect SDs of {_f2(sds['worker'])} (workers) and {_f2(sds['image'])} "
-                      "(images) on the logit scale")
+                s += (
+                    f", with random-effect SDs of {_f2(sds['worker'])} (workers) and {_f2(sds['image'])} "
+                    "(images) on the logit scale"
+                )
         extra.append(s + ".")
     if clustered:
-        extra.append(f"Accuracy intervals and tests against chance ({_chance(chance)}) respect the clustering "
-                     f"of answers: {_constant(acc, 'ci_method') or 'clustered by worker and image'}; the test "
-                     "against chance is the score test on the same effective sample size and t reference, so "
-                     "it rejects exactly when the interval excludes chance. The Wilson intervals and exact "
-                     "binomial tests beside them in the tables treat every answer as independent.")
+        extra.append(
+            f"Accuracy intervals and tests against chance ({_chance(chance)}) respect the clustering "
+            f"of answers: {_constant(acc, 'ci_method') or 'clustered by worker and image'}; the test "
+            "against chance is the score test on the same effective sample size and t reference, so "
+            "it rejects exactly when the interval excludes chance. The Wilson intervals and exact "
+            "binomial tests beside them in the tables treat every answer as independent."
+        )
     else:
-        extra.append(f"Accuracy intervals are Wilson score intervals and the tests against chance "
-                     f"({_chance(chance)}) exact binomial tests; both ignore the clustering of answers by "
-                     "worker and image, so they are too narrow and too small when workers or images differ.")
+        extra.append(
+            f"Accuracy intervals are Wilson score intervals and the tests against chance "
+            f"({_chance(chance)}) exact binomial tests; both ignore the clustering of answers by "
+            "worker and image, so they are too narrow and too small when workers or images differ."
+        )
     if gee is not None:
         holm = "p_holm" in gee.columns
-        extra.append("Odds ratios (OR) compare two methods in a GEE logistic model with the model role as a "
-                     "covariate, clustered by worker (robust standard errors)"
-                     + (f"; p-values are Holm-adjusted across the {_pairs(len(gee))} (the 95% CIs are not)"
-                        if holm else "")
-                     + f"; α = {_alpha(alpha)}.")
+        extra.append(
+            "Odds ratios (OR) compare two methods in a GEE logistic model with the model role as a "
+            "covariate, clustered by worker (robust standard errors)"
+            + (f"; p-values are Holm-adjusted across the {_pairs(len(gee))} (the 95% CIs are not)" if holm else "")
+            + f"; α = {_alpha(alpha)}."
+        )
     else:
-        extra.append("No clustered comparison between methods was run, so no method is said to differ "
-                     "from another.")
+        extra.append("No clustered comparison between methods was run, so no method is said to differ from another.")
     paragraphs.append(" ".join(extra))
     return paragraphs
 
 
 def _comparisons(m: str, lower: list[str], gee: pd.DataFrame, alpha: float) -> str:
-    """", more than with X (OR ..., 95% CI [...], p = ...), but not reliably different from Y (...)"."""
+    """ ", more than with X (OR ..., 95% CI [...], p = ...), but not reliably different from Y (...)"."""
     more, less, none = [], [], []
     for other in lower:
-        pair = gee[((gee["method_a"] == m) & (gee["method_b"] == other))
-                   | ((gee["method_a"] == other) & (gee["method_b"] == m))]
+        pair = gee[
+            ((gee["method_a"] == m) & (gee["method_b"] == other))
+            | ((gee["method_a"] == other) & (gee["method_b"] == m))
+        ]
         if pair.empty:
             continue
         r = pair.iloc[0]
@@ -275,34 +293,46 @@ def trust_words(tables: Mapping[str, pd.DataFrame], alpha: float = ALPHA) -> lis
             f"({ci2(row['ci_low'], row['ci_high'])}; "
             f"{_sample(row['n_answers'], row['n_workers'], row.get('n_images'))}), {verdict} "
             f"(Wilcoxon signed-rank W = {_stat(row['wilcoxon_stat'])}, {apa_p(p_w)}; "
-            f"t({df_t}) = {_f2(row['t_stat'])}, {apa_p(p_t)}).")
+            f"t({df_t}) = {_f2(row['t_stat'])}, {apa_p(p_t)})."
+        )
     paragraphs = [" ".join(sentences)]
 
     pairs = significance_of(tables, "trust_pairwise")
     if pairs is not None and len(pairs):
         paired = [_paired_sentence(r, alpha) for r in pairs.to_dict("records")]
         holm = "wilcoxon_p_holm" in pairs.columns
-        paired.append("A paired difference is the mean over the workers who rated both methods of each "
-                      "worker's mean score with the first minus that with the second, with a t interval over "
-                      "those workers" + (f"; the p-values are Holm-adjusted across the {_pairs(len(pairs))}"
-                                         if holm else "") + f"; α = {_alpha(alpha)}.")
+        paired.append(
+            "A paired difference is the mean over the workers who rated both methods of each "
+            "worker's mean score with the first minus that with the second, with a t interval over "
+            "those workers"
+            + (f"; the p-values are Holm-adjusted across the {_pairs(len(pairs))}" if holm else "")
+            + f"; α = {_alpha(alpha)}."
+        )
         paragraphs.append(" ".join(paired))
 
     extra = []
     ordinal = significance_of(tables, "ordinal")
     if ordinal is not None and len(ordinal):
         extra.append(_ordinal_sentence(ordinal, alpha))
-    ci_words = (_constant(summary, "ci_method") if "ci_method" in summary.columns
-                else "t intervals over the per-worker mean scores")
-    extra.append("Scores run from -2 (the weaker model's explanation is more trustworthy) to +2 (the "
-                 f"stronger model's); the intervals are {ci_words}; the Wilcoxon signed-rank and t tests "
-                 "compare the per-worker mean scores with 0 (the worker is the independent unit"
-                 + ("; the tests ignore the clustering by image)" if "ci_method" in summary.columns else ")")
-                 + ("; their p-values are Holm-adjusted across the methods" if any_holm else
-                    "; their p-values are not adjusted for multiple comparisons") + ".")
+    ci_words = (
+        _constant(summary, "ci_method")
+        if "ci_method" in summary.columns
+        else "t intervals over the per-worker mean scores"
+    )
+    extra.append(
+        "Scores run from -2 (the weaker model's explanation is more trustworthy) to +2 (the "
+        f"stronger model's); the intervals are {ci_words}; the Wilcoxon signed-rank and t tests "
+        "compare the per-worker mean scores with 0 (the worker is the independent unit"
+        + ("; the tests ignore the clustering by image)" if "ci_method" in summary.columns else ")")
+        + (
+            "; their p-values are Holm-adjusted across the methods"
+            if any_holm
+            else "; their p-values are not adjusted for multiple comparisons"
+        )
+        + "."
+    )
     if pairs is None and ordinal is None:
-        extra.append("No clustered comparison between methods was run, so no method is said to differ "
-                     "from another.")
+        extra.append("No clustered comparison between methods was run, so no method is said to differ from another.")
     paragraphs.append(" ".join(extra))
     return paragraphs
 
@@ -317,11 +347,15 @@ def _paired_sentence(r: Mapping, alpha: float) -> str:
     p_w, _ = _p_of(r, "wilcoxon_p_holm", "wilcoxon_p")
     p_t, _ = _p_of(r, "t_p_holm", "t_p")
     n = int(r["n_workers"])
-    numbers = (f"mean paired difference {_f2(d)}, {ci2(low, high)}, {_count(n)} workers; "
-               f"Wilcoxon W = {_stat(r['wilcoxon_stat'])}, {apa_p(p_w)}; t({n - 1}) = {_f2(t)}, {apa_p(p_t)}")
+    numbers = (
+        f"mean paired difference {_f2(d)}, {ci2(low, high)}, {_count(n)} workers; "
+        f"Wilcoxon W = {_stat(r['wilcoxon_stat'])}, {apa_p(p_w)}; t({n - 1}) = {_f2(t)}, {apa_p(p_t)}"
+    )
     if _significant(p_w, alpha):
-        return (f"Workers who rated both favoured the stronger model more with {method_name(a)} than with "
-                f"{method_name(b)} ({numbers}).")
+        return (
+            f"Workers who rated both favoured the stronger model more with {method_name(a)} than with "
+            f"{method_name(b)} ({numbers})."
+        )
     return f"Between {method_name(a)} and {method_name(b)} there was no reliable difference ({numbers})."
 
 
@@ -339,10 +373,15 @@ def _ordinal_sentence(ordinal: pd.DataFrame, alpha: float) -> str:
             bias = "a side bias" if _significant(r["p_value"], alpha) else "no reliable side bias"
             side = f"showing the stronger model on the left gave {text}: {bias}"
     inference = ordinal.attrs.get("inference")
-    how = (f" ({inference.strip().rstrip('.')})" if isinstance(inference, str) and inference.strip()
-           else ", with cluster-robust standard errors by worker,")
-    s = ("An ordinal (proportional-odds) logistic model of the score on the method and the stronger "
-         f"model's side{how} gave odds ratios of a higher score against {ref} for " + _join(methods))
+    how = (
+        f" ({inference.strip().rstrip('.')})"
+        if isinstance(inference, str) and inference.strip()
+        else ", with cluster-robust standard errors by worker,"
+    )
+    s = (
+        "An ordinal (proportional-odds) logistic model of the score on the method and the stronger "
+        f"model's side{how} gave odds ratios of a higher score against {ref} for " + _join(methods)
+    )
     if side:
         s += f"; {side}"
     return s + "."

@@ -55,22 +55,36 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} "
-          f"{os.cpu_count()} cpus, python {platform.python_version()}, pandas {pd.__version__}; "
-          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} "
+        f"{os.cpu_count()} cpus, python {platform.python_version()}, pandas {pd.__version__}; "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    )
     t = time.perf_counter()
-    df = simulate_class_discrimination(args.workers, args.items, PAPER, seed=args.seed, design="between",
-                                       attention_fail_rate=0.02, fast_rate=0.02, incomplete_rate=0.02)
-    print(f"simulated {len(df):,} answers ({args.workers} workers x {args.items} trials + 4 checks, "
-          f"{df['item_id'].nunique():,} items) in {time.perf_counter() - t:.1f} s")
+    df = simulate_class_discrimination(
+        args.workers,
+        args.items,
+        PAPER,
+        seed=args.seed,
+        design="between",
+        attention_fail_rate=0.02,
+        fast_rate=0.02,
+        incomplete_rate=0.02,
+    )
+    print(
+        f"simulated {len(df):,} answers ({args.workers} workers x {args.items} trials + 4 checks, "
+        f"{df['item_id'].nunique():,} items) in {time.perf_counter() - t:.1f} s"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         csv, pq = Path(tmp) / "answers.csv", Path(tmp) / "answers.parquet"
         t = time.perf_counter()
         df.to_csv(csv, index=False)
         df.to_parquet(pq, index=False)
-        print(f"wrote CSV ({csv.stat().st_size / 1e6:.0f} MB) and Parquet ({pq.stat().st_size / 1e6:.0f} MB) "
-              f"in {time.perf_counter() - t:.1f} s")
+        print(
+            f"wrote CSV ({csv.stat().st_size / 1e6:.0f} MB) and Parquet ({pq.stat().st_size / 1e6:.0f} MB) "
+            f"in {time.perf_counter() - t:.1f} s"
+        )
         del df
 
         t = time.perf_counter()
@@ -79,16 +93,19 @@ def main() -> None:
         t = time.perf_counter()
         pd.read_parquet(pq).groupby("method")["correct"].mean()
         floor_pq = time.perf_counter() - t
-        print(f"floor: read_csv + groupby(method).correct.mean: {floor:.2f} s "
-              f"(Parquet: {floor_pq:.2f} s); {len(floor_means)} methods")
+        print(
+            f"floor: read_csv + groupby(method).correct.mean: {floor:.2f} s "
+            f"(Parquet: {floor_pq:.2f} s); {len(floor_means)} methods"
+        )
 
         hook, what = gee_hook()
         print(what)
         t = time.perf_counter()
         data = load_export(csv)
         load_s = time.perf_counter() - t
-        result = analyze(data, None, Path(tmp) / "report", title="bench", source=str(csv),
-                         significance=hook, n_boot=args.n_boot)
+        result = analyze(
+            data, None, Path(tmp) / "report", title="bench", source=str(csv), significance=hook, n_boot=args.n_boot
+        )
         whole = time.perf_counter() - t
         t = time.perf_counter()
         load_export(pq)

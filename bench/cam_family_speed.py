@@ -56,8 +56,14 @@ from gradcam import explain
 MODELS = {"vgg16": ("VGG-16", "features.29"), "resnet50": ("ResNet-50", "layer4")}
 ONE_PASS = ("gradcam_pp", "xgradcam", "hirescam", "layercam", "eigencam")
 METHODS = (*ONE_PASS, "scorecam")
-DISPLAY = {"gradcam_pp": "Grad-CAM++", "xgradcam": "XGrad-CAM", "hirescam": "HiResCAM",
-           "layercam": "LayerCAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM"}
+DISPLAY = {
+    "gradcam_pp": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "Eigen-CAM",
+    "scorecam": "Score-CAM",
+}
 CLASSES = (243, 281, 1, 409, 530, 817, 948, 207)
 GUARD = 1e-3  # normalized maps in [0, 1]; float32 sums of 512-2048 channels in another order
 
@@ -65,8 +71,14 @@ GUARD = 1e-3  # normalized maps in [0, 1]; float32 sums of 512-2048 channels in 
 def peer_class(method: str):
     import pytorch_grad_cam as pgc
 
-    return {"gradcam_pp": pgc.GradCAMPlusPlus, "xgradcam": pgc.XGradCAM, "hirescam": pgc.HiResCAM,
-            "layercam": pgc.LayerCAM, "eigencam": pgc.EigenCAM, "scorecam": pgc.ScoreCAM}[method]
+    return {
+        "gradcam_pp": pgc.GradCAMPlusPlus,
+        "xgradcam": pgc.XGradCAM,
+        "hirescam": pgc.HiResCAM,
+        "layercam": pgc.LayerCAM,
+        "eigencam": pgc.EigenCAM,
+        "scorecam": pgc.ScoreCAM,
+    }[method]
 
 
 def run_peer(method: str, model, layer, x, targets) -> np.ndarray:
@@ -97,10 +109,18 @@ def compare(method: str, model, layer_name: str, x: torch.Tensor, targets: list[
     ours = getattr(ex, method)
     theirs = run_peer(method, model, layer, x, targets)
     if method == "eigencam":  # the SVD's sign is open: compare each image up to sign
-        flipped = normalized(F.interpolate(
-            (-_eigen_raw(model, layer, x)).clamp(min=0)[:, None], size=x.shape[-2:], mode="bilinear")[:, 0])
-        err = max(min(np.abs(normalized(ours[i:i + 1]) - theirs[i:i + 1]).max(),
-                      np.abs(flipped[i:i + 1] - theirs[i:i + 1]).max()) for i in range(x.shape[0]))
+        flipped = normalized(
+            F.interpolate((-_eigen_raw(model, layer, x)).clamp(min=0)[:, None], size=x.shape[-2:], mode="bilinear")[
+                :, 0
+            ]
+        )
+        err = max(
+            min(
+                np.abs(normalized(ours[i : i + 1]) - theirs[i : i + 1]).max(),
+                np.abs(flipped[i : i + 1] - theirs[i : i + 1]).max(),
+            )
+            for i in range(x.shape[0])
+        )
     else:
         err = float(np.abs(normalized(ours) - theirs).max())
     if err > GUARD:
@@ -112,7 +132,7 @@ def compare(method: str, model, layer_name: str, x: torch.Tensor, targets: list[
     times = {k: [] for k in candidates}
     names = list(candidates)
     for r in range(repeats):
-        for k in names[r % 2:] + names[: r % 2]:
+        for k in names[r % 2 :] + names[: r % 2]:
             times[k].append(timed(candidates[k]))
     return {k: statistics.median(v) for k, v in times.items()} | {"repeats": repeats, "max_abs_diff": float(err)}
 
@@ -148,24 +168,32 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     rows = []
-    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
-          f"{args.threads} torch threads, torch {torch.__version__}, grad-cam {metadata.version('grad-cam')}")
+    print(
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+        f"{args.threads} torch threads, torch {torch.__version__}, grad-cam {metadata.version('grad-cam')}"
+    )
     for name in args.models.split(","):
         display, layer_name = MODELS[name]
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)(weights=None).eval()
         for method in methods:
             score = method == "scorecam"
-            n, size, reps = ((args.score_batch, args.score_size, args.score_repeats) if score
-                             else (args.batch, args.size, args.repeats))
+            n, size, reps = (
+                (args.score_batch, args.score_size, args.score_repeats)
+                if score
+                else (args.batch, args.size, args.repeats)
+            )
             g = torch.Generator().manual_seed(1)
             x = torch.randn(n, 3, size, size, generator=g)
             targets = [CLASSES[i % len(CLASSES)] for i in range(n)]
             r = compare(method, model, layer_name, x, targets, reps)
             row = {"model": display, "method": DISPLAY[method], "input": f"{n}x3x{size}x{size}", **r}
             rows.append(row)
-            print(f"  {display} {DISPLAY[method]}: engine {r['engine']:.3f} s, "
-                  f"pytorch-grad-cam {r['pytorch-grad-cam']:.3f} s", flush=True)
+            print(
+                f"  {display} {DISPLAY[method]}: engine {r['engine']:.3f} s, "
+                f"pytorch-grad-cam {r['pytorch-grad-cam']:.3f} s",
+                flush=True,
+            )
         if set(ONE_PASS) <= set(methods):
             g = torch.Generator().manual_seed(1)
             x = torch.randn(args.batch, 3, args.size, args.size, generator=g)
@@ -173,9 +201,16 @@ def main(argv: list[str] | None = None) -> int:
             call = functools.partial(explain, model, x, targets, layer=layer_name, methods=ONE_PASS)
             call()
             t = statistics.median(timed(call) for _ in range(args.repeats))
-            rows.append({"model": display, "method": "all five one-pass CAMs, one call",
-                         "input": f"{args.batch}x3x{args.size}x{args.size}", "engine": t,
-                         "pytorch-grad-cam": None, "repeats": args.repeats})
+            rows.append(
+                {
+                    "model": display,
+                    "method": "all five one-pass CAMs, one call",
+                    "input": f"{args.batch}x3x{args.size}x{args.size}",
+                    "engine": t,
+                    "pytorch-grad-cam": None,
+                    "repeats": args.repeats,
+                }
+            )
     print()
     print("| model | method | input | reps | engine s | pytorch-grad-cam s | engine / peer |")
     print("|---|---|---|---:|---:|---:|---:|")
@@ -183,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         peer = r["pytorch-grad-cam"]
         ratio = f"{r['engine'] / peer:.2f}" if peer else ""
         peer_s = f"{peer:.3f}" if peer else ""
-        print(f"| {r['model']} | {r['method']} | {r['input']} | {r['repeats']} | {r['engine']:.3f} | {peer_s} | {ratio} |")
+        print(
+            f"| {r['model']} | {r['method']} | {r['input']} | {r['repeats']} | {r['engine']:.3f} | {peer_s} | {ratio} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "torch": torch.__version__, "rows": rows}, f, indent=2)

@@ -20,8 +20,15 @@ from study.db import make_engine
 
 ENGINE = make_engine(os.environ["CAMSTUDY_FLOOR_DB"])
 TRIALS = int(os.environ.get("CAMSTUDY_FLOOR_TRIALS", "14"))
-PLAN = json.dumps({"task": "class_discrimination", "status": "active", "next": 0, "total": TRIALS,
-                   "trials": [{"position": i, "images": [f"/img/{i}"], "options": ["a", "b"]} for i in range(TRIALS)]})
+PLAN = json.dumps(
+    {
+        "task": "class_discrimination",
+        "status": "active",
+        "next": 0,
+        "total": TRIALS,
+        "trials": [{"position": i, "images": [f"/img/{i}"], "options": ["a", "b"]} for i in range(TRIALS)],
+    }
+)
 TOKENS = itertools.count()
 INSERT = text("INSERT INTO floor_request (path, body) VALUES (:path, :body)")
 
@@ -36,7 +43,10 @@ def app(environ, start_response):
         out, kind = PLAN, "application/json"
     elif path.endswith("/answers"):
         position = json.loads(body)["position"]
-        out, kind = json.dumps({"position": position, "answer": "a", "stored": True, "next": position + 1}), "application/json"
+        out, kind = (
+            json.dumps({"position": position, "answer": "a", "stored": True, "next": position + 1}),
+            "application/json",
+        )
     elif path.endswith("/complete"):
         out, kind = json.dumps({"status": "completed", "stage": "debrief"}), "application/json"
     else:  # the entry and debrief pages: the task page's token, so the bots go straight on

@@ -140,9 +140,7 @@ def build_subject(name: str) -> Subject:
     from stimuli.models import load_model
 
     loaded = load_model(name, device=DEVICE)
-    return Subject(
-        name, loaded.module.eval(), loaded.input_size, loaded.layer, loaded.layer, ["real weights"]
-    )
+    return Subject(name, loaded.module.eval(), loaded.input_size, loaded.layer, loaded.layer, ["real weights"])
 
 
 DEVICE = torch.device("cpu")  # set from --device in main()
@@ -260,9 +258,7 @@ def captum_fn(model: nn.Module, x: torch.Tensor, targets: list[int], layer: str)
     return run
 
 
-def pgc_fn(
-    model: nn.Module, x: torch.Tensor, targets: list[int], layer: str, notes: list[str]
-) -> Callable[[], Any]:
+def pgc_fn(model: nn.Module, x: torch.Tensor, targets: list[int], layer: str, notes: list[str]) -> Callable[[], Any]:
     """pytorch-grad-cam's Guided Grad-CAM, each part on its own deep copy of ``model``.
 
     Works around, on its copies only, what its API cannot take; each workaround is
@@ -323,9 +319,7 @@ def _pgc_last_call_layer(model: nn.Module, layer: str, calls: int, notes: list[s
         or not isinstance(bn1, nn.BatchNorm2d)
         or bn0.num_features == bn1.num_features
     ):
-        raise RuntimeError(
-            f"layer {layer} runs {calls} times per forward and pytorch-grad-cam keeps the first"
-        )
+        raise RuntimeError(f"layer {layer} runs {calls} times per forward and pytorch-grad-cam keeps the first")
     switch = _HeadSwitch(shared, bn1.num_features)
     model._swish = switch
     notes.append(
@@ -564,8 +558,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(MODELS)} (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: batch 2, 3 reps")
-    p.add_argument("--budget", type=float, default=90.0,
-                   help="seconds of timed rounds per model: more reps where they are cheap (default 90)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=90.0,
+        help="seconds of timed rounds per model: more reps where they are cheap (default 90)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda; CUDA timings synchronize")
     p.add_argument("--json", metavar="PATH", help="also write the raw numbers as JSON")
     args = p.parse_args(argv)
@@ -609,8 +607,7 @@ def main(argv: list[str] | None = None) -> None:
     for c in checks:
         verdict = "PASS" if c["pass"] else "MISS"
         print(
-            f"target {DISPLAY[c['model']]}: engine one class {c['ratio']:.3f}x floor "
-            f"(<= {c['limit']:.2f}x) {verdict}"
+            f"target {DISPLAY[c['model']]}: engine one class {c['ratio']:.3f}x floor (<= {c['limit']:.2f}x) {verdict}"
         )
     if args.json:
         write_json(args.json, info, results, checks)

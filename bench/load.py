@@ -71,8 +71,14 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([*args, "--bind", f"127.0.0.1:{self.port}"], env={**os.environ, **env},
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [*args, "--bind", f"127.0.0.1:{self.port}"],
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         try:
             wait_listening(self.proc, "127.0.0.1", self.port)
         except RuntimeError as e:
@@ -98,8 +104,15 @@ class Server:
 
 
 def gunicorn(workers: int, app: str, chdir: Path | None = None, threads: int = 1) -> list[str]:
-    cmd = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(workers), "--threads", str(threads),
-           "--log-level", "warning"]
+    cmd = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--log-level",
+        "warning",
+    ]
     return [*cmd, *(["--chdir", str(chdir)] if chdir else []), app]
 
 
@@ -128,8 +141,10 @@ class TempPostgres:
         self.bin, self.dir, self.port = bins[-1], Path(tempfile.mkdtemp(prefix="camstudy-load-pg-")), free_port()
         shutil.chown(self.dir, "postgres")
         self._su(f"{self.bin}/initdb -D {self.dir}/data -A trust -U postgres")
-        self._su(f"{self.bin}/pg_ctl -D {self.dir}/data -l {self.dir}/log -w start "
-                 f"-o '-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=200'")
+        self._su(
+            f"{self.bin}/pg_ctl -D {self.dir}/data -l {self.dir}/log -w start "
+            f"-o '-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=200'"
+        )
         self._su(f"{self.bin}/createdb -h 127.0.0.1 -p {self.port} bench")
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/bench"
 
@@ -157,13 +172,26 @@ def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: f
     with transaction(session_factory(engine)) as s:
         create_study(s, load_study_config(cfg_path), stimuli)
     engine.dispose()
-    env = {"CAMSTUDY_DATABASE_URL": db, "CAMSTUDY_INSTANCE": str(tmp / "instance"),
-           "CAMSTUDY_ENROLL_RATE_PER_MINUTE": "100000"}
+    env = {
+        "CAMSTUDY_DATABASE_URL": db,
+        "CAMSTUDY_INSTANCE": str(tmp / "instance"),
+        "CAMSTUDY_ENROLL_RATE_PER_MINUTE": "100000",
+    }
     server = Server(gunicorn(a.workers, "study.wsgi:app", threads=a.threads), env, tmp / "app.log")
     try:
         server.warm("/s/load/?PROLIFIC_PID=warm-up")  # the consent page: reads the study, writes nothing
-        report = simulate(server.base, "load", a.participants, concurrency=a.participants, profile=PROFILES["load"],
-                          seed=1, db_url=db, pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
+        report = simulate(
+            server.base,
+            "load",
+            a.participants,
+            concurrency=a.participants,
+            profile=PROFILES["load"],
+            seed=1,
+            db_url=db,
+            pace_s=think_s,
+            ramp_s=ramp_s,
+            give_up_s=120,
+        )
     finally:
         server.stop()
     check = audit(db, "load", report.results)
@@ -173,15 +201,30 @@ def run_app(db: str, tmp: Path, stimuli: Path, a: argparse.Namespace, think_s: f
 def run_floor(db: str, tmp: Path, a: argparse.Namespace, think_s: float, ramp_s: float) -> dict:
     engine = create_engine(database_url(db))
     with engine.begin() as c:
-        c.execute(text("CREATE TABLE floor_request (id INTEGER PRIMARY KEY "
-                       + ("AUTOINCREMENT" if db.startswith("sqlite") else "GENERATED ALWAYS AS IDENTITY")
-                       + ", path TEXT, body TEXT)"))
+        c.execute(
+            text(
+                "CREATE TABLE floor_request (id INTEGER PRIMARY KEY "
+                + ("AUTOINCREMENT" if db.startswith("sqlite") else "GENERATED ALWAYS AS IDENTITY")
+                + ", path TEXT, body TEXT)"
+            )
+        )
     env = {"CAMSTUDY_FLOOR_DB": db, "CAMSTUDY_FLOOR_TRIALS": str(a.trials + 2), "PYTHONPATH": str(ROOT)}
     server = Server(gunicorn(a.workers, "floor_app:app", ROOT / "bench", threads=a.threads), env, tmp / "floor.log")
     try:
         server.warm("/s/floor/?PROLIFIC_PID=warm-up")
-        report = simulate(server.base, "floor", a.participants, concurrency=a.participants, profile=PROFILES["load"],
-                          seed=1, db_url=False, mode="live", pace_s=think_s, ramp_s=ramp_s, give_up_s=120)
+        report = simulate(
+            server.base,
+            "floor",
+            a.participants,
+            concurrency=a.participants,
+            profile=PROFILES["load"],
+            seed=1,
+            db_url=False,
+            mode="live",
+            pace_s=think_s,
+            ramp_s=ramp_s,
+            give_up_s=120,
+        )
     finally:
         server.stop()
     with engine.connect() as c:
@@ -194,9 +237,11 @@ def row(db: str, load: str, app: dict, floor: dict) -> str:
     ra, rf = app["report"], floor["report"]
     tput_a, tput_f = ra.answers / ra.seconds, rf.answers / rf.seconds
     chk = app["audit"]
-    return (f"| {db} | {load} | {ra.answers} | {tput_a:.0f} | {ra.latency_ms(0.5):.0f} | {ra.latency_ms(0.99):.0f} "
-            f"| {tput_f:.0f} | {rf.latency_ms(0.5):.0f} | {rf.latency_ms(0.99):.0f} | {tput_a / tput_f:.2f} "
-            f"| {chk.lost} / {chk.duplicated} / {chk.changed} |")
+    return (
+        f"| {db} | {load} | {ra.answers} | {tput_a:.0f} | {ra.latency_ms(0.5):.0f} | {ra.latency_ms(0.99):.0f} "
+        f"| {tput_f:.0f} | {rf.latency_ms(0.5):.0f} | {rf.latency_ms(0.99):.0f} | {tput_a / tput_f:.2f} "
+        f"| {chk.lost} / {chk.duplicated} / {chk.changed} |"
+    )
 
 
 def main() -> int:
@@ -204,22 +249,39 @@ def main() -> int:
     p.add_argument("--participants", type=int, default=200)
     p.add_argument("--trials", type=int, default=12, help="trials per participant, plus 2 attention checks")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers of both servers")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads per worker of both servers (1: sync workers; more: gthread, with keep-alive)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per worker of both servers (1: sync workers; more: gthread, with keep-alive)",
+    )
     p.add_argument("--think-ms", type=float, default=3000, help="the paced load's wait before each answer")
     p.add_argument("--ramp-s", type=float, default=10, help="the paced load's arrivals are spread over this long")
     p.add_argument("--stimuli", type=Path, default=ROOT / "demo-out" / "stimuli")
-    p.add_argument("--postgres", default="auto",
-                   help="a PostgreSQL URL, 'auto' (CAMSTUDY_BENCH_POSTGRES_URL, else a temporary cluster when "
-                        "Debian's binaries are here), or 'none'")
+    p.add_argument(
+        "--postgres",
+        default="auto",
+        help="a PostgreSQL URL, 'auto' (CAMSTUDY_BENCH_POSTGRES_URL, else a temporary cluster when "
+        "Debian's binaries are here), or 'none'",
+    )
     p.add_argument("--databases", default="sqlite,postgresql", help="which of sqlite,postgresql to run")
     p.add_argument("--loads", default="saturated,paced", help="which of saturated,paced to run")
     a = p.parse_args()
     if not (a.stimuli / "manifest.json").exists():
         demo = ROOT / "camstudy" / "examples" / "demo.toml"  # the shipped example config
         print(f"building the demo stimuli into {a.stimuli} (camstudy stimuli build {demo.relative_to(ROOT)})")
-        subprocess.run([str(Path(sys.executable).with_name("camstudy")), "stimuli", "build",
-                        str(demo), "--out", str(a.stimuli), "--quiet"], check=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).with_name("camstudy")),
+                "stimuli",
+                "build",
+                str(demo),
+                "--out",
+                str(a.stimuli),
+                "--quiet",
+            ],
+            check=True,
+        )
 
     with tempfile.TemporaryDirectory(prefix="camstudy-load-") as tmpdir:
         tmp = Path(tmpdir)
@@ -234,16 +296,22 @@ def main() -> int:
                     print(f"PostgreSQL: skipped ({e})")
         dbs = [db for db in ("sqlite", "postgresql") if db in a.databases.split(",") and (db == "sqlite" or pg_url)]
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        print(f"{now}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-              f"{a.participants} concurrent participants x {a.trials + 2} trials, gunicorn {a.workers} sync workers")
-        lines = ["| database | load | answers | app answers/s | app p50 ms | app p99 ms | floor answers/s "
-                 "| floor p50 ms | floor p99 ms | app / floor | lost / duplicated / changed |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        print(
+            f"{now}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+            f"{a.participants} concurrent participants x {a.trials + 2} trials, gunicorn {a.workers} sync workers"
+        )
+        lines = [
+            "| database | load | answers | app answers/s | app p50 ms | app p99 ms | floor answers/s "
+            "| floor p50 ms | floor p99 ms | app / floor | lost / duplicated / changed |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
         ok = True
         try:
             for db in dbs:
-                loads = (("saturated", 0.0, 0.0),
-                         (f"paced ({a.think_ms / 1000:g} s think, {a.ramp_s:g} s ramp)", a.think_ms / 1000, a.ramp_s))
+                loads = (
+                    ("saturated", 0.0, 0.0),
+                    (f"paced ({a.think_ms / 1000:g} s think, {a.ramp_s:g} s ramp)", a.think_ms / 1000, a.ramp_s),
+                )
                 for load, think, ramp in loads:
                     if load.split(" ")[0] not in a.loads.split(","):
                         continue

@@ -64,8 +64,12 @@ class Participant(HttpUser):
         page = self.client.get(f"/s/{SLUG}/?{urlencode(params)}", name="GET /s/[slug]/ (consent)")
         page.raise_for_status()
         csrf = field(page.text, r'name="csrf_token" value="([^"]+)"')
-        with self.client.post(f"/s/{SLUG}/consent", data={"csrf_token": csrf, "agree": "yes", **params},
-                              name="POST /s/[slug]/consent (enroll, then the task page)", catch_response=True) as r:
+        with self.client.post(
+            f"/s/{SLUG}/consent",
+            data={"csrf_token": csrf, "agree": "yes", **params},
+            name="POST /s/[slug]/consent (enroll, then the task page)",
+            catch_response=True,
+        ) as r:
             if r.status_code != 200 or 'data-token="' not in r.text:
                 r.failure(f"enrollment: HTTP {r.status_code}")
                 return
@@ -79,17 +83,30 @@ class Participant(HttpUser):
                 time.sleep(THINK_S)
             answer = trial["options"][0] if "options" in trial else 0
             body = {"position": trial["position"], "answer": answer, "rt_ms": 1200.0}
-            with self.client.post(f"/api/s/{SLUG}/answers", json=body, headers=headers,
-                                  name="POST /api/s/[slug]/answers", catch_response=True) as r:
+            with self.client.post(
+                f"/api/s/{SLUG}/answers",
+                json=body,
+                headers=headers,
+                name="POST /api/s/[slug]/answers",
+                catch_response=True,
+            ) as r:
                 if r.status_code != 200 or r.json().get("position") != trial["position"]:
                     r.failure(f"answer not acknowledged: HTTP {r.status_code}")
                     return
-        done = self.client.post(f"/api/s/{SLUG}/complete", headers=headers, json={},
-                                name="POST /api/s/[slug]/complete").json()
+        done = self.client.post(
+            f"/api/s/{SLUG}/complete", headers=headers, json={}, name="POST /api/s/[slug]/complete"
+        ).json()
         if done.get("stage") == "questionnaire":
             q = self.client.get(f"/s/{SLUG}/questionnaire", name="GET /s/[slug]/questionnaire")
-            self.client.post(f"/s/{SLUG}/questionnaire", name="POST /s/[slug]/questionnaire (then the debrief)",
-                             data={"csrf_token": field(q.text, r'name="csrf_token" value="([^"]+)"'),
-                                   "strategy": "locust", "difficulty": "", "comments": ""})
+            self.client.post(
+                f"/s/{SLUG}/questionnaire",
+                name="POST /s/[slug]/questionnaire (then the debrief)",
+                data={
+                    "csrf_token": field(q.text, r'name="csrf_token" value="([^"]+)"'),
+                    "strategy": "locust",
+                    "difficulty": "",
+                    "comments": "",
+                },
+            )
         # The next participant: a fresh browser (no cookies of this one).
         self.client.cookies.clear()

@@ -63,33 +63,68 @@ def main() -> int:
                 study = create_study(s, load_study_config(tmp / "load.toml"), a.stimuli)
                 query = urlencode(mode_link_params(study.secret, study.slug, "debug"))
             with deployment(db, tmp, workers=a.workers, env={"CAMSTUDY_ENROLL_RATE_PER_MINUTE": "100000"}) as d:
-                env = {**os.environ, "CAMSTUDY_LOCUST_STUDY": "load", "CAMSTUDY_LOCUST_PLATFORM": "prolific",
-                       "CAMSTUDY_LOCUST_QUERY": query, "CAMSTUDY_LOCUST_THINK_S": str(a.think_s),
-                       "REQUESTS_CA_BUNDLE": str(d.cafile)}
+                env = {
+                    **os.environ,
+                    "CAMSTUDY_LOCUST_STUDY": "load",
+                    "CAMSTUDY_LOCUST_PLATFORM": "prolific",
+                    "CAMSTUDY_LOCUST_QUERY": query,
+                    "CAMSTUDY_LOCUST_THINK_S": str(a.think_s),
+                    "REQUESTS_CA_BUNDLE": str(d.cafile),
+                }
                 stats = tmp / "locust"
                 locust = Path(sys.executable).with_name("locust")
-                run = subprocess.run([str(locust), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-                                      "--users", str(a.users), "--spawn-rate", str(a.users), "--run-time", a.run_time,
-                                      "--stop-timeout", "10", "--host", d.base, "--csv", str(stats), "--only-summary"],
-                                     env=env, capture_output=True, text=True, timeout=600)
+                run = subprocess.run(
+                    [
+                        str(locust),
+                        "-f",
+                        str(ROOT / "bench" / "locustfile.py"),
+                        "--headless",
+                        "--users",
+                        str(a.users),
+                        "--spawn-rate",
+                        str(a.users),
+                        "--run-time",
+                        a.run_time,
+                        "--stop-timeout",
+                        "10",
+                        "--host",
+                        d.base,
+                        "--csv",
+                        str(stats),
+                        "--only-summary",
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
                 rows = {r["Name"]: r for r in csv.DictReader(open(f"{stats}_stats.csv"))}
             with engine.connect() as c:
                 stored = c.scalar(select(func.count()).select_from(Answer))
-                distinct = c.scalar(select(func.count()).select_from(
-                    select(Answer.participant_id, Answer.position).distinct().subquery()))
+                distinct = c.scalar(
+                    select(func.count()).select_from(
+                        select(Answer.participant_id, Answer.position).distinct().subquery()
+                    )
+                )
                 assert c.scalar(select(func.count()).select_from(Study)) == 1
             engine.dispose()
     finally:
         pg.stop()
     ans, agg = rows[ANSWERS], rows["Aggregated"]
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"{now}, {platform.machine()}, {os.cpu_count()} cores; nginx + 2 hosts x {a.workers} gunicorn workers, "
-          f"PostgreSQL; Locust {a.users} users for {a.run_time}, think {a.think_s:g} s")
-    print("| users | think s | answers | answers/s | answer p50 ms | answer p99 ms | all requests/s | failures "
-          "| stored / distinct |")
+    print(
+        f"{now}, {platform.machine()}, {os.cpu_count()} cores; nginx + 2 hosts x {a.workers} gunicorn workers, "
+        f"PostgreSQL; Locust {a.users} users for {a.run_time}, think {a.think_s:g} s"
+    )
+    print(
+        "| users | think s | answers | answers/s | answer p50 ms | answer p99 ms | all requests/s | failures "
+        "| stored / distinct |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {a.users} | {a.think_s:g} | {ans['Request Count']} | {float(ans['Requests/s']):.0f} | {ans['50%']} "
-          f"| {ans['99%']} | {float(agg['Requests/s']):.0f} | {agg['Failure Count']} | {stored} / {distinct} |")
+    print(
+        f"| {a.users} | {a.think_s:g} | {ans['Request Count']} | {float(ans['Requests/s']):.0f} | {ans['50%']} "
+        f"| {ans['99%']} | {float(agg['Requests/s']):.0f} | {agg['Failure Count']} | {stored} / {distinct} |"
+    )
     ok = run.returncode == 0 and int(agg["Failure Count"]) == 0 and stored == distinct >= int(ans["Request Count"])
     if not ok:
         print(run.stdout[-3000:], run.stderr[-3000:])

@@ -76,9 +76,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="camstudy/examples/demo.toml")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=3,
-                   help="build and floor this many times, alternating; the table shows the fastest of each "
-                        "(on a shared machine other processes only ever add time)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="build and floor this many times, alternating; the table shows the fastest of each "
+        "(on a shared machine other processes only ever add time)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -93,22 +97,32 @@ def main() -> None:
     wall, floor = min(walls), min(floors)
     summary = summaries[walls.index(wall)]
     n = summary["stimuli"]
-    print(f"Stimulus build throughput, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {platform.machine()}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {summary['device']}")
+    print(
+        f"Stimulus build throughput, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {platform.machine()}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {summary['device']}"
+    )
     print()
     print("| config | stimuli | build s | stimuli/s | engine floor s (calls) | floor stimuli/s | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.config} | {n} | {wall:.1f} | {n / wall:.2f} | {floor:.1f} ({calls}) | {n / floor:.2f} | {floor / wall:.2f} |")
+    print(
+        f"| {args.config} | {n} | {wall:.1f} | {n / wall:.2f} | {floor:.1f} ({calls}) | {n / floor:.2f} | {floor / wall:.2f} |"
+    )
     print()
     if len(walls) > 1:
         pairs = sorted(f / w for w, f in zip(walls, floors, strict=True))
-        print(f"fastest of {len(walls)}; all runs, build s: {', '.join(f'{w:.1f}' for w in walls)}; "
-              f"floor s: {', '.join(f'{f:.1f}' for f in floors)}")
-        print(f"ratio of each build to the floor measured right after it: {', '.join(f'{r:.2f}' for r in pairs)} "
-              f"(median {statistics.median(pairs):.2f})")
-    print(f"build phases: prepare (models, image list, candidates) {summary['prepare_seconds']:.1f} s, "
-          f"render loop {summary['render_seconds']:.1f} s of which engine calls {summary['engine_seconds']:.1f} s; "
-          f"explained but unused by the plan: {summary['explained_unused']} stimuli")
+        print(
+            f"fastest of {len(walls)}; all runs, build s: {', '.join(f'{w:.1f}' for w in walls)}; "
+            f"floor s: {', '.join(f'{f:.1f}' for f in floors)}"
+        )
+        print(
+            f"ratio of each build to the floor measured right after it: {', '.join(f'{r:.2f}' for r in pairs)} "
+            f"(median {statistics.median(pairs):.2f})"
+        )
+    print(
+        f"build phases: prepare (models, image list, candidates) {summary['prepare_seconds']:.1f} s, "
+        f"render loop {summary['render_seconds']:.1f} s of which engine calls {summary['engine_seconds']:.1f} s; "
+        f"explained but unused by the plan: {summary['explained_unused']} stimuli"
+    )
     verdict = "PASS" if floor / wall >= 0.8 else "MISS"
     print(f"target: build throughput >= 0.8 x the engine floor: {floor / wall:.2f} {verdict}")
 

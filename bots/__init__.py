@@ -25,6 +25,21 @@ from bots.profiles import PROFILES, TRUST_SCALE, Profile, trust_distribution
 from bots.run import Report, simulate
 
 __all__ = [
-    "PROFILES", "RETRY_STATUSES", "TRUST_SCALE", "Audit", "Bot", "BotResult", "Client", "Profile", "Report",
-    "Response", "ServerError", "StudyKey", "Truth", "audit", "recruitment_params", "simulate", "trust_distribution",
+    "PROFILES",
+    "RETRY_STATUSES",
+    "TRUST_SCALE",
+    "Audit",
+    "Bot",
+    "BotResult",
+    "Client",
+    "Profile",
+    "Report",
+    "Response",
+    "ServerError",
+    "StudyKey",
+    "Truth",
+    "audit",
+    "recruitment_params",
+    "simulate",
+    "trust_distribution",
 ]

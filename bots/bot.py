@@ -35,9 +35,19 @@ class BotResult:
 
 
 class Bot:
-    def __init__(self, base_url: str, slug: str, worker_id: str, profile: Profile, key: StudyKey,
-                 rng: random.Random, pace_s: float, give_up_s: float, backoff_s: float,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        slug: str,
+        worker_id: str,
+        profile: Profile,
+        key: StudyKey,
+        rng: random.Random,
+        pace_s: float,
+        give_up_s: float,
+        backoff_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.base_url, self.slug, self.profile, self.key, self.rng = base_url, slug, profile, key, rng
         self.pace_s, self.give_up_s, self.backoff_s = pace_s, give_up_s, backoff_s
         self.client = Client(base_url, ssl_context=ssl_context)
@@ -75,20 +85,25 @@ class Bot:
             time.sleep(min(self.backoff_s * 2 ** min(failures - 1, 6), 2.0) * (0.5 + self.rng.random()))
 
     def api(self, method: str, path: str, body=None) -> Response:
-        return self.client.request(method, f"/api/s/{self.slug}{path}", json_body=body,
-                                   headers={"X-Participant-Token": self.token})
+        return self.client.request(
+            method, f"/api/s/{self.slug}{path}", json_body=body, headers={"X-Participant-Token": self.token}
+        )
 
     # -- the flow
     def enter(self) -> None:
         """Open the participant link, consent (first time), and read the participant token."""
         params = {**recruitment_params(self.key.platform, self.result.worker_id), **self.key.link_params}
-        page = self.call(lambda: self.client.follow(self.client.request("GET", f"/s/{self.slug}/?{urlencode(params)}")),
-                         lambda r: r.status == 200)
+        page = self.call(
+            lambda: self.client.follow(self.client.request("GET", f"/s/{self.slug}/?{urlencode(params)}")),
+            lambda r: r.status == 200,
+        )
         if 'id="app"' not in page.text:  # the consent page
             csrf = _field(page.text, "csrf_token")
             form = {"csrf_token": csrf, "agree": "yes", **params}
-            page = self.call(lambda: self.client.follow(self.client.request("POST", f"/s/{self.slug}/consent", form=form)),
-                             lambda r: r.status in (200, 409))
+            page = self.call(
+                lambda: self.client.follow(self.client.request("POST", f"/s/{self.slug}/consent", form=form)),
+                lambda r: r.status in (200, 409),
+            )
             if page.status == 409:
                 self.result.status = "already"
                 raise ServerError("this worker took part already")
@@ -108,7 +123,11 @@ class Bot:
         truth = self.truth.get(trial["position"]) if self.profile.needs_oracle else None
         rt = math.exp(math.log(p.rt_median_ms) + p.rt_sigma * self.rng.gauss(0, 1))
         if truth is None:  # the random profile: chance
-            answer = self.rng.choice(trial["options"]) if kind == TaskKind.CLASS_DISCRIMINATION else self.rng.choice(TRUST_SCALE)
+            answer = (
+                self.rng.choice(trial["options"])
+                if kind == TaskKind.CLASS_DISCRIMINATION
+                else self.rng.choice(TRUST_SCALE)
+            )
             return answer, rt
         draw = self.stream("attention-check" if truth.attention_check else truth.method)
         if kind == "class_discrimination":
@@ -122,8 +141,12 @@ class Bot:
         return (score if truth.stronger_first else -score), rt
 
     def answer(self, position: int, answer, rt: float) -> dict:
-        body = {"position": position, "answer": answer, "rt_ms": round(rt, 1),
-                "shown_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - rt / 1000))}
+        body = {
+            "position": position,
+            "answer": answer,
+            "rt_ms": round(rt, 1),
+            "shown_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - rt / 1000)),
+        }
 
         def send() -> Response:
             t0 = time.perf_counter()
@@ -155,10 +178,16 @@ class Bot:
         page = self.call(lambda: self.client.request("GET", f"/s/{self.slug}/debrief"), lambda r: r.status == 200)
         if 'name="strategy"' not in page.text:
             return
-        form = {"csrf_token": _field(page.text, "csrf_token"), "strategy": "simulated participant",
-                "difficulty": "medium", "comments": ""}
-        self.call(lambda: self.client.follow(self.client.request("POST", f"/s/{self.slug}/questionnaire", form=form)),
-                  lambda r: r.status == 200)  # back to the debrief
+        form = {
+            "csrf_token": _field(page.text, "csrf_token"),
+            "strategy": "simulated participant",
+            "difficulty": "medium",
+            "comments": "",
+        }
+        self.call(
+            lambda: self.client.follow(self.client.request("POST", f"/s/{self.slug}/questionnaire", form=form)),
+            lambda r: r.status == 200,
+        )  # back to the debrief
 
     def run(self) -> BotResult:
         try:

@@ -57,8 +57,9 @@ class Client:
             self.conn.close()
             self.conn = None
 
-    def request(self, method: str, path: str, *, json_body=None, form: dict | None = None,
-                headers: dict | None = None) -> Response:
+    def request(
+        self, method: str, path: str, *, json_body=None, form: dict | None = None, headers: dict | None = None
+    ) -> Response:
         """One request; raises ``OSError``/``HTTPException`` when the connection fails."""
         hdrs = dict(headers or {})
         body = None
@@ -70,8 +71,9 @@ class Client:
             hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         if self.conn is None:
             if self.https:
-                self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                                        context=self.ssl_context)
+                self.conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self.ssl_context
+                )
             else:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
@@ -101,6 +103,6 @@ class Client:
             if resp.status not in (301, 302, 303, 307, 308):
                 return resp
             loc = urlsplit(resp.headers["Location"])
-            path = loc.path[len(self.prefix):] if self.prefix and loc.path.startswith(self.prefix) else loc.path
+            path = loc.path[len(self.prefix) :] if self.prefix and loc.path.startswith(self.prefix) else loc.path
             resp = self.request("GET", path + (f"?{loc.query}" if loc.query else ""))
         return resp

@@ -53,11 +53,14 @@ class StudyKey:
         with self.factory() as s:
             rows = s.execute(
                 select(PlanEntry.position, PlanEntry.layout, Item.method, Item.is_attention_check, Item.correct_answer)
-                .join(Item, Item.id == PlanEntry.item_pk).join(Participant, Participant.id == PlanEntry.participant_id)
+                .join(Item, Item.id == PlanEntry.item_pk)
+                .join(Participant, Participant.id == PlanEntry.participant_id)
                 .where(PlanEntry.participant_id == participant_id, Participant.study_id == self.study_id)
             ).all()
-        return {pos: Truth(method, check, correct, layout.get("model_1") == "stronger" if "model_1" in layout else None)
-                for pos, layout, method, check, correct in rows}
+        return {
+            pos: Truth(method, check, correct, layout.get("model_1") == "stronger" if "model_1" in layout else None)
+            for pos, layout, method, check, correct in rows
+        }
 
     def close(self) -> None:
         if self.engine is not None:
@@ -82,8 +85,10 @@ class Audit:
         return not (self.lost or self.duplicated or self.changed)
 
     def line(self) -> str:
-        return (f"database: {self.answers} answers stored; {self.lost} lost, {self.duplicated} duplicated, "
-                f"{self.changed} changed, {self.unacknowledged} stored without acknowledgement")
+        return (
+            f"database: {self.answers} answers stored; {self.lost} lost, {self.duplicated} duplicated, "
+            f"{self.changed} changed, {self.unacknowledged} stored without acknowledgement"
+        )
 
 
 def audit(db_url: str | None, slug: str, results: list[BotResult]) -> Audit:
@@ -101,9 +106,12 @@ def audit(db_url: str | None, slug: str, results: list[BotResult]) -> Audit:
             study_id = find_study(s, slug).id
             for r in results:
                 rows = s.execute(
-                    select(Answer.position, Answer.answer).join(Participant, Participant.id == Answer.participant_id)
-                    .where(Participant.study_id == study_id,
-                           (Participant.worker_id == r.worker_id) | (Participant.id == r.participant_id))
+                    select(Answer.position, Answer.answer)
+                    .join(Participant, Participant.id == Answer.participant_id)
+                    .where(
+                        Participant.study_id == study_id,
+                        (Participant.worker_id == r.worker_id) | (Participant.id == r.participant_id),
+                    )
                 ).all()
                 stored: dict[int, str] = {}
                 for position, answer in rows:

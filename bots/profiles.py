@@ -44,11 +44,25 @@ PROFILES = {
     # Grad-CAM and the photo baseline were not reported, so they get plausible values.
     "paper": Profile(
         "paper",
-        accuracy={"guided_gradcam": 0.6123, "guided_backprop": 0.4444, "deconvnet": 0.5333,
-                  "deconv_gradcam": 0.6037, "gradcam": 0.60, "photo": 0.97},
-        trust_mean={"guided_backprop": 1.00, "guided_gradcam": 1.27, "gradcam": 1.0, "deconvnet": 0.5,
-                    "deconv_gradcam": 0.8, "photo": 0.0},
-        attention_failure=0.02, dropout=0.05, reload=0.1,
+        accuracy={
+            "guided_gradcam": 0.6123,
+            "guided_backprop": 0.4444,
+            "deconvnet": 0.5333,
+            "deconv_gradcam": 0.6037,
+            "gradcam": 0.60,
+            "photo": 0.97,
+        },
+        trust_mean={
+            "guided_backprop": 1.00,
+            "guided_gradcam": 1.27,
+            "gradcam": 1.0,
+            "deconvnet": 0.5,
+            "deconv_gradcam": 0.8,
+            "photo": 0.0,
+        },
+        attention_failure=0.02,
+        dropout=0.05,
+        reload=0.1,
     ),
     # Everything at chance: a null study.
     "random": Profile("random", rt_median_ms=2000.0, needs_oracle=False),
@@ -58,9 +72,16 @@ PROFILES = {
     # reloads only after an answer needed retries (a server restart, a lost connection).
     "steady": Profile(
         "steady",
-        accuracy={"guided_gradcam": 0.6123, "guided_backprop": 0.4444, "deconvnet": 0.5333,
-                  "deconv_gradcam": 0.6037, "gradcam": 0.60, "photo": 0.97},
-        trust_mean={"guided_backprop": 1.00, "guided_gradcam": 1.27}, reload_after_error=True,
+        accuracy={
+            "guided_gradcam": 0.6123,
+            "guided_backprop": 0.4444,
+            "deconvnet": 0.5333,
+            "deconv_gradcam": 0.6037,
+            "gradcam": 0.60,
+            "photo": 0.97,
+        },
+        trust_mean={"guided_backprop": 1.00, "guided_gradcam": 1.27},
+        reload_after_error=True,
     ),
     # For load benchmarks: like steady, but at chance, so the client reads no answer key and
     # does the same work against the app as against a floor server.

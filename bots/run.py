@@ -52,10 +52,23 @@ class Report:
         return "\n".join(lines)
 
 
-def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 10, profile: str | Profile = "paper",
-             seed: int = 0, db_url: str | None | bool = None, mode: str = "debug", run_id: str | None = None,
-             pace_s: float = 0.0, ramp_s: float = 0.0, give_up_s: float = 120.0, backoff_s: float = 0.05,
-             cafile: str | None = None) -> Report:
+def simulate(
+    base_url: str,
+    slug: str,
+    participants: int,
+    *,
+    concurrency: int = 10,
+    profile: str | Profile = "paper",
+    seed: int = 0,
+    db_url: str | None | bool = None,
+    mode: str = "debug",
+    run_id: str | None = None,
+    pace_s: float = 0.0,
+    ramp_s: float = 0.0,
+    give_up_s: float = 120.0,
+    backoff_s: float = 0.05,
+    cafile: str | None = None,
+) -> Report:
     """Run ``participants`` bots, ``concurrency`` at a time, against the server at ``base_url``.
 
     ``db_url``: the study's database, read for the platform, the signed link of ``mode`` and
@@ -83,8 +96,18 @@ def simulate(base_url: str, slug: str, participants: int, *, concurrency: int = 
             time.sleep(delay)
         # The behaviour depends on the seed and the bot's number only (the run id just keeps
         # worker ids unique), so the same seed gives the same participants again.
-        return Bot(base_url, slug, f"sim-{run_id}-{i:05d}", prof, key, random.Random(f"{seed}:{i}"),
-                   pace_s, give_up_s, backoff_s, context).run()
+        return Bot(
+            base_url,
+            slug,
+            f"sim-{run_id}-{i:05d}",
+            prof,
+            key,
+            random.Random(f"{seed}:{i}"),
+            pace_s,
+            give_up_s,
+            backoff_s,
+            context,
+        ).run()
 
     try:
         with ThreadPoolExecutor(max_workers=min(concurrency, participants)) as pool:

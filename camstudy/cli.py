@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-images", type=int, default=0, help="evaluate at most this many images (0: all)")
     e.add_argument("--patch", type=int, default=48, help="occlusion patch size in input pixels (default 48)")
     e.add_argument("--stride", type=int, default=24, help="occlusion stride (default 24)")
-    e.add_argument("--fill", type=float, default=0.0, help="occlusion fill in normalized input units (default 0: the mean colour)")
+    e.add_argument(
+        "--fill", type=float, default=0.0, help="occlusion fill in normalized input units (default 0: the mean colour)"
+    )
     p.set_defaults(func=_stimuli)
 
     from analysis.cli import add_analyze_parser

@@ -87,9 +87,12 @@ class Scale:
 
     def as_json(self) -> dict:
         """What the page script gets from the server (``/api/s/<slug>/plan``'s ``scale``)."""
-        return {"name": self.name, "question": self.question,
-                "points": [{"value": p.value, "label": p.label} for p in self.points],
-                "anchors": list(self.anchors)}
+        return {
+            "name": self.name,
+            "question": self.question,
+            "points": [{"value": p.value, "label": p.label} for p in self.points],
+            "anchors": list(self.anchors),
+        }
 
 
 # The paper's trust question on a 5-point scale. Shown left to right from "Model 1 much more"

@@ -140,8 +140,12 @@ def serve(db: str, out: Path, host: str, port: int, stops: StopSignals) -> subpr
     env = {**os.environ, "CAMSTUDY_DATABASE_URL": db, "CAMSTUDY_INSTANCE": str(out / "instance")}
     camstudy = Path(sys.executable).with_name("camstudy")
     log = open(out / "server.log", "a")  # noqa: SIM115 - the server's own file, kept open for it
-    proc = subprocess.Popen([str(camstudy), "serve", "--host", host, "--port", str(port), "--workers", "2"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(camstudy), "serve", "--host", host, "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_listening(proc, host, port, cancelled=lambda: stops.stopped)
     except RuntimeError as e:
@@ -186,8 +190,9 @@ def run(args: argparse.Namespace) -> int:
         return serve_until_stopped(args, stops, db, out, slugs)
 
 
-def serve_until_stopped(args: argparse.Namespace, stops: StopSignals, db: str, out: Path,
-                        slugs: list[tuple[str, str, str]]) -> int:
+def serve_until_stopped(
+    args: argparse.Namespace, stops: StopSignals, db: str, out: Path, slugs: list[tuple[str, str, str]]
+) -> int:
     """Serve (after the simulation, if asked) until a stop signal; 0 then, an error when the
     server stops on its own. The server is stopped on every way out."""
     port = args.port if not args.no_serve else free_port(args.host)
@@ -227,7 +232,12 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--db", help="database URL (default: a SQLite file in the output folder)")
-    p.add_argument("--simulate", type=int, default=0, metavar="N",
-                   help="run N simulated participants per study and write each study's analysis report")
+    p.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N simulated participants per study and write each study's analysis report",
+    )
     p.add_argument("--no-serve", action="store_true", help="exit after the simulation instead of serving")
     p.set_defaults(func=run)

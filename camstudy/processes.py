@@ -23,8 +23,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 60.0,
-                   cancelled: Callable[[], bool] | None = None) -> None:
+def wait_listening(
+    proc: subprocess.Popen, host: str, port: int, timeout: float = 60.0, cancelled: Callable[[], bool] | None = None
+) -> None:
     """Return once ``host:port`` accepts connections, or as soon as ``cancelled()`` is true;
     ``RuntimeError`` if ``proc`` exits first or ``timeout`` seconds pass (the caller says
     where its log is)."""
@@ -47,6 +48,7 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0, group: bool = False) -> 
     """SIGTERM (gunicorn's graceful stop), then SIGKILL after ``timeout`` seconds. With
     ``group`` the signals go to the process group of ``proc``, which must have been started
     with ``start_new_session=True`` (master and workers alike)."""
+
     def send(sig: int) -> None:
         if group:
             os.killpg(proc.pid, sig)

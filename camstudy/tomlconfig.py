@@ -37,7 +37,9 @@ class Fields:
                 raise UserError(f"{self._name(key)}: missing (required)")
             return default
         value = self.table.pop(key)
-        bad_bool = isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        bad_bool = (
+            isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        )
         if bad_bool or not isinstance(value, kind) or (check is not None and not check(value)):
             raise UserError(f"{self._name(key)}: {problem or 'must be ' + kind_name(kind)}, got {show(value)}")
         return value
@@ -52,7 +54,14 @@ class Fields:
 
 
 def kind_name(kind) -> str:
-    names = {int: "an integer", str: "a string", bool: "true or false", float: "a number", list: "a list", dict: "a table"}
+    names = {
+        int: "an integer",
+        str: "a string",
+        bool: "true or false",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+    }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 

@@ -27,7 +27,17 @@ from gradcam.engine import (
 from gradcam.layers import Layout, default_layer
 
 __all__ = [
-    "explain", "Explanation", "METHODS", "ALL_METHODS", "PERTURBATION_METHODS", "DEFAULT_METHODS",
-    "CAM_METHODS", "GUIDED_METHODS",
-    "PlainGradientWarning", "CaptumMissing", "is_captum", "default_layer", "Layout",
+    "explain",
+    "Explanation",
+    "METHODS",
+    "ALL_METHODS",
+    "PERTURBATION_METHODS",
+    "DEFAULT_METHODS",
+    "CAM_METHODS",
+    "GUIDED_METHODS",
+    "PlainGradientWarning",
+    "CaptumMissing",
+    "is_captum",
+    "default_layer",
+    "Layout",
 ]

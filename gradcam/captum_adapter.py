@@ -67,13 +67,11 @@ def attribution_class(method: str):
         CaptumMissing: captum is not installed.
         ValueError: no such class, or one that does not attribute to the input.
     """
-    name = method[len(PREFIX):]
+    name = method[len(PREFIX) :]
     try:
         import captum.attr as attr
     except ImportError:
-        raise CaptumMissing(
-            f"method {method!r} needs captum, which is not installed (pip install captum)"
-        ) from None
+        raise CaptumMissing(f"method {method!r} needs captum, which is not installed (pip install captum)") from None
     cls = getattr(attr, name, None) if name.isidentifier() else None
     if not (isinstance(cls, type) and issubclass(cls, attr.Attribution)):
         known = sorted(n for n in dir(attr) if _is_input_attribution(getattr(attr, n), attr))
@@ -88,15 +86,24 @@ def attribution_class(method: str):
 
 # Not methods: a wrapper of another method, the data-loader and LIME bases, and the
 # abstract bases whose ``attribute`` is not implemented.
-_NOT_METHODS = ("NoiseTunnel", "DataLoaderAttribution", "LimeBase",
-                "Attribution", "GradientAttribution", "PerturbationAttribution")
+_NOT_METHODS = (
+    "NoiseTunnel",
+    "DataLoaderAttribution",
+    "LimeBase",
+    "Attribution",
+    "GradientAttribution",
+    "PerturbationAttribution",
+)
 
 
 def _is_input_attribution(cls, attr) -> bool:
-    return (isinstance(cls, type) and issubclass(cls, attr.Attribution)
-            and not issubclass(cls, (attr.LayerAttribution, attr.NeuronAttribution))
-            and cls.__name__ not in _NOT_METHODS
-            and "LLM" not in cls.__name__)
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, attr.Attribution)
+        and not issubclass(cls, (attr.LayerAttribution, attr.NeuronAttribution))
+        and cls.__name__ not in _NOT_METHODS
+        and "LLM" not in cls.__name__
+    )
 
 
 def default_kwargs(name: str, x: torch.Tensor) -> dict[str, Any]:
@@ -107,14 +114,21 @@ def default_kwargs(name: str, x: torch.Tensor) -> dict[str, Any]:
     if name == "IntegratedGradients":
         return {"baselines": 0.0, "n_steps": 32, "internal_batch_size": n * per_eval}
     if name == "Occlusion":
-        return {"sliding_window_shapes": (c, s, s), "strides": (c, max(1, s // 2), max(1, s // 2)),
-                "baselines": 0.0, "perturbations_per_eval": per_eval}
+        return {
+            "sliding_window_shapes": (c, s, s),
+            "strides": (c, max(1, s // 2), max(1, s // 2)),
+            "baselines": 0.0,
+            "perturbations_per_eval": per_eval,
+        }
     if name == "FeatureAblation":
         rows = torch.arange(h, device=x.device) // s
         cols = torch.arange(w, device=x.device) // s
         mask = rows[:, None] * (int(cols[-1]) + 1) + cols[None, :]
-        return {"feature_mask": mask[None, None].expand(1, c, h, w), "baselines": 0.0,
-                "perturbations_per_eval": per_eval}
+        return {
+            "feature_mask": mask[None, None].expand(1, c, h, w),
+            "baselines": 0.0,
+            "perturbations_per_eval": per_eval,
+        }
     if name == "GradientShap":
         return {"baselines": torch.zeros_like(x[:1]), "n_samples": 8, "stdevs": 0.1}
     if name == "DeepLiftShap":

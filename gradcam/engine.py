@@ -282,13 +282,17 @@ def explain(
         with _capture(module, name, state, x.shape[-2:], reshape) as act:
             xin = x.detach().clone() if x.is_inference() else x.detach()
             xin.requires_grad_(backward)
-            with (RectifierRules(state) if rules else contextlib.nullcontext(),
-                  contextlib.nullcontext() if backward else torch.no_grad()):
+            with (
+                RectifierRules(state) if rules else contextlib.nullcontext(),
+                contextlib.nullcontext() if backward else torch.no_grad(),
+            ):
                 logits = model(xin) if inputs is None else model(*_with_input(inputs, input_index, xin))
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             if index is not None:
-                raise TypeError("class indices need the model to return (N, C) logits as one tensor; for "
-                                "another output pass a callable target (output -> (N,) or (N, K) scores)")
+                raise TypeError(
+                    "class indices need the model to return (N, C) logits as one tensor; for "
+                    "another output pass a callable target (output -> (N,) or (N, K) scores)"
+                )
             _one_pass_only(wanted, "a model output other than (N, C) logits")
         if act.value is None:
             raise ValueError(f"layer {name!r} did not run in the forward pass")
@@ -298,10 +302,20 @@ def explain(
         del scores
         extra: dict[str, Any] = {}
         if "scorecam" in wanted:
-            extra["scorecam"] = _score_weights(model, xin.detach(), act, targets, index, k_total,
-                                               options.get("scorecam", {}).get("batch_size", SCORECAM_BATCH))
-        captum = {m: _captum(m, model, module, x, index, targets, k_total, multi, options.get(m))
-                  for m in wanted if is_captum(m)}
+            extra["scorecam"] = _score_weights(
+                model,
+                xin.detach(),
+                act,
+                targets,
+                index,
+                k_total,
+                options.get("scorecam", {}).get("batch_size", SCORECAM_BATCH),
+            )
+        captum = {
+            m: _captum(m, model, module, x, index, targets, k_total, multi, options.get(m))
+            for m in wanted
+            if is_captum(m)
+        }
 
     ex = _assemble(wanted, logits, index, name, act, x.shape[-2:], grads, rules, multi, k_total, extra, captum)
     if ex.guided_rectifiers == 0:
@@ -331,8 +345,10 @@ def _with_input(inputs: tuple, input_index: int, xin: torch.Tensor) -> tuple:
 def _one_pass_only(wanted: list[str], why: str) -> None:
     bad = [m for m in wanted if m not in METHODS]
     if bad:
-        raise ValueError(f"{', '.join(bad)} cannot be computed with {why}: they run the model on perturbed "
-                         f"copies of one input tensor and read (N, C) logits; choose from {', '.join(METHODS)}")
+        raise ValueError(
+            f"{', '.join(bad)} cannot be computed with {why}: they run the model on perturbed "
+            f"copies of one input tensor and read (N, C) logits; choose from {', '.join(METHODS)}"
+        )
 
 
 def _warn_plain_gradient(model: nn.Module, plain: list[str]) -> None:
@@ -413,7 +429,9 @@ def _callable_scores(targets, logits, n, k_total) -> torch.Tensor:
         raise ValueError("the targets callable must return (N,) or (N, K) scores on the logits of masked inputs too")
     sc = sc[:, None] if sc.dim() == 1 else sc
     if sc.shape[1] != k_total:
-        raise ValueError(f"the targets callable returned {sc.shape[1]} scores per image on masked inputs, not {k_total}")
+        raise ValueError(
+            f"the targets callable returned {sc.shape[1]} scores per image on masked inputs, not {k_total}"
+        )
     return sc
 
 
@@ -445,7 +463,10 @@ def _assemble(wanted, logits, index, name, act, size, grads, rules, multi, k_tot
         cam = torch.einsum("nkc,nchw->nkhw", extra["scorecam"].to(a.dtype), a).clamp(min=0)
         cam = cam if multi else cam[:, 0]
         fields["scorecam_cam"], fields["scorecam"] = cam, _upsample(cam, size)
-    for rule, method, combined in ((GUIDED, "guided_backprop", "guided_gradcam"), (DECONV, "deconvnet", "deconv_gradcam")):
+    for rule, method, combined in (
+        (GUIDED, "guided_backprop", "guided_gradcam"),
+        (DECONV, "deconvnet", "deconv_gradcam"),
+    ):
         if rule not in rules:
             continue
         img = stack(grads[rule])
@@ -454,9 +475,15 @@ def _assemble(wanted, logits, index, name, act, size, grads, rules, multi, k_tot
             fields[combined] = img * fields["gradcam"].unsqueeze(-3)
     plain = isinstance(logits, torch.Tensor) and logits.dim() == 2
     return Explanation(
-        logits=logits.detach() if plain else None, targets=index, layer=name, methods=tuple(wanted),
-        layer_grid=tuple(int(v) for v in a.shape[-2:]), layer_layout=layout.kind,
-        guided_rectifiers=grads.get("guided_rectifiers"), attributions=captum or None, **fields
+        logits=logits.detach() if plain else None,
+        targets=index,
+        layer=name,
+        methods=tuple(wanted),
+        layer_grid=tuple(int(v) for v in a.shape[-2:]),
+        layer_layout=layout.kind,
+        guided_rectifiers=grads.get("guided_rectifiers"),
+        attributions=captum or None,
+        **fields,
     )
 
 
@@ -529,8 +556,10 @@ def _check_options(options, wanted: list[str]) -> dict[str, dict[str, Any]]:
             allowed = {"scorecam": {"batch_size"}}.get(m, set())
             bad = sorted(set(opts) - allowed)
             if bad:
-                raise ValueError(f"method_options[{m!r}]: unknown option {bad[0]!r}"
-                                 + (f"; {m} takes {', '.join(sorted(allowed))}" if allowed else f"; {m} takes none"))
+                raise ValueError(
+                    f"method_options[{m!r}]: unknown option {bad[0]!r}"
+                    + (f"; {m} takes {', '.join(sorted(allowed))}" if allowed else f"; {m} takes none")
+                )
             b = opts.get("batch_size", SCORECAM_BATCH)
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise ValueError(f"method_options[{m!r}]['batch_size'] must be an integer >= 1, got {b!r}")

@@ -160,8 +160,12 @@ def spatial_layout(shape, H: int, W: int) -> Layout | None:
             return Layout(CHANNELS_LAST, (a, b))
         return None
     if len(shape) == 3:
-        found = [(k, h, w) for k in (0, 1, 2) for h, w in _factor_pairs(shape[1] - k) if
-                 2 <= h <= H and 2 <= w <= W and h * W == w * H]
+        found = [
+            (k, h, w)
+            for k in (0, 1, 2)
+            for h, w in _factor_pairs(shape[1] - k)
+            if 2 <= h <= H and 2 <= w <= W and h * W == w * H
+        ]
         if len(found) == 1:
             k, h, w = found[0]
             return Layout(TOKENS, (h, w), extra_tokens=k)
@@ -305,16 +309,21 @@ def _has_state(m: nn.Module) -> bool:
 
 
 def _choose(model, records, calls, logits, H, W) -> Choice:
-    anchor = next((i for i in range(len(records) - 1, -1, -1)
-                   if records[i].layout is not None and _has_state(records[i].module)), None)
+    anchor = next(
+        (i for i in range(len(records) - 1, -1, -1) if records[i].layout is not None and _has_state(records[i].module)),
+        None,
+    )
     if anchor is None:
         raise ValueError(
             f"cannot choose a Grad-CAM layer for {type(model).__name__}: no module outputs a "
             f"spatial map for a {H}x{W} input; pass layer= explicitly"
         )
     grid = records[anchor].layout.grid
-    on_grid = [i for i in range(anchor, len(records))
-               if records[i].layout is not None and records[i].layout.grid == grid and records[i].last_call]
+    on_grid = [
+        i
+        for i in range(anchor, len(records))
+        if records[i].layout is not None and records[i].layout.grid == grid and records[i].last_call
+    ]
     if not on_grid:  # the anchor's module runs again later, off the grid
         raise ValueError(
             f"cannot choose a Grad-CAM layer for {type(model).__name__}: {records[anchor].name!r} "
@@ -340,9 +349,15 @@ def _last_reaching_score(records, logits, pick, grid) -> int:
     initialised to zero, as torchvision's ViT without weights), a fixed random projection
     of the head's input (the last module's 2-D input) stands in for it.
     """
-    cands = [i for i in range(pick + 1)
-             if records[i].layout is not None and records[i].layout.grid == grid and records[i].last_call
-             and records[i].out.requires_grad and records[i].out._version == records[i].version]
+    cands = [
+        i
+        for i in range(pick + 1)
+        if records[i].layout is not None
+        and records[i].layout.grid == grid
+        and records[i].last_call
+        and records[i].out.requires_grad
+        and records[i].out._version == records[i].version
+    ]
     # A per-token projection of a candidate (timm's ``attn.qkv``, CaiT's ``attn.k``/``attn.v``)
     # is that map in another basis, reached by part of its gradient: read its input instead.
     outs = {id(records[i].out) for i in cands}
@@ -353,8 +368,9 @@ def _last_reaching_score(records, logits, pick, grid) -> int:
     scores = []
     if isinstance(logits, torch.Tensor) and logits.requires_grad:
         scores.append(logits.float().sum())
-    head_in = next((r.inp for r in reversed(records[:-1]) if r.inp is not None and r.inp.dim() == 2
-                    and r.inp.requires_grad), None)
+    head_in = next(
+        (r.inp for r in reversed(records[:-1]) if r.inp is not None and r.inp.dim() == 2 and r.inp.requires_grad), None
+    )
     if head_in is not None:
         g = torch.Generator().manual_seed(0)
         v = torch.randn(head_in.shape[1:], generator=g).to(head_in.device, head_in.dtype)
@@ -435,7 +451,9 @@ def probe_input(model: nn.Module, input_size: int | tuple[int, int] | None = Non
     return x if p is None else x.to(device=p.device, dtype=p.dtype if p.is_floating_point() else None)
 
 
-def default_layer(model: nn.Module, x: torch.Tensor | None = None, input_size: int | tuple[int, int] | None = None) -> str:
+def default_layer(
+    model: nn.Module, x: torch.Tensor | None = None, input_size: int | tuple[int, int] | None = None
+) -> str:
     """Name of the paper's Grad-CAM layer for ``model`` (see the module docstring).
 
     Args:

@@ -205,7 +205,9 @@ def render_methods(
     """
     methods = ex.methods if methods is None else tuple(methods)
     if not set(methods) <= set(ex.methods):
-        raise ValueError(f"the explanation holds {', '.join(ex.methods)}, not {', '.join(sorted(set(methods) - set(ex.methods)))}")
+        raise ValueError(
+            f"the explanation holds {', '.join(ex.methods)}, not {', '.join(sorted(set(methods) - set(ex.methods)))}"
+        )
     out: dict[str, torch.Tensor] = {}
     for method in methods:
         if is_overlaid(method):

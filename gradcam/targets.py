@@ -72,8 +72,7 @@ def scores_from(
             raise TypeError(f"the targets callable must return a tensor, not {type(scores).__name__}")
         if scores.dim() not in (1, 2) or scores.shape[0] != n:
             raise ValueError(
-                f"the targets callable must return (N,) or (N, K) scores for N={n}, "
-                f"got shape {tuple(scores.shape)}"
+                f"the targets callable must return (N,) or (N, K) scores for N={n}, got shape {tuple(scores.shape)}"
             )
         if need_grad and not scores.requires_grad:
             raise ValueError("the targets callable returned scores that do not depend on the model")

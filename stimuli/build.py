@@ -214,8 +214,17 @@ def build(
     mf.write_json(out / PREDICTIONS, _predictions_json(stage, preds))
     pairs = structure.pair_summary(rows)
     plain = _plain_gradient(stage, guided)
-    mf.write_manifest(out, rows, {"config_sha256": cfg.sha256, "shard": list(shard), **structure_meta(pairs),
-                                  "guided_rectifiers": guided, "plain_gradient": plain})
+    mf.write_manifest(
+        out,
+        rows,
+        {
+            "config_sha256": cfg.sha256,
+            "shard": list(shard),
+            **structure_meta(pairs),
+            "guided_rectifiers": guided,
+            "plain_gradient": plain,
+        },
+    )
     (out / mf.PARTIAL).unlink(missing_ok=True)
     warn_lines(pairs, plain)
     elapsed = time.perf_counter() - started
@@ -247,8 +256,11 @@ def structure_meta(pairs: list[dict]) -> dict:
 
 
 def degenerate_pairs(pairs: list[dict]) -> list[dict]:
-    return [{k: p[k] for k in ("model_role", "model", "method", "stimuli", "degenerate_stimuli", "why")}
-            for p in pairs if p["degenerate"]]
+    return [
+        {k: p[k] for k in ("model_role", "model", "method", "stimuli", "degenerate_stimuli", "why")}
+        for p in pairs
+        if p["degenerate"]
+    ]
 
 
 def warn_lines(pairs: list[dict], plain: list[dict]) -> None:
@@ -311,8 +323,16 @@ def _guided_rectifiers(stage: Stage, seen: dict[str, int], prior: dict) -> dict[
 
 
 def _plain_gradient(stage: Stage, guided: dict[str, int | None]) -> list[dict]:
-    return [{"model_role": role, "model": stage.models[role].name, "methods": _guided_methods(stage.cfg),
-             "guided_rectifiers": 0} for role in ROLES if guided.get(role) == 0]
+    return [
+        {
+            "model_role": role,
+            "model": stage.models[role].name,
+            "methods": _guided_methods(stage.cfg),
+            "guided_rectifiers": 0,
+        }
+        for role in ROLES
+        if guided.get(role) == 0
+    ]
 
 
 def final_rows(out: Path) -> list[dict]:
@@ -343,7 +363,10 @@ def _predictions_json(stage: Stage, preds: dict[str, dict[str, Prediction]]) -> 
     return {
         **_provenance(stage),
         "predictions": {
-            role: {i: {"top5": [list(t) for t in p.top5], "best_class": p.best_class} for i, p in sorted(preds[role].items())}
+            role: {
+                i: {"top5": [list(t) for t in p.top5], "best_class": p.best_class}
+                for i, p in sorted(preds[role].items())
+            }
             for role in ROLES
         },
     }
@@ -360,7 +383,9 @@ def _known_predictions(stage: Stage, out: Path, valid: dict) -> dict[str, dict[s
     if saved and all(saved.get(k) == v for k, v in _provenance(stage).items()):
         for role in ROLES:
             for i, p in saved.get("predictions", {}).get(role, {}).items():
-                known[role].setdefault(i, Prediction(tuple((int(c), float(q)) for c, q in p["top5"]), dict(p["best_class"])))
+                known[role].setdefault(
+                    i, Prediction(tuple((int(c), float(q)) for c, q in p["top5"]), dict(p["best_class"]))
+                )
     from_rows: dict[tuple[str, str], tuple[tuple, dict]] = {}
     for r in valid.values():
         if r["method"] == PHOTO or r.get("model_role") not in ROLES:
@@ -372,5 +397,3 @@ def _known_predictions(stage: Stage, out: Path, valid: dict) -> dict[str, dict[s
         if cats is not None and all(c in best for c in cats):
             known[role].setdefault(i, Prediction(top5, best))
     return known
-
-

@@ -19,8 +19,9 @@ def run_build(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else cfg.out
     shipped = Path(examples.__file__).resolve().parent
     if out.resolve().is_relative_to(shipped):
-        raise UserError(f"{out} is inside the installed example configs: copy them first "
-                        "(camstudy examples DIR) or pass --out")
+        raise UserError(
+            f"{out} is inside the installed example configs: copy them first (camstudy examples DIR) or pass --out"
+        )
     summary = build(cfg, out, shard, progress=not args.quiet)
     plan = __import__("json").loads((out / "plan.json").read_text())
     print(plan_table(plan["items"]))

@@ -210,7 +210,13 @@ def _class_discrimination(table: dict | None) -> ClassDiscriminationConfig | Non
             "tasks.class_discrimination.baseline: not available: both categories are visible "
             "in a photo-only item, so it has no correct answer; use it under [tasks.trust]"
         )
-    absurd = f.get("absurd_categories", list, list(DEFAULT_ABSURD), lambda v: len(v) > 0 and all(isinstance(s, str) for s in v), "must be a non-empty list of names")
+    absurd = f.get(
+        "absurd_categories",
+        list,
+        list(DEFAULT_ABSURD),
+        lambda v: len(v) > 0 and all(isinstance(s, str) for s in v),
+        "must be a non-empty list of names",
+    )
     cfg = ClassDiscriminationConfig(
         attention_checks=f.get("attention_checks", int, 4, _non_negative, "must be an integer >= 0"),
         max_images=f.get("max_images", int, 0, _non_negative, "must be an integer >= 0 (0: all)"),

@@ -60,19 +60,25 @@ def run_demo(args: argparse.Namespace) -> int:
                     row.append(img)
                     manifest.append(
                         {
-                            "file": file, "image_id": item.id, "image_source": item.source,
-                            "model": m.name, "role": role, "weights_sha256": m.weights_sha256,
-                            "layer": ex.layer, "layer_grid": grid_text(ex.layer_grid),
-                            "layer_layout": ex.layer_layout or "", "method": method, "target_class": label,
-                            "target_name": m.class_names[label], "top5": top5(ex.logits, m.class_names)[0],
+                            "file": file,
+                            "image_id": item.id,
+                            "image_source": item.source,
+                            "model": m.name,
+                            "role": role,
+                            "weights_sha256": m.weights_sha256,
+                            "layer": ex.layer,
+                            "layer_grid": grid_text(ex.layer_grid),
+                            "layer_layout": ex.layer_layout or "",
+                            "method": method,
+                            "target_class": label,
+                            "target_name": m.class_names[label],
+                            "top5": top5(ex.logits, m.class_names)[0],
                             "code_version": code_version(),
                         }
                     )
             rows.append(row)
             titles.append(f"{item.id}\nclass: {models['stronger'].class_names[label]}")
-    cols = ["photo"] + [
-        f"{role}: {METHOD_TITLES[meth]}" for role in models for meth in DEMO_METHODS
-    ]
+    cols = ["photo"] + [f"{role}: {METHOD_TITLES[meth]}" for role in models for meth in DEMO_METHODS]
     sheet_path = out / "sheet.png"
     sheet(rows, cols, titles).save(sheet_path)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -45,12 +45,18 @@ PAIR_PHOTOS: dict[str, tuple[str, int]] = {
 # and bird, so every category is on the left 4 times and on the right 4 times, each dog
 # photo 2 + 2 times, the birds as evenly as 8 halves over 3 photos allow.
 PAIR_LAYOUT: tuple[tuple[str, str], ...] = (
-    ("cat", "mastiff"), ("cat", "dalmatian"),
-    ("mastiff", "cat"), ("dalmatian", "cat"),
-    ("cat", "eagle"), ("cat", "goose"),
-    ("goose", "cat"), ("spoonbill", "cat"),
-    ("mastiff", "spoonbill"), ("dalmatian", "eagle"),
-    ("eagle", "mastiff"), ("spoonbill", "dalmatian"),
+    ("cat", "mastiff"),
+    ("cat", "dalmatian"),
+    ("mastiff", "cat"),
+    ("dalmatian", "cat"),
+    ("cat", "eagle"),
+    ("cat", "goose"),
+    ("goose", "cat"),
+    ("spoonbill", "cat"),
+    ("mastiff", "spoonbill"),
+    ("dalmatian", "eagle"),
+    ("eagle", "mastiff"),
+    ("spoonbill", "dalmatian"),
 )
 
 COMPOSITE_SIZE = 512

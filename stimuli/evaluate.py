@@ -37,12 +37,7 @@ FIELDS = ("model_role", "model", "method", "metric", "n", "mean", "ci_low", "ci_
 
 
 def _pairs(records: list[ImageRecord], maps: dict[str, CategoryMap], limit: int) -> list[tuple[ImageRecord, str]]:
-    pairs = [
-        (r, c)
-        for r in records
-        for c in r.categories
-        if all(maps[role].classes(c) is not None for role in ROLES)
-    ]
+    pairs = [(r, c) for r in records for c in r.categories if all(maps[role].classes(c) is not None for role in ROLES)]
     if not pairs:
         raise UserError("no image has a category that both models know; nothing to evaluate")
     if limit:
@@ -51,8 +46,9 @@ def _pairs(records: list[ImageRecord], maps: dict[str, CategoryMap], limit: int)
     return pairs
 
 
-def evaluate(cfg: StimulusConfig, patch: int = 48, stride: int = 24, fill: float = 0.0,
-             max_images: int = 0, seed: int = 0) -> list[dict]:
+def evaluate(
+    cfg: StimulusConfig, patch: int = 48, stride: int = 24, fill: float = 0.0, max_images: int = 0, seed: int = 0
+) -> list[dict]:
     """All metrics for both models; one row per (model, method, metric)."""
     device = resolve_device(cfg.device)
     records = load_source(cfg.source, cfg.path.parent)
@@ -72,8 +68,18 @@ def evaluate(cfg: StimulusConfig, patch: int = 48, stride: int = 24, fill: float
             _evaluate_chunk(model, chunk, preds, cfg, device, patch, stride, fill, seed, acc)
         for (method, metric), values in sorted(acc.items()):
             ci = M.mean_ci(values)
-            rows.append({"model_role": role, "model": model.name, "method": method, "metric": metric,
-                         "n": ci.n, "mean": _r(ci.mean), "ci_low": _r(ci.low), "ci_high": _r(ci.high)})
+            rows.append(
+                {
+                    "model_role": role,
+                    "model": model.name,
+                    "method": method,
+                    "metric": metric,
+                    "n": ci.n,
+                    "mean": _r(ci.mean),
+                    "ci_low": _r(ci.low),
+                    "ci_high": _r(ci.high),
+                }
+            )
     return rows
 
 
@@ -126,8 +132,13 @@ def _input_boxes(record: ImageRecord, category: str, preprocess) -> list:
 
 def table(rows: list[dict]) -> str:
     """A short Markdown table: one line per (model, method), metrics as columns."""
-    metrics = ["faithfulness_spearman", "pointing_game", "box_localization",
-               "sanity_top_layer_spearman", "sanity_full_spearman"]
+    metrics = [
+        "faithfulness_spearman",
+        "pointing_game",
+        "box_localization",
+        "sanity_top_layer_spearman",
+        "sanity_full_spearman",
+    ]
     head = "| model | method | " + " | ".join(m.replace("_", " ") for m in metrics) + " |"
     lines = [head, "|---|---|" + "---:|" * len(metrics)]
     keys = sorted({(r["model_role"], r["model"], r["method"]) for r in rows})

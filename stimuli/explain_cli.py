@@ -84,9 +84,11 @@ def plain_gradient_line(model_name: str, methods, guided_rectifiers: int | None)
     plain = [m for m in methods if m in GUIDED_METHODS]
     if guided_rectifiers != 0 or not plain:
         return None
-    return (f"warning: {model_name} has no rectifier (ReLU, ReLU6) between input and score, so "
-            f"{', '.join(plain)} {'shows' if len(plain) == 1 else 'show'} the plain input gradient, "
-            "not a guided or deconv one")
+    return (
+        f"warning: {model_name} has no rectifier (ReLU, ReLU6) between input and score, so "
+        f"{', '.join(plain)} {'shows' if len(plain) == 1 else 'show'} the plain input gradient, "
+        "not a guided or deconv one"
+    )
 
 
 def top5(logits: torch.Tensor, class_names: list[str]) -> list[list[dict]]:
@@ -94,7 +96,10 @@ def top5(logits: torch.Tensor, class_names: list[str]) -> list[list[dict]]:
     probs = logits.float().softmax(1)
     p, i = probs.topk(min(5, probs.shape[1]), dim=1)
     return [
-        [{"index": int(c), "name": class_names[int(c)], "probability": round(float(q), 6)} for q, c in zip(pr, ir, strict=True)]
+        [
+            {"index": int(c), "name": class_names[int(c)], "probability": round(float(q), 6)}
+            for q, c in zip(pr, ir, strict=True)
+        ]
         for pr, ir in zip(p.cpu(), i.cpu(), strict=True)
     ]
 

@@ -122,7 +122,9 @@ def file_matches(out: Path, row: dict) -> bool:
     if any(k not in row for k in FIELDS):
         return False
     try:
-        return (sha256_bytes((out / row["file"]).read_bytes()) == row["sha256"]
-                and sha256_bytes((out / row["file_2x"]).read_bytes()) == row["sha256_2x"])
+        return (
+            sha256_bytes((out / row["file"]).read_bytes()) == row["sha256"]
+            and sha256_bytes((out / row["file_2x"]).read_bytes()) == row["sha256_2x"]
+        )
     except OSError:
         return False

@@ -42,7 +42,9 @@ def merge(dirs: list[Path], out: Path) -> dict:
     if len(n) != 1 or shards != list(range(n.pop())):
         raise UserError(f"need each shard 0..N-1 exactly once, got shards {shards}")
     if len({p for *_, p in builds}) != 1:
-        raise UserError("the shards planned different trials (different images or predictions); rebuild on one kind of device")
+        raise UserError(
+            "the shards planned different trials (different images or predictions); rebuild on one kind of device"
+        )
     rows, seen = [], set()
     out.mkdir(parents=True, exist_ok=True)
     for d, _, shard_rows, _ in builds:
@@ -63,11 +65,29 @@ def merge(dirs: list[Path], out: Path) -> dict:
     sha = shas.pop()
     pairs = structure.pair_summary(rows)  # over all shards' rows: a shard saw only its own
     guided, plain = _merged_guided([b for _, b, _, _ in builds])
-    mf.write_manifest(out, rows, {"config_sha256": sha, "shard": [0, 1], **structure_meta(pairs),
-                                  "guided_rectifiers": guided, "plain_gradient": plain})
-    summary = {"config_sha256": sha, "shard": [0, 1], "merged": True, "merged_from": [str(d) for d in dirs],
-               "complete": True, "stimuli": len(rows), "code_version": code_version(),
-               "degenerate_pairs": degenerate_pairs(pairs), "guided_rectifiers": guided, "plain_gradient": plain}
+    mf.write_manifest(
+        out,
+        rows,
+        {
+            "config_sha256": sha,
+            "shard": [0, 1],
+            **structure_meta(pairs),
+            "guided_rectifiers": guided,
+            "plain_gradient": plain,
+        },
+    )
+    summary = {
+        "config_sha256": sha,
+        "shard": [0, 1],
+        "merged": True,
+        "merged_from": [str(d) for d in dirs],
+        "complete": True,
+        "stimuli": len(rows),
+        "code_version": code_version(),
+        "degenerate_pairs": degenerate_pairs(pairs),
+        "guided_rectifiers": guided,
+        "plain_gradient": plain,
+    }
     mf.write_json(out / mf.BUILD, summary)
     warn_lines(pairs, plain)
     return summary

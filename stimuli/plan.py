@@ -239,7 +239,9 @@ def _select_trust(cfg, records, predictions, maps, decisions, rng) -> list[tuple
                 break
         else:
             if hits["stronger"] != hits["weaker"]:
-                decisions[r.id][TRUST] = f"the models predict different categories ({hits['stronger']}, {hits['weaker']})"
+                decisions[r.id][TRUST] = (
+                    f"the models predict different categories ({hits['stronger']}, {hits['weaker']})"
+                )
             else:
                 eligible.append((r, hits["stronger"]))
     order = eligible[:]

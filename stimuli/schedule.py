@@ -39,7 +39,9 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def render_all(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known: dict, progress: bool, overlap: bool):
+def render_all(
+    stage: Stage, out: Path, shard: tuple[int, int], valid: dict, known: dict, progress: bool, overlap: bool
+):
     """Engine calls (or, for other shards' batches, forward passes) on the main thread,
     rendering, writing and the next batch's decoding on workers (beside the engine on a
     GPU, between its calls on the CPU: see the module doc); then the plan, the photos, and
@@ -70,8 +72,14 @@ def render_all(stage: Stage, out: Path, shard: tuple[int, int], valid: dict, kno
         elif not have:
             todo.append((batch, None))
 
-    stats = {"rendered": 0, "engine_seconds": 0.0, "forward_seconds": 0.0, "render_seconds": 0.0, "unused": 0,
-             "guided_rectifiers": {}}
+    stats = {
+        "rendered": 0,
+        "engine_seconds": 0.0,
+        "forward_seconds": 0.0,
+        "render_seconds": 0.0,
+        "unused": 0,
+        "guided_rectifiers": {},
+    }
     t0 = time.perf_counter()
     with (
         ThreadPoolExecutor(max_workers=WORKERS, initializer=_one_torch_thread) as pool,

@@ -36,9 +36,26 @@ from stimuli.records import Box, ImageRecord, parse_class_spec
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 # The demo's study categories as ImageNet class index ranges (inclusive), for CategoryMap.
@@ -120,7 +137,8 @@ def _image_files(root: Path, exts: tuple[str, ...]) -> list[Path]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(
-            Path(folder, f) for f in sorted(files)
+            Path(folder, f)
+            for f in sorted(files)
             if not f.startswith(".") and Path(f).suffix.lower() in exts and Path(folder, f).is_file()
         )
     return out

@@ -153,8 +153,11 @@ def photo_edges(photos: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(stimuli: torch.Tensor, photos: torch.Tensor | None = None, edges_of_photos: torch.Tensor | None = None,
-          ) -> list[dict]:
+def score(
+    stimuli: torch.Tensor,
+    photos: torch.Tensor | None = None,
+    edges_of_photos: torch.Tensor | None = None,
+) -> list[dict]:
     """The structure scores of ``(B, H, W, 3)`` uint8 stimuli beside their ``(B, H, W, 3)``
     uint8 photos (the same size), or beside the photos' :func:`photo_edges`: one dict per
     stimulus, ``hf_share, periodic, edge_corr, contrast, faded, degenerate, why``."""
@@ -168,7 +171,9 @@ def score(stimuli: torch.Tensor, photos: torch.Tensor | None = None, edges_of_ph
     total = p.sum((-2, -1)).clamp(min=1e-20)
     hf = (p * hf_band).sum((-2, -1)) / total
     d = PEAK_DISTANCE
-    neighbours = torch.maximum(torch.maximum(p.roll(d, -1), p.roll(-d, -1)), torch.maximum(p.roll(d, -2), p.roll(-d, -2)))
+    neighbours = torch.maximum(
+        torch.maximum(p.roll(d, -1), p.roll(-d, -1)), torch.maximum(p.roll(d, -2), p.roll(-d, -2))
+    )
     in_band = p * band
     periodic = (in_band * (p >= PEAK_RATIO * neighbours)).sum((-2, -1)) / in_band.sum((-2, -1)).clamp(min=1e-20)
     xb = low_pass(x)
@@ -213,16 +218,18 @@ def pair_summary(rows: Iterable[dict]) -> list[dict]:
         n = len(scores)
         bad = sum(s["degenerate"] for s in scores)
         why = sorted({w for s in scores if s["degenerate"] for w in s["why"]})
-        out.append({
-            "model_role": role,
-            "model": models[(role, method)],
-            "method": method,
-            "stimuli": n,
-            "degenerate_stimuli": bad,
-            "degenerate": bad >= PAIR_SHARE * n,
-            "why": why,
-            "median": {k: round(_median([s[k] for s in scores]), DIGITS) for k in SCORES},
-        })
+        out.append(
+            {
+                "model_role": role,
+                "model": models[(role, method)],
+                "method": method,
+                "stimuli": n,
+                "degenerate_stimuli": bad,
+                "degenerate": bad >= PAIR_SHARE * n,
+                "why": why,
+                "median": {k: round(_median([s[k] for s in scores]), DIGITS) for k in SCORES},
+            }
+        )
     return out
 
 

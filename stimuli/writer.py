@@ -57,8 +57,9 @@ def load_inputs(stage: Stage, batch: list[str], need: set[str] | None = None) ->
     if need is None:
         return got
     for role in ROLES:
-        got.photo_edges[role] = structure.photo_edges(to_display(got.pixels[role].float().div_(255),
-                                                                  stage.cfg.display_size))
+        got.photo_edges[role] = structure.photo_edges(
+            to_display(got.pixels[role].float().div_(255), stage.cfg.display_size)
+        )
     if any(is_overlaid(m) for m in stage.cfg.methods):
         size = 2 * stage.cfg.display_size
         for role in ROLES:
@@ -74,8 +75,12 @@ def _crop_at(pre: Preprocess, image: Image.Image, size: int) -> torch.Tensor:
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.functional import center_crop, resize
 
-    scaled = resize(image.convert("RGB"), round(pre.resize * size / pre.crop),
-                    interpolation=InterpolationMode(pre.interpolation), antialias=True)
+    scaled = resize(
+        image.convert("RGB"),
+        round(pre.resize * size / pre.crop),
+        interpolation=InterpolationMode(pre.interpolation),
+        antialias=True,
+    )
     return pil_to_tensor(center_crop(scaled, size))
 
 
@@ -117,8 +122,13 @@ def to_display(img: torch.Tensor, size: int) -> torch.Tensor:
     q = img.mul(255).round_().clamp_(0, 255).permute(0, 2, 3, 1)
     px = torch.empty(q.shape, dtype=torch.uint8, device=img.device).copy_(q).cpu()  # one pass: cast and layout
     if px.shape[1:3] != (size, size):
-        px = F.interpolate(px.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True,
-                           align_corners=False).permute(0, 2, 3, 1).contiguous()
+        px = (
+            F.interpolate(
+                px.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+            .permute(0, 2, 3, 1)
+            .contiguous()
+        )
     return px
 
 
@@ -186,8 +196,9 @@ def batch_jobs(stage: Stage, out: Path, batch: list[str], inputs: Inputs, need: 
             )
 
 
-def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, cats, ex, inputs: Inputs, targets,
-                        preds, need) -> list[dict]:
+def _write_explanations(
+    stage: Stage, out: Path, role: str, method: str, batch, cats, ex, inputs: Inputs, targets, preds, need
+) -> list[dict]:
     """Render one model's explanations of a batch by one method at the display size and at
     twice it, score their structure beside the photo, and write the PNGs of the stimuli in
     ``need``.
@@ -198,16 +209,21 @@ def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, 
     cfg = stage.cfg
     model = stage.models[role]
     pixels = inputs.pixels[role]
-    wanted = [(n, k) for n, image_id in enumerate(batch) for k, cat in enumerate(cats[n])
-              if explanation_id(image_id, role, method, cat) in need]
+    wanted = [
+        (n, k)
+        for n, image_id in enumerate(batch)
+        for k, cat in enumerate(cats[n])
+        if explanation_id(image_id, role, method, cat) in need
+    ]
     if not wanted:
         return []
     size = cfg.display_size
     dev = ex.logits.device
     photos = pixels.to(dev).float().div_(255)
     overlaid = is_overlaid(method)
-    imgs = render_methods(ex, photos if overlaid else None, cfg.render.colormap, cfg.render.alpha,
-                          methods=[method])[method]  # (N, K, 3, h, w)
+    imgs = render_methods(ex, photos if overlaid else None, cfg.render.colormap, cfg.render.alpha, methods=[method])[
+        method
+    ]  # (N, K, 3, h, w)
     ns = torch.tensor([n for n, _ in wanted], device=dev)
     ks = torch.tensor([k for _, k in wanted], device=dev)
     shown = to_display(imgs[ns, ks], size)  # (B, size, size, 3)
@@ -216,8 +232,7 @@ def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, 
         maps = maps[ns, ks]  # (B, h, w)
         maps = F.interpolate(maps[:, None], size=(2 * size, 2 * size), mode="bilinear", align_corners=False)[:, 0]
         photos_2x = inputs.photos_2x[role].to(dev)[ns].float().div_(255)
-        shown_2x = to_display(overlay(photos_2x, maps, cfg.render.colormap, cfg.render.alpha, normalize=mode),
-                               2 * size)
+        shown_2x = to_display(overlay(photos_2x, maps, cfg.render.colormap, cfg.render.alpha, normalize=mode), 2 * size)
         how = [inputs.how_2x[role][n] for n, _ in wanted]
     else:
         shown_2x = to_display(imgs[ns, ks], 2 * size)
@@ -229,10 +244,21 @@ def _write_explanations(stage: Stage, out: Path, role: str, method: str, batch, 
         top5 = [{"index": c, "name": model.class_names[c], "probability": p} for c, p in preds[image_id].top5]
         target = targets[n][k]
         row = _base_row(stage, explanation_id(image_id, role, method, cat), image_id)
-        row.update(model_role=role, model=model.name, weights_sha256=model.weights_sha256,
-                   layer=ex.layer, layer_grid=mf.grid_text(ex.layer_grid),
-                   layer_layout=ex.layer_layout or "", method=method, category=cat, target_class=target,
-                   target_name=model.class_names[target], top5=top5, how_2x=how[j], structure=scores[j])
+        row.update(
+            model_role=role,
+            model=model.name,
+            weights_sha256=model.weights_sha256,
+            layer=ex.layer,
+            layer_grid=mf.grid_text(ex.layer_grid),
+            layer_layout=ex.layer_layout or "",
+            method=method,
+            category=cat,
+            target_class=target,
+            target_name=model.class_names[target],
+            top5=top5,
+            how_2x=how[j],
+            structure=scores[j],
+        )
         rows.append(encode_and_write(out, row, shown[j], shown_2x[j]))
     return rows
 
@@ -245,10 +271,20 @@ def write_photos(stage: Stage, out: Path, ids: list[str]) -> list[dict]:
     rows = []
     for j, (i, im) in enumerate(zip(ids, images, strict=True)):
         row = _base_row(stage, photo_id(i), i)
-        row.update(model_role="none", model="none", weights_sha256="", layer="", layer_grid="",
-                   layer_layout="", method=PHOTO,
-                   category="", target_class=-1, target_name="", top5=[],
-                   how_2x=_how(min(im.size) * PHOTO_CROP, 2 * size))
+        row.update(
+            model_role="none",
+            model="none",
+            weights_sha256="",
+            layer="",
+            layer_grid="",
+            layer_layout="",
+            method=PHOTO,
+            category="",
+            target_class=-1,
+            target_name="",
+            top5=[],
+            how_2x=_how(min(im.size) * PHOTO_CROP, 2 * size),
+        )
         rows.append(encode_and_write(out, row, shown[j], shown_2x[j]))
     return rows
 

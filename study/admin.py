@@ -90,7 +90,6 @@ from study.models import (
 bp = Blueprint("admin", __name__, url_prefix=ADMIN_PATH)
 
 
-
 @bp.record_once
 def _setup(state) -> None:
     for k, v in DEFAULTS.items():
@@ -104,8 +103,9 @@ def _no_store(resp: Response) -> Response:
 
 
 def _login_page(status: int, error: str, **extra):
-    page = render_template("admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""),
-                           error=error, **extra)
+    page = render_template(
+        "admin_login.html", csrf_token=csrf_token(), next=request.form.get("next", ""), error=error, **extra
+    )
     return page, status
 
 
@@ -128,7 +128,9 @@ def login():
     with session_maker()() as s:
         wait = max(throttle.retry_after(s, key, limit, window) for key, limit in limits)
     if wait:
-        page, status = _login_page(429, f"Too many failed logins. Try again in about {max(1, round(wait / 60))} minute(s).")
+        page, status = _login_page(
+            429, f"Too many failed logins. Try again in about {max(1, round(wait / 60))} minute(s)."
+        )
         return page, status, {"Retry-After": str(wait)}
     with session_maker()() as s:
         user = s.scalar(select(AdminUser).where(AdminUser.name == name)) if name else None
@@ -143,17 +145,28 @@ def login():
     with transaction(session_maker()) as s:
         throttle.clear(s, addr_key)
         s.execute(delete(AdminSession).where(AdminSession.expires_at <= utcnow()))
-        s.add(AdminSession(token_sha256=token_sha256(token), user_id=user.id,
-                           expires_at=utcnow() + timedelta(hours=cfg["ADMIN_SESSION_HOURS"])))
+        s.add(
+            AdminSession(
+                token_sha256=token_sha256(token),
+                user_id=user.id,
+                expires_at=utcnow() + timedelta(hours=cfg["ADMIN_SESSION_HOURS"]),
+            )
+        )
     target = safe_next(request.form.get("next"))
     session.clear()  # a fresh session: nothing from before the login carries over
     session[SESSION_KEY] = token
     csrf_token()
     current_app.logger.info("admin %r logged in from %s", name, request.remote_addr)
     resp = redirect(target)
-    resp.set_cookie(DEVICE_COOKIE, device_serializer().dumps({"u": name.casefold(), "d": device or secrets.token_urlsafe(16)}),
-                    max_age=DEVICE_DAYS * 86400, path=ADMIN_PATH, secure=request.is_secure, httponly=True,
-                    samesite="Lax")
+    resp.set_cookie(
+        DEVICE_COOKIE,
+        device_serializer().dumps({"u": name.casefold(), "d": device or secrets.token_urlsafe(16)}),
+        max_age=DEVICE_DAYS * 86400,
+        path=ADMIN_PATH,
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Lax",
+    )
     return resp
 
 
@@ -170,6 +183,7 @@ def logout():
 
 # --- pages -----------------------------------------------------------------------------------
 
+
 def _study_or_404(s, slug: str) -> Study:
     study = s.scalar(select(Study).where(Study.slug == slug)) if len(slug) <= 64 else None
     if study is None:
@@ -184,16 +198,20 @@ def index():
         studies = s.scalars(select(Study).order_by(Study.created_at, Study.id)).all()
         people = defaultdict(lambda: defaultdict(int))
         for sid, mode, status, n in s.execute(
-            select(Participant.study_id, Participant.mode, Participant.status, func.count())
-            .group_by(Participant.study_id, Participant.mode, Participant.status)
+            select(Participant.study_id, Participant.mode, Participant.status, func.count()).group_by(
+                Participant.study_id, Participant.mode, Participant.status
+            )
         ):
             people[(sid, mode)][status] += n
             people[(sid, mode)]["enrolled"] += n
-        answers = dict(((sid, mode), n) for sid, mode, n in s.execute(
-            select(Participant.study_id, Participant.mode, func.count(Answer.id))
-            .join(Participant, Participant.id == Answer.participant_id)
-            .group_by(Participant.study_id, Participant.mode)
-        ))
+        answers = dict(
+            ((sid, mode), n)
+            for sid, mode, n in s.execute(
+                select(Participant.study_id, Participant.mode, func.count(Answer.id))
+                .join(Participant, Participant.id == Answer.participant_id)
+                .group_by(Participant.study_id, Participant.mode)
+            )
+        )
     rows = []
     for st in studies:
         modes = [{"mode": m, "answers": answers.get((st.id, m), 0), **status_counts(people[(st.id, m)])} for m in MODES]
@@ -213,11 +231,23 @@ def study_page(slug: str):
         preview = exclusion_preview(s, study)
     links = participant_links(study, request.host_url)
     enrolled = {m: sum(c["enrolled"] for c in progress[m]["conditions"].values()) for m in MODES}
-    return render_template("admin_study.html", study=study, progress=progress, modes=MODES, links=links,
-                           enrolled=enrolled, times=times, preview=preview, prereg=preregistration_record(study),
-                           statuses=STATUSES, role_models=role_models, recent=RECENT,
-                           target=study.settings.get("raters_per_item"), admin=current_admin(),
-                           csrf_token=csrf_token())
+    return render_template(
+        "admin_study.html",
+        study=study,
+        progress=progress,
+        modes=MODES,
+        links=links,
+        enrolled=enrolled,
+        times=times,
+        preview=preview,
+        prereg=preregistration_record(study),
+        statuses=STATUSES,
+        role_models=role_models,
+        recent=RECENT,
+        target=study.settings.get("raters_per_item"),
+        admin=current_admin(),
+        csrf_token=csrf_token(),
+    )
 
 
 @bp.get("/s/<slug>/export.<any(csv, parquet):fmt>")
@@ -227,14 +257,17 @@ def export(slug: str, fmt: str):
 
     mode = request.args.get("mode", "live")
     if mode not in (*MODES, "all"):
-        raise Refused("No such export", "An export's mode must be live, sandbox, debug or all. "
-                      "Use the export links on the study's page.",
-                      (url_for("admin.study_page", slug=slug), "Back to the study"))
+        raise Refused(
+            "No such export",
+            "An export's mode must be live, sandbox, debug or all. Use the export links on the study's page.",
+            (url_for("admin.study_page", slug=slug), "Back to the study"),
+        )
     with session_maker()() as s:
         study = _study_or_404(s, slug)
         df = export_rows(s, study, mode=mode, raw_ids=False)  # the download is always pseudonymous
     body = export_bytes(df, fmt)
     mimetype = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
     current_app.logger.info("admin %r exported %s (%s, %d rows)", current_admin().name, slug, mode, len(df))
-    return Response(body, mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{study.slug}-{mode}.{fmt}"'})
+    return Response(
+        body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{study.slug}-{mode}.{fmt}"'}
+    )

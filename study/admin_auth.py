@@ -23,8 +23,12 @@ CSRF_KEY = "admin_csrf"
 SESSION_KEY = "admin_session"
 DEVICE_COOKIE = "camstudy_device"
 DEVICE_DAYS = 180
-DEFAULTS = {"ADMIN_LOGIN_MAX_FAILURES": 5, "ADMIN_USER_MAX_FAILURES": 50, "ADMIN_LOGIN_WINDOW_S": 15 * 60,
-            "ADMIN_SESSION_HOURS": 12}
+DEFAULTS = {
+    "ADMIN_LOGIN_MAX_FAILURES": 5,
+    "ADMIN_USER_MAX_FAILURES": 50,
+    "ADMIN_LOGIN_WINDOW_S": 15 * 60,
+    "ADMIN_SESSION_HOURS": 12,
+}
 MAX_NAME = 100
 MAX_PASSWORD = 1024
 
@@ -64,10 +68,17 @@ def check_csrf() -> None:
     expected = session.get(CSRF_KEY, "")
     # compare_digest takes str of ASCII only: compare the bytes of whatever was sent.
     if not sent or not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
-        back = ((url_for("admin.login"), "Open the login form again") if request.endpoint == "admin.login"
-                else (url_for("admin.index"), "Back to the studies"))
-        raise Refused("The form has expired", "This form has expired (or did not come from this site), so "
-                      "nothing was done. Reload the page and try again.", back)
+        back = (
+            (url_for("admin.login"), "Open the login form again")
+            if request.endpoint == "admin.login"
+            else (url_for("admin.index"), "Back to the studies")
+        )
+        raise Refused(
+            "The form has expired",
+            "This form has expired (or did not come from this site), so "
+            "nothing was done. Reload the page and try again.",
+            back,
+        )
 
 
 def token_sha256(token: str) -> str:
@@ -84,8 +95,10 @@ def current_admin() -> AdminUser | None:
     if isinstance(token, str) and 0 < len(token) <= 100:
         with session_maker()() as s:
             admin = s.scalar(
-                select(AdminUser).join(AdminSession, AdminSession.user_id == AdminUser.id)
-                .where(AdminSession.token_sha256 == token_sha256(token), AdminSession.expires_at > utcnow()))
+                select(AdminUser)
+                .join(AdminSession, AdminSession.user_id == AdminUser.id)
+                .where(AdminSession.token_sha256 == token_sha256(token), AdminSession.expires_at > utcnow())
+            )
     g.admin = admin
     return admin
 
@@ -117,8 +130,13 @@ def safe_next(target: str | None) -> str:
     if target:
         parts = urlsplit(target)
         # No control characters either: a line break would split the Location header (500).
-        if (not parts.scheme and not parts.netloc and parts.path.startswith("/admin/") and "\\" not in target
-                and target.isprintable()):
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and parts.path.startswith("/admin/")
+            and "\\" not in target
+            and target.isprintable()
+        ):
             return target
     return url_for("admin.index")
 

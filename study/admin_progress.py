@@ -35,16 +35,29 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
     conditions = list(study.settings.get("conditions", []))
     target = int(study.settings.get("raters_per_item", 0))
     items = s.scalars(select(Item).where(Item.study_id == study.id).order_by(Item.id)).all()
-    role_models = dict(s.execute(
-        select(Stimulus.model_role, Stimulus.model).where(Stimulus.study_id == study.id,
-                                                          Stimulus.model_role.in_(("stronger", "weaker"))).distinct()
-    ).all())
-    out = {m: {"conditions": {c: status_counts({}) for c in conditions}, "answers": 0, "raters": {}, "results": [],
-               "checks": {"n": 0, "passed": 0}, "participants": []} for m in MODES}
+    role_models = dict(
+        s.execute(
+            select(Stimulus.model_role, Stimulus.model)
+            .where(Stimulus.study_id == study.id, Stimulus.model_role.in_(("stronger", "weaker")))
+            .distinct()
+        ).all()
+    )
+    out = {
+        m: {
+            "conditions": {c: status_counts({}) for c in conditions},
+            "answers": 0,
+            "raters": {},
+            "results": [],
+            "checks": {"n": 0, "passed": 0},
+            "participants": [],
+        }
+        for m in MODES
+    }
 
     for mode, cond, status, n in s.execute(
         select(Participant.mode, Participant.condition, Participant.status, func.count())
-        .where(Participant.study_id == study.id).group_by(Participant.mode, Participant.condition, Participant.status)
+        .where(Participant.study_id == study.id)
+        .group_by(Participant.mode, Participant.condition, Participant.status)
     ):
         cell = out[mode]["conditions"].setdefault(cond, status_counts({}))
         cell[status] = cell.get(status, 0) + n
@@ -58,7 +71,8 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
         select(Participant.mode, PlanEntry.item_pk, func.count(PlanEntry.id), func.count(Answer.id))
         .join(Participant, Participant.id == PlanEntry.participant_id)
         .outerjoin(Answer, answer_join)
-        .where(Participant.study_id == study.id).group_by(Participant.mode, PlanEntry.item_pk)
+        .where(Participant.study_id == study.id)
+        .group_by(Participant.mode, PlanEntry.item_pk)
     ):
         assigned[(mode, item_pk)] = n_plan
         answered[(mode, item_pk)] = n_ans
@@ -70,8 +84,10 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
         for method, its in sorted(by_method.items()):
             done = [answered[(mode, it.id)] for it in its]
             out[mode]["raters"][method] = {
-                "items": len(its), "assigned": _spread([assigned[(mode, it.id)] for it in its]),
-                "answered": _spread(done), "full": sum(1 for d in done if d >= target),
+                "items": len(its),
+                "assigned": _spread([assigned[(mode, it.id)] for it in its]),
+                "answered": _spread(done),
+                "full": sum(1 for d in done if d >= target),
             }
 
     # Live results over every stored answer (before analysis/'s exclusions).
@@ -79,10 +95,20 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
     decided = func.count(Answer.correct)
     plan_join = and_(PlanEntry.participant_id == Answer.participant_id, PlanEntry.position == Answer.position)
     groups = s.execute(
-        select(Participant.mode, Item.method, Item.model_role, Item.is_attention_check, func.count(Answer.id),
-               correct, decided, func.avg(Answer.score_stronger), func.count(Answer.score_stronger))
+        select(
+            Participant.mode,
+            Item.method,
+            Item.model_role,
+            Item.is_attention_check,
+            func.count(Answer.id),
+            correct,
+            decided,
+            func.avg(Answer.score_stronger),
+            func.count(Answer.score_stronger),
+        )
         .join(Participant, Participant.id == Answer.participant_id)
-        .join(PlanEntry, plan_join).join(Item, Item.id == PlanEntry.item_pk)
+        .join(PlanEntry, plan_join)
+        .join(Item, Item.id == PlanEntry.item_pk)
         .where(Participant.study_id == study.id)
         .group_by(Participant.mode, Item.method, Item.model_role, Item.is_attention_check)
     ).all()
@@ -102,32 +128,52 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
         if study.kind != "trust" and role:
             name = role_models.get(role, role)
             r["by_model"][f"{role} ({name})" if name != role else role] = {
-                "n": n, "accuracy": (int(n_correct or 0) / n) if n else None}
+                "n": n,
+                "accuracy": (int(n_correct or 0) / n) if n else None,
+            }
     for (mode, method), r in sorted(results.items()):
-        out[mode]["results"].append({
-            "method": method, "n": r["n"] if study.kind != "trust" else r["score_n"],
-            "accuracy": r["correct"] / r["n"] if study.kind != "trust" and r["n"] else None,
-            "mean_score_stronger": r["score_sum"] / r["score_n"] if r["score_n"] else None,
-            "by_model": dict(sorted(r["by_model"].items())),
-        })
+        out[mode]["results"].append(
+            {
+                "method": method,
+                "n": r["n"] if study.kind != "trust" else r["score_n"],
+                "accuracy": r["correct"] / r["n"] if study.kind != "trust" and r["n"] else None,
+                "mean_score_stronger": r["score_sum"] / r["score_n"] if r["score_n"] else None,
+                "by_model": dict(sorted(r["by_model"].items())),
+            }
+        )
     for mode in MODES:
         c = out[mode]["checks"]
         c["rate"] = c["passed"] / c["n"] if c["n"] else None
 
     # The latest participants (support: a worker writes in about a payment or a problem).
-    answered_n = (select(func.count(Answer.id)).where(Answer.participant_id == Participant.id)
-                  .correlate(Participant).scalar_subquery())
-    total_n = (select(func.count(PlanEntry.id)).where(PlanEntry.participant_id == Participant.id)
-               .correlate(Participant).scalar_subquery())
+    answered_n = (
+        select(func.count(Answer.id))
+        .where(Answer.participant_id == Participant.id)
+        .correlate(Participant)
+        .scalar_subquery()
+    )
+    total_n = (
+        select(func.count(PlanEntry.id))
+        .where(PlanEntry.participant_id == Participant.id)
+        .correlate(Participant)
+        .scalar_subquery()
+    )
     for mode in MODES:
         for p, n_done, n_total in s.execute(
             select(Participant, answered_n, total_n)
             .where(Participant.study_id == study.id, Participant.mode == mode)
-            .order_by(Participant.id.desc()).limit(RECENT)
+            .order_by(Participant.id.desc())
+            .limit(RECENT)
         ):
-            out[mode]["participants"].append({
-                "p": p, "answered": n_done, "total": n_total, "enrolled_at": _utc_minute(p.created_at),
-                "time_on_task": _minutes(seconds_between(p.created_at, p.completed_at))})
+            out[mode]["participants"].append(
+                {
+                    "p": p,
+                    "answered": n_done,
+                    "total": n_total,
+                    "enrolled_at": _utc_minute(p.created_at),
+                    "time_on_task": _minutes(seconds_between(p.created_at, p.completed_at)),
+                }
+            )
     return out, role_models
 
 
@@ -149,16 +195,26 @@ def time_on_task(s, study: Study) -> dict[str, dict | None]:
 
     minutes: dict[str, list[float]] = defaultdict(list)
     for mode, created, completed in s.execute(
-        select(Participant.mode, Participant.created_at, Participant.completed_at)
-        .where(Participant.study_id == study.id, Participant.status == "completed",
-               Participant.completed_at.is_not(None))
+        select(Participant.mode, Participant.created_at, Participant.completed_at).where(
+            Participant.study_id == study.id, Participant.status == "completed", Participant.completed_at.is_not(None)
+        )
     ):
         minutes[mode].append(seconds_between(created, completed) / 60)
     out: dict[str, dict | None] = {}
     for mode in MODES:
         v = sorted(minutes[mode])
-        out[mode] = {"n": len(v), "median": _quantile(v, 0.5), "q1": _quantile(v, 0.25), "q3": _quantile(v, 0.75),
-                     "min": v[0], "max": v[-1]} if v else None
+        out[mode] = (
+            {
+                "n": len(v),
+                "median": _quantile(v, 0.5),
+                "q1": _quantile(v, 0.25),
+                "q3": _quantile(v, 0.75),
+                "min": v[0],
+                "max": v[-1],
+            }
+            if v
+            else None
+        )
     return out
 
 
@@ -197,9 +253,12 @@ def exclusion_preview(s, study: Study) -> dict[str, dict | None] | str:
             continue
         _kept, flow = apply_exclusions(part, rules)
         out[mode] = {
-            "rules": [{"rule": rule, "text": rule_text(rule, rules), "excluded": flow[f"excluded_{rule}"]}
-                      for rule in RULES],
-            "enrolled": flow["enrolled"], "excluded": flow["excluded"], "remain": flow["analysed_participants"],
+            "rules": [
+                {"rule": rule, "text": rule_text(rule, rules), "excluded": flow[f"excluded_{rule}"]} for rule in RULES
+            ],
+            "enrolled": flow["enrolled"],
+            "excluded": flow["excluded"],
+            "remain": flow["analysed_participants"],
         }
     return out
 
@@ -220,6 +279,9 @@ def preregistration_record(study: Study) -> dict | None:
     if not study.prereg_sha256:
         return None
     t = study.prereg_frozen_at
-    when = "" if t is None else (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).strftime(
-        "%Y-%m-%d %H:%M:%S UTC")
+    when = (
+        ""
+        if t is None
+        else (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
     return {"sha256": study.prereg_sha256, "frozen_at": when}

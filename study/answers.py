@@ -39,8 +39,13 @@ def is_position(value) -> bool:
 
 
 def ack(position: int, answer: str, total: int) -> dict:
-    return {"position": position, "answer": answer, "stored": True, "next": position + 1,
-            "remaining": max(total - position - 1, 0)}
+    return {
+        "position": position,
+        "answer": answer,
+        "stored": True,
+        "next": position + 1,
+        "remaining": max(total - position - 1, 0),
+    }
 
 
 def _parse_shown_at(value) -> datetime | None:
@@ -98,8 +103,13 @@ class PlanCache:
                 self.plans.move_to_end(participant_id)
                 return hit
         rows = conn.execute(_PLAN, {"pid": participant_id}).all()
-        plan = ({r.position: Trial(r.layout, r.task, r.is_attention_check, r.expected_answer, r.correct_answer)
-                 for r in rows}, len(rows))
+        plan = (
+            {
+                r.position: Trial(r.layout, r.task, r.is_attention_check, r.expected_answer, r.correct_answer)
+                for r in rows
+            },
+            len(rows),
+        )
         with self.lock:
             self.plans[participant_id] = plan
             while len(self.plans) > self.size:
@@ -134,9 +144,18 @@ def record(conn: Connection, plans: PlanCache, participant_id: int, body: dict) 
         except AnswerError as e:
             invalid = e  # said after the state's reasons (a stored answer is acknowledged)
         else:
-            stored = conn.execute(_GUARDED_INSERT[conn.dialect.name], {
-                **keys, "answer": text, "correct": correct, "score": score, "rt": float(rt),
-                "shown": shown_at, "now": utcnow()}).first()
+            stored = conn.execute(
+                _GUARDED_INSERT[conn.dialect.name],
+                {
+                    **keys,
+                    "answer": text,
+                    "correct": correct,
+                    "score": score,
+                    "rt": float(rt),
+                    "shown": shown_at,
+                    "now": utcnow(),
+                },
+            ).first()
             if stored is not None:
                 return ack(position, text, total)
     # Nothing stored: acknowledge what a retry or another tab stored first, or say why.
@@ -166,9 +185,18 @@ _STATE = select(
     ANSWERED.scalar_subquery().label("answered"),
     _STORED.scalar_subquery().label("stored"),
 ).where(Participant.id == _PID)
-_PLAN = (select(PlanEntry.position, PlanEntry.layout, Item.task, Item.is_attention_check, Item.expected_answer,
-                Item.correct_answer)
-         .join(Item, Item.id == PlanEntry.item_pk).where(PlanEntry.participant_id == _PID))
+_PLAN = (
+    select(
+        PlanEntry.position,
+        PlanEntry.layout,
+        Item.task,
+        Item.is_attention_check,
+        Item.expected_answer,
+        Item.correct_answer,
+    )
+    .join(Item, Item.id == PlanEntry.item_pk)
+    .where(PlanEntry.participant_id == _PID)
+)
 
 
 def _guarded_insert(dialect: str):
@@ -181,15 +209,27 @@ def _guarded_insert(dialect: str):
 
     typed = cast if dialect == "postgresql" else type_coerce
     cols = Answer.__table__.c
-    values = [typed(bindparam(name), col.type).label(col.name) for name, col in (
-        ("pid", cols.participant_id), ("pos", cols.position), ("answer", cols.answer), ("correct", cols.correct),
-        ("score", cols.score_stronger), ("rt", cols.rt_ms), ("shown", cols.shown_at), ("now", cols.answered_at))]
+    values = [
+        typed(bindparam(name), col.type).label(col.name)
+        for name, col in (
+            ("pid", cols.participant_id),
+            ("pos", cols.position),
+            ("answer", cols.answer),
+            ("correct", cols.correct),
+            ("score", cols.score_stronger),
+            ("rt", cols.rt_ms),
+            ("shown", cols.shown_at),
+            ("now", cols.answered_at),
+        )
+    ]
     active = exists().where(Participant.id == _PID, Participant.status == "active")
     source = select(*values).where(active, ANSWERED.scalar_subquery() == _POS)
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(Answer.__table__)
-    return (insert.from_select([c.name for c in values], source)
-            .on_conflict_do_nothing(index_elements=["participant_id", "position"]).returning(cols.id))
+    return (
+        insert.from_select([c.name for c in values], source)
+        .on_conflict_do_nothing(index_elements=["participant_id", "position"])
+        .returning(cols.id)
+    )
 
 
 _GUARDED_INSERT = {name: _guarded_insert(name) for name in ("postgresql", "sqlite")}
-

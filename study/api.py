@@ -109,8 +109,9 @@ def image_urls(study: Study, pid: int, position: int, n: int, hi: bool = False) 
 
 def has_2x(s, study: Study) -> bool:
     """Whether every stimulus of the study has a 2x file (builds before them have none)."""
-    missing = s.scalar(select(func.count()).select_from(Stimulus)
-                       .where(Stimulus.study_id == study.id, Stimulus.file_2x.is_(None)))
+    missing = s.scalar(
+        select(func.count()).select_from(Stimulus).where(Stimulus.study_id == study.id, Stimulus.file_2x.is_(None))
+    )
     return missing == 0
 
 
@@ -130,16 +131,29 @@ def plan(slug: str):
     trials = []
     for position in sorted(entries):
         layout = entries[position].layout
-        trial = {"position": position, "task": study.kind,
-                 **image_urls(study, pid, position, len(layout["stimuli"]), hi)}
+        trial = {
+            "position": position,
+            "task": study.kind,
+            **image_urls(study, pid, position, len(layout["stimuli"]), hi),
+        }
         if study.kind == TaskKind.CLASS_DISCRIMINATION:
             trial["options"] = layout["options"]
         elif layout.get("object"):  # trust; plans drawn before it was stored have none
             trial["object"] = layout["object"]
         trials.append(trial)
-    return jsonify(study=study.slug, task=study.kind, status=status, next=done, total=total, trials=trials,
-                   question=QUESTIONS[study.kind], blank_ms=study.settings.get("blank_ms", 300),
-                   example=example, practice=practice, scale=SCALES.get(study.kind))
+    return jsonify(
+        study=study.slug,
+        task=study.kind,
+        status=status,
+        next=done,
+        total=total,
+        trials=trials,
+        question=QUESTIONS[study.kind],
+        blank_ms=study.settings.get("blank_ms", 300),
+        example=example,
+        practice=practice,
+        scale=SCALES.get(study.kind),
+    )
 
 
 _STATUS = select(Participant.status, ANSWERED.scalar_subquery()).where(Participant.id == bindparam("pid"))
@@ -158,12 +172,18 @@ def _teaching(s, study: Study, pid: int, hi: bool) -> tuple[dict | None, dict | 
     example = practice = None
     if taught.example is not None:
         it = taught.example
-        example = {**image_urls(study, pid, EXAMPLE, len(it.stimulus_ids), hi),
-                   "options": it.options, **example_text(study, it)}
+        example = {
+            **image_urls(study, pid, EXAMPLE, len(it.stimulus_ids), hi),
+            "options": it.options,
+            **example_text(study, it),
+        }
     if taught.practice is not None:
         it = taught.practice
-        practice = {**image_urls(study, pid, PRACTICE, len(it.stimulus_ids), hi),
-                    "options": it.options, **practice_feedback(study, it)}
+        practice = {
+            **image_urls(study, pid, PRACTICE, len(it.stimulus_ids), hi),
+            "options": it.options,
+            **practice_feedback(study, it),
+        }
         if study.kind == TaskKind.TRUST:
             practice["object"] = it.category
     return example, practice
@@ -209,8 +229,12 @@ def events(slug: str):
         # workers); no row updated: finished, or over a cap.
         counted = s.execute(
             update(Participant)
-            .where(Participant.id == pid, Participant.status == "active", Participant.events_n < MAX_EVENTS,
-                   Participant.events_bytes + size <= MAX_EVENT_BYTES)
+            .where(
+                Participant.id == pid,
+                Participant.status == "active",
+                Participant.events_n < MAX_EVENTS,
+                Participant.events_bytes + size <= MAX_EVENT_BYTES,
+            )
             .values(events_n=Participant.events_n + 1, events_bytes=Participant.events_bytes + size)
         ).rowcount
         if not counted:

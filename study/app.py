@@ -20,8 +20,10 @@ MAX_BODY = 16 * 1024
 # Every page of the app satisfies this policy: its own scripts and styles only, images from
 # itself (stimuli) and data: URLs. Framing: ``g.frame_ancestors`` (participant pages of an
 # MTurk study), else none.
-CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
-       "object-src 'none'; base-uri 'self'; frame-ancestors {ancestors}; form-action 'self' https:")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors {ancestors}; form-action 'self' https:"
+)
 HSTS = "max-age=15552000"  # 180 days
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -52,15 +54,19 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(Path(os.environ.get("CAMSTUDY_INSTANCE", "instance")).resolve()))
     # No trailing-slash redirects: werkzeug would build their Location from the Host header.
     app.url_map.strict_slashes = False
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, SESSION_COOKIE_HTTPONLY=True, CHECK_SCHEMA=True,
-                      ENROLL_RATE_PER_MINUTE=120,
-                      TRUSTED_HOSTS=_env_list("CAMSTUDY_ALLOWED_HOSTS") or list(DEFAULT_ALLOWED_HOSTS),
-                      PROXY_HOPS=int(os.environ.get("CAMSTUDY_PROXY_HOPS") or 0),
-                      EXTRA_FRAME_ANCESTORS=tuple(_env_list("CAMSTUDY_FRAME_ANCESTORS")),
-                      # Where an MTurk debrief may post the assignment: nowhere else, so a
-                      # crafted link cannot send completion codes to another site. (A test's
-                      # stand-in for MTurk: CAMSTUDY_MTURK_SUBMIT_HOSTS replaces the list.)
-                      MTURK_SUBMIT_HOSTS=tuple(_env_list("CAMSTUDY_MTURK_SUBMIT_HOSTS")) or MTURK_SITES)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        SESSION_COOKIE_HTTPONLY=True,
+        CHECK_SCHEMA=True,
+        ENROLL_RATE_PER_MINUTE=120,
+        TRUSTED_HOSTS=_env_list("CAMSTUDY_ALLOWED_HOSTS") or list(DEFAULT_ALLOWED_HOSTS),
+        PROXY_HOPS=int(os.environ.get("CAMSTUDY_PROXY_HOPS") or 0),
+        EXTRA_FRAME_ANCESTORS=tuple(_env_list("CAMSTUDY_FRAME_ANCESTORS")),
+        # Where an MTurk debrief may post the assignment: nowhere else, so a
+        # crafted link cannot send completion codes to another site. (A test's
+        # stand-in for MTurk: CAMSTUDY_MTURK_SUBMIT_HOSTS replaces the list.)
+        MTURK_SUBMIT_HOSTS=tuple(_env_list("CAMSTUDY_MTURK_SUBMIT_HOSTS")) or MTURK_SITES,
+    )
     if os.environ.get("CAMSTUDY_ENROLL_RATE_PER_MINUTE"):
         # A load test's bots all come from one address; a real deployment keeps the default.
         app.config["ENROLL_RATE_PER_MINUTE"] = int(os.environ["CAMSTUDY_ENROLL_RATE_PER_MINUTE"])
@@ -101,8 +107,11 @@ def create_app(config: dict | None = None) -> Flask:
         if any("\x00" in t for t in texts):
             if request.path.startswith("/api/"):
                 return jsonify(error="NUL characters are not allowed"), 400
-            return render_template("error.html", title="Bad Request",
-                                   message="This address or form holds a NUL character, which no page here takes."), 400
+            return render_template(
+                "error.html",
+                title="Bad Request",
+                message="This address or form holds a NUL character, which no page here takes.",
+            ), 400
 
     @app.after_request
     def security_headers(resp):
@@ -129,8 +138,7 @@ def create_app(config: dict | None = None) -> Flask:
     def _api() -> bool:
         return request.path.startswith("/api/")
 
-    def _page(status: int, title: str, message: str, back: tuple[str, str] | None = None,
-              headers: dict | None = None):
+    def _page(status: int, title: str, message: str, back: tuple[str, str] | None = None, headers: dict | None = None):
         """error.html; ``back``: (link, its text), by default the studies' list on admin pages."""
         if back is None and (request.path == ADMIN_PATH or request.path.startswith(ADMIN_PATH + "/")):
             back = (url_for("admin.index"), "Back to the studies")
@@ -140,8 +148,12 @@ def create_app(config: dict | None = None) -> Flask:
     def too_large(_e):
         if _api():
             return jsonify(error=f"request body over {MAX_BODY} bytes"), 413
-        return _page(413, "Too much data", f"The form sent more than {MAX_BODY // 1024} KiB, which this site does "
-                                           "not accept. Shorten what you typed and send it again.")
+        return _page(
+            413,
+            "Too much data",
+            f"The form sent more than {MAX_BODY // 1024} KiB, which this site does "
+            "not accept. Shorten what you typed and send it again.",
+        )
 
     @app.errorhandler(OperationalError)
     def database_unavailable(e):
@@ -152,8 +164,12 @@ def create_app(config: dict | None = None) -> Flask:
             resp = jsonify(error="the database is unavailable; retry in a moment")
             resp.status_code, resp.headers["Retry-After"] = 503, "1"
             return resp
-        return _page(503, "Busy for a moment", "The site cannot reach its database just now. Nothing was lost: "
-                                               "reload the page in a few seconds.", headers={"Retry-After": "1"})
+        return _page(
+            503,
+            "Busy for a moment",
+            "The site cannot reach its database just now. Nothing was lost: reload the page in a few seconds.",
+            headers={"Retry-After": "1"},
+        )
 
     @app.errorhandler(404)
     def not_found(_e):
@@ -166,8 +182,13 @@ def create_app(config: dict | None = None) -> Flask:
         allow = {"Allow": ", ".join(e.valid_methods)} if getattr(e, "valid_methods", None) else {}
         if _api():
             return jsonify(error="method not allowed"), 405, allow
-        return _page(405, "Not here", "This address does not take that kind of request: open it as a link, "
-                                      "or send its form from the page it is on.", headers=allow)
+        return _page(
+            405,
+            "Not here",
+            "This address does not take that kind of request: open it as a link, "
+            "or send its form from the page it is on.",
+            headers=allow,
+        )
 
     @app.errorhandler(SecurityError)
     def untrusted_host(e: SecurityError):
@@ -189,7 +210,10 @@ def create_app(config: dict | None = None) -> Flask:
         # Only outside TESTING / debug (where Flask re-raises); the traceback is in the log.
         if _api():
             return jsonify(error="internal error; retry later"), 500
-        return _page(500, "Something went wrong", "The site failed to handle this request; the error is logged. "
-                                                  "Reload the page to try again.")
+        return _page(
+            500,
+            "Something went wrong",
+            "The site failed to handle this request; the error is logged. Reload the page to try again.",
+        )
 
     return app

@@ -98,7 +98,10 @@ def image_token(secret: str, participant_id: int, position: int, slot: int) -> s
 def read_image_token(secret: str, token: str) -> tuple[int, int, int] | None:
     """``(participant id, position, slot)`` of a genuine token, else None."""
     data = signed_payload(secret, SALT, token, limit=300)
-    if (not isinstance(data, list) or len(data) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in data)):
+    if (
+        not isinstance(data, list)
+        or len(data) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in data)
+    ):
         return None
     return data[0], data[1], data[2]

@@ -50,8 +50,16 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     create_app()  # fail here, with one line, on an unmigrated database
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    cmd = [str(gunicorn), "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
-           "--access-logfile", "-", "study.wsgi:app"]
+    cmd = [
+        str(gunicorn),
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--access-logfile",
+        "-",
+        "study.wsgi:app",
+    ]
     os.execv(cmd[0], cmd)
     return 0  # pragma: no cover - execv does not return
 
@@ -163,7 +171,9 @@ def add_parsers(sub) -> None:
     p.add_argument("study", metavar="STUDY", help="the study's slug")
     p.add_argument("--format", choices=["csv", "parquet"], help="default: from the --out suffix")
     p.add_argument("--out", required=True, metavar="FILE")
-    p.add_argument("--raw-ids", action="store_true", help="add the platforms' raw worker ids (default: pseudonyms only)")
+    p.add_argument(
+        "--raw-ids", action="store_true", help="add the platforms' raw worker ids (default: pseudonyms only)"
+    )
     p.add_argument("--mode", choices=MODE_CHOICES, default="live", help="live (default), sandbox, debug or all")
     p.add_argument("--db")
     p.set_defaults(func=run_export)
@@ -172,8 +182,18 @@ def add_parsers(sub) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     from bots import audit, simulate
 
-    report = simulate(args.url, args.study, args.participants, concurrency=args.concurrency, profile=args.profile,
-                      seed=args.seed, db_url=args.db, mode=args.mode, pace_s=args.pace_ms / 1000, cafile=args.cafile)
+    report = simulate(
+        args.url,
+        args.study,
+        args.participants,
+        concurrency=args.concurrency,
+        profile=args.profile,
+        seed=args.seed,
+        db_url=args.db,
+        mode=args.mode,
+        pace_s=args.pace_ms / 1000,
+        cafile=args.cafile,
+    )
     print(report.summary())
     check = audit(args.db, args.study, report.results)
     print(check.line())
@@ -188,13 +208,24 @@ def add_simulate_parser(sub) -> None:
     p.add_argument("--study", required=True, metavar="SLUG")
     p.add_argument("--participants", type=int, required=True, metavar="N")
     p.add_argument("--concurrency", type=int, default=10, metavar="C", help="bots at a time (default 10)")
-    p.add_argument("--profile", default="paper", choices=sorted(PROFILES),
-                   help="behaviour (default paper: the Grad-CAM paper's accuracies and trust scores)")
+    p.add_argument(
+        "--profile",
+        default="paper",
+        choices=sorted(PROFILES),
+        help="behaviour (default paper: the Grad-CAM paper's accuracies and trust scores)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", default="debug", choices=["live", "sandbox", "debug"],
-                   help="the participants' mode (default debug: kept apart from live data)")
+    p.add_argument(
+        "--mode",
+        default="debug",
+        choices=["live", "sandbox", "debug"],
+        help="the participants' mode (default debug: kept apart from live data)",
+    )
     p.add_argument("--pace-ms", type=float, default=0.0, help="wait this long before each answer (default 0)")
-    p.add_argument("--db", help="the study's database URL, read for its platform, signed test link and answer key "
-                                "(default: the configured one)")
+    p.add_argument(
+        "--db",
+        help="the study's database URL, read for its platform, signed test link and answer key "
+        "(default: the configured one)",
+    )
     p.add_argument("--cafile", help="CA certificate to trust for an https URL (e.g. a proxy's self-signed one)")
     p.set_defaults(func=run_simulate)

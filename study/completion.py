@@ -22,7 +22,8 @@ from study.models import Answer, Item, Participant, PlanEntry, utcnow
 _PID = bindparam("pid")
 # Attention checks this participant got wrong.
 _FAILED = (
-    select(func.count()).select_from(Answer)
+    select(func.count())
+    .select_from(Answer)
     .join(PlanEntry, and_(PlanEntry.participant_id == Answer.participant_id, PlanEntry.position == Answer.position))
     .join(Item, Item.id == PlanEntry.item_pk)
     .where(Answer.participant_id == _PID, Item.is_attention_check.is_(True), Answer.correct == false())
@@ -33,16 +34,26 @@ _ALL_ANSWERED = ANSWERED.scalar_subquery() >= PLAN_LENGTH.scalar_subquery()
 
 
 def _finishing(*conditions):
-    return (update(Participant).where(*conditions)
-            .values(status=case((_FAILED > bindparam("limit"), "screened_out"), else_="completed"),
-                    stage="debrief", completed_at=bindparam("now"))
-            .returning(Participant.status, Participant.stage))
+    return (
+        update(Participant)
+        .where(*conditions)
+        .values(
+            status=case((_FAILED > bindparam("limit"), "screened_out"), else_="completed"),
+            stage="debrief",
+            completed_at=bindparam("now"),
+        )
+        .returning(Participant.status, Participant.stage)
+    )
 
 
 _FINISH = _finishing(*_ACTIVE)
 _COMPLETE_AND_FINISH = _finishing(*_ACTIVE, _ALL_ANSWERED)
-_STATE = select(Participant.status, Participant.stage, ANSWERED.scalar_subquery().label("answered"),
-                PLAN_LENGTH.scalar_subquery().label("total")).where(Participant.id == _PID)
+_STATE = select(
+    Participant.status,
+    Participant.stage,
+    ANSWERED.scalar_subquery().label("answered"),
+    PLAN_LENGTH.scalar_subquery().label("total"),
+).where(Participant.id == _PID)
 
 
 def _params(settings: dict, pid: int) -> dict:

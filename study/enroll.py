@@ -62,10 +62,19 @@ class Enrolled:
     new: bool
 
 
-_PRIOR = (select(Participant.id, Participant.status, Participant.mode, Participant.attempt, Participant.stage,
-                 Participant.condition)
-          .where(Participant.study_id == bindparam("sid"), Participant.worker_key == bindparam("key"))
-          .order_by(Participant.id.desc()).limit(1))
+_PRIOR = (
+    select(
+        Participant.id,
+        Participant.status,
+        Participant.mode,
+        Participant.attempt,
+        Participant.stage,
+        Participant.condition,
+    )
+    .where(Participant.study_id == bindparam("sid"), Participant.worker_key == bindparam("key"))
+    .order_by(Participant.id.desc())
+    .limit(1)
+)
 UNREAD = object()  # ``prior`` not read yet
 
 
@@ -77,20 +86,32 @@ def prior_participation(db, study_id: int, key: str | None) -> Row | None:
 def before_enrolling(db, study_id: int, key: str | None, throttle_key: str, window_s: float) -> tuple[int, Row | None]:
     """``(events counted under throttle_key in the last window_s seconds, the worker's prior
     participation)``, read in one round trip before the enrollment's transaction."""
-    row = db.execute(_BEFORE, {"tkey": throttle.clip(throttle_key), "since": utcnow() - timedelta(seconds=window_s),
-                               "sid": study_id, "key": key}).one()
+    row = db.execute(
+        _BEFORE,
+        {
+            "tkey": throttle.clip(throttle_key),
+            "since": utcnow() - timedelta(seconds=window_s),
+            "sid": study_id,
+            "key": key,
+        },
+    ).one()
     return row.recent, (row if row.id is not None else None)
 
 
-_RECENT = (select(func.count()).select_from(Throttle)
-           .where(Throttle.key == bindparam("tkey"), Throttle.at > bindparam("since")).scalar_subquery())
+_RECENT = (
+    select(func.count())
+    .select_from(Throttle)
+    .where(Throttle.key == bindparam("tkey"), Throttle.at > bindparam("since"))
+    .scalar_subquery()
+)
 _ONE = select(literal(1).label("one")).subquery("one")
 _PRIOR_ROW = _PRIOR.subquery("prior")
 _BEFORE = select(_RECENT.label("recent"), *_PRIOR_ROW.c).select_from(_ONE.outerjoin(_PRIOR_ROW, true()))
 
 
-def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = "consent",
-           prior: Row | None | object = UNREAD) -> Enrolled:
+def enroll(
+    session: Session, study: Study | int, who: Recruitment, stage: str = "consent", prior: Row | None | object = UNREAD
+) -> Enrolled:
     """Enroll (or resume) a participant; call inside a transaction, as its first statement.
 
     ``study``: the study or its id (a Study need not belong to ``session``: its settings
@@ -113,8 +134,9 @@ def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = 
     table = Study.__table__  # Core, not the ORM's bulk UPDATE (which would look for loaded Study objects)
     # The lock; it returns the study row as it is now (the latest committed version once
     # the lock is ours), so the tally it returns counts every enrollment before this one.
-    tally = session.execute(update(table).where(table.c.id == study_id).values(enrollments=table.c.enrollments + 1)
-                            .returning(table.c.tally)).scalar_one()
+    tally = session.execute(
+        update(table).where(table.c.id == study_id).values(enrollments=table.c.enrollments + 1).returning(table.c.tally)
+    ).scalar_one()
     if isinstance(study, int):
         study = session.get(Study, study_id)
     if prior is UNREAD:
@@ -130,20 +152,44 @@ def enroll(session: Session, study: Study | int, who: Recruitment, stage: str = 
         cells, counts = tally_counts(tally, who.mode)
     cell = least_filled(study, cells)
     seed = secrets.randbelow(2**31)
-    person = insert(Participant.__table__).values(
-        study_id=study_id, mode=who.mode, platform=who.platform, worker_id=who.worker_id, worker_key=key,
-        attempt=attempt, assignment_id=who.assignment_id, hit_id=who.hit_id,
-        platform_study_id=who.platform_study_id, session_id=who.session_id, turk_submit_to=who.turk_submit_to,
-        user_agent=who.user_agent, pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
-        condition=cell, seed=seed, stage=stage, status="active", events_n=0, events_bytes=0, created_at=utcnow(),
-    ).returning(Participant.__table__.c.id)
-    plan = [(position, item.id, layout)
-            for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed, counts))]
+    person = (
+        insert(Participant.__table__)
+        .values(
+            study_id=study_id,
+            mode=who.mode,
+            platform=who.platform,
+            worker_id=who.worker_id,
+            worker_key=key,
+            attempt=attempt,
+            assignment_id=who.assignment_id,
+            hit_id=who.hit_id,
+            platform_study_id=who.platform_study_id,
+            session_id=who.session_id,
+            turk_submit_to=who.turk_submit_to,
+            user_agent=who.user_agent,
+            pseudonym=pseudonym(study, f"{who.platform}:{key}" if key else secrets.token_hex(16)),
+            condition=cell,
+            seed=seed,
+            stage=stage,
+            status="active",
+            events_n=0,
+            events_bytes=0,
+            created_at=utcnow(),
+        )
+        .returning(Participant.__table__.c.id)
+    )
+    plan = [
+        (position, item.id, layout)
+        for position, (item, layout) in enumerate(draw_plan(session, study, who.mode, cell, seed, counts))
+    ]
     pid = _insert_participant(session, person, plan)
     cells[cell] += 1
     counts.update(item_pk for _position, item_pk, _layout in plan)
-    session.execute(update(table).where(table.c.id == study_id).values(tally={
-        **tally, who.mode: {"c": dict(cells), "i": {str(k): n for k, n in counts.items()}}}))
+    session.execute(
+        update(table)
+        .where(table.c.id == study_id)
+        .values(tally={**tally, who.mode: {"c": dict(cells), "i": {str(k): n for k, n in counts.items()}}})
+    )
     return Enrolled(pid, stage, cell, True)
 
 
@@ -152,9 +198,13 @@ def _insert_participant(session: Session, person, plan: list[tuple[int, int, dic
     trial); the participant's id."""
     pid = session.execute(person).scalar_one()
     if plan:
-        session.execute(insert(PlanEntry.__table__), [
-            {"participant_id": pid, "position": position, "item_pk": item_pk, "layout": layout}
-            for position, item_pk, layout in plan])
+        session.execute(
+            insert(PlanEntry.__table__),
+            [
+                {"participant_id": pid, "position": position, "item_pk": item_pk, "layout": layout}
+                for position, item_pk, layout in plan
+            ],
+        )
     return pid
 
 
@@ -182,11 +232,17 @@ def assignment_counts(session: Session, study: Study, mode: str) -> tuple[Counte
     """``(participants per condition, plan entries per item)`` of this study and mode, in
     one query."""
     in_study = (Participant.study_id == study.id, Participant.mode == mode)
-    cells = (select(literal("c").label("kind"), Participant.condition.label("key"), func.count().label("n"))
-             .where(*in_study).group_by(Participant.condition))
-    items = (select(literal("i"), cast(PlanEntry.item_pk, String), func.count())
-             .join(Participant, Participant.id == PlanEntry.participant_id)
-             .where(*in_study).group_by(PlanEntry.item_pk))
+    cells = (
+        select(literal("c").label("kind"), Participant.condition.label("key"), func.count().label("n"))
+        .where(*in_study)
+        .group_by(Participant.condition)
+    )
+    items = (
+        select(literal("i"), cast(PlanEntry.item_pk, String), func.count())
+        .join(Participant, Participant.id == PlanEntry.participant_id)
+        .where(*in_study)
+        .group_by(PlanEntry.item_pk)
+    )
     out: dict[str, Counter] = {"c": Counter(), "i": Counter()}
     for kind, key, n in session.execute(union_all(cells, items)).all():
         out[kind][key if kind == "c" else int(key)] = n
@@ -217,8 +273,18 @@ def study_items(session: Session, study: Study) -> list:
         if len(_ITEMS) >= 64:
             _ITEMS.clear()
         _ITEMS[key] = session.execute(
-            select(Item.id, Item.image_id, Item.task, Item.stimulus_ids, Item.options, Item.method,
-                   Item.is_attention_check, Item.category).where(Item.study_id == study.id).order_by(Item.id)
+            select(
+                Item.id,
+                Item.image_id,
+                Item.task,
+                Item.stimulus_ids,
+                Item.options,
+                Item.method,
+                Item.is_attention_check,
+                Item.category,
+            )
+            .where(Item.study_id == study.id)
+            .order_by(Item.id)
         ).all()
     return _ITEMS[key]
 
@@ -268,7 +334,10 @@ def _layout(item: Item, flip: bool) -> dict:
         first = "weaker" if flip else "stronger"
         # "object": the class both models predicted, named on the trial as in the paper's
         # trust study ("both robots predicted ..."); it is the same for either side.
-        return {"model_1": first, "stimuli": [weaker, stronger] if flip else [stronger, weaker],
-                "object": item.category}
+        return {
+            "model_1": first,
+            "stimuli": [weaker, stronger] if flip else [stronger, weaker],
+            "object": item.category,
+        }
     options = list(item.options or [])
     return {"options": options[::-1] if flip else options, "stimuli": list(item.stimulus_ids)}

@@ -67,8 +67,18 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ESCAPE = "'"
 MODE_CHOICES = ("live", "sandbox", "debug", "all")
 
-HEAD = ["study", "study_kind", "mode", "participant", "condition", "position", "item_id",
-        "is_attention_check", "image_id", "method"]
+HEAD = [
+    "study",
+    "study_kind",
+    "mode",
+    "participant",
+    "condition",
+    "position",
+    "item_id",
+    "is_attention_check",
+    "image_id",
+    "method",
+]
 CD_COLUMNS = ["model", "model_role", "stimulus_ids", "options", "correct_answer", "answer", "correct"]
 TRUST_COLUMNS = ["model_left", "model_right", "stimulus_ids", "answer", "correct", "score_stronger"]
 TAIL = ["rt_ms", "shown_at", "answered_at", "weights_sha256", "layer", "code_version", "participant_status"]
@@ -144,10 +154,25 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
     mode_order = case({m: i for i, m in enumerate(MODES)}, value=Participant.mode)
     q = (
         select(
-            Participant.id.label("pid"), Participant.mode, Participant.pseudonym, Participant.worker_id,
-            Participant.condition, Participant.status, Answer.position, Answer.answer, Answer.correct, Answer.score_stronger,
-            Answer.rt_ms, Answer.shown_at, Answer.answered_at, PlanEntry.layout, Item.item_id,
-            Item.is_attention_check, Item.image_id, Item.method, Item.correct_answer,
+            Participant.id.label("pid"),
+            Participant.mode,
+            Participant.pseudonym,
+            Participant.worker_id,
+            Participant.condition,
+            Participant.status,
+            Answer.position,
+            Answer.answer,
+            Answer.correct,
+            Answer.score_stronger,
+            Answer.rt_ms,
+            Answer.shown_at,
+            Answer.answered_at,
+            PlanEntry.layout,
+            Item.item_id,
+            Item.is_attention_check,
+            Item.image_id,
+            Item.method,
+            Item.correct_answer,
         )
         .join(Participant, Participant.id == Answer.participant_id)
         .join(PlanEntry, and_(PlanEntry.participant_id == Answer.participant_id, PlanEntry.position == Answer.position))
@@ -162,11 +187,22 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
         rows = [stimuli.get(sid) for sid in shown]
         prov = [dict(s.provenance or {}) if s is not None else {} for s in rows]
         values = {
-            "study": study.slug, "study_kind": study.kind, "mode": r.mode, "participant": r.pseudonym,
-            "worker_id": r.worker_id, "condition": r.condition, "position": r.position, "item_id": r.item_id,
-            "is_attention_check": bool(r.is_attention_check), "image_id": r.image_id, "method": r.method,
-            "stimulus_ids": ";".join(shown), "correct": r.correct,
-            "rt_ms": r.rt_ms, "shown_at": iso_utc(r.shown_at), "answered_at": iso_utc(r.answered_at),
+            "study": study.slug,
+            "study_kind": study.kind,
+            "mode": r.mode,
+            "participant": r.pseudonym,
+            "worker_id": r.worker_id,
+            "condition": r.condition,
+            "position": r.position,
+            "item_id": r.item_id,
+            "is_attention_check": bool(r.is_attention_check),
+            "image_id": r.image_id,
+            "method": r.method,
+            "stimulus_ids": ";".join(shown),
+            "correct": r.correct,
+            "rt_ms": r.rt_ms,
+            "shown_at": iso_utc(r.shown_at),
+            "answered_at": iso_utc(r.answered_at),
             "weights_sha256": ";".join(str(p.get("weights_sha256") or "") for p in prov),
             "layer": ";".join(str(p.get("layer") or "") for p in prov),
             "code_version": ";".join(str(p.get("code_version") or "") for p in prov),
@@ -177,13 +213,18 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
             left_role = r.layout.get("model_1", "stronger")
             sides = (left_role, "weaker" if left_role == "stronger" else "stronger")
             names = [_side(rows[i] if i < len(rows) else None, sides[i], role_models) for i in range(2)]
-            values.update(model_left=names[0], model_right=names[1], answer=_int(r.answer),
-                          score_stronger=r.score_stronger)
+            values.update(
+                model_left=names[0], model_right=names[1], answer=_int(r.answer), score_stronger=r.score_stronger
+            )
         else:
             first = rows[0] if rows else None
-            values.update(model=first.model if first else None, model_role=first.model_role if first else None,
-                          options=";".join(r.layout.get("options") or []), correct_answer=r.correct_answer,
-                          answer=r.answer)
+            values.update(
+                model=first.model if first else None,
+                model_role=first.model_role if first else None,
+                options=";".join(r.layout.get("options") or []),
+                correct_answer=r.correct_answer,
+                answer=r.answer,
+            )
         for c in out:
             out[c].append(values[c])
     df = pd.DataFrame(out, columns=list(out))
@@ -211,22 +252,27 @@ def participant_details(session: Session, study: Study, modes: tuple[str, ...]) 
     out: dict[int, dict] = {}
     ends: dict[int, datetime | None] = {}
     for pid, created, completed, questionnaire in session.execute(
-        select(Participant.id, Participant.created_at, Participant.completed_at, Participant.questionnaire)
-        .where(Participant.study_id == study.id, Participant.mode.in_(modes))
+        select(Participant.id, Participant.created_at, Participant.completed_at, Participant.questionnaire).where(
+            Participant.study_id == study.id, Participant.mode.in_(modes)
+        )
     ):
         q = questionnaire if isinstance(questionnaire, dict) else {}
         out[pid] = {
             "time_on_task_s": seconds_between(created, completed),
             **{f"questionnaire_{k}": (str(q[k]) if q.get(k) is not None else None) for k in QUESTIONNAIRE},
-            **dict.fromkeys(EVENT_COUNTS, 0), "hidden_s": 0.0,
+            **dict.fromkeys(EVENT_COUNTS, 0),
+            "hidden_s": 0.0,
         }
         ends[pid] = completed
     hidden_since: dict[int, datetime] = {}
     for pid, kind, detail, at in session.execute(
         select(Event.participant_id, Event.kind, Event.detail, Event.at)
         .join(Participant, Participant.id == Event.participant_id)
-        .where(Participant.study_id == study.id, Participant.mode.in_(modes),
-               Event.kind.in_(("blur", "focus", "visibility", "load")))
+        .where(
+            Participant.study_id == study.id,
+            Participant.mode.in_(modes),
+            Event.kind.in_(("blur", "focus", "visibility", "load")),
+        )
         .order_by(Event.participant_id, Event.at, Event.id)
     ):
         row = out[pid]
@@ -259,7 +305,7 @@ def _aware(t: datetime) -> datetime:
 
 
 def _side(stim, layout_role: str, role_models: dict[str, str]) -> str:
-    """"ROLE:NAME" of one side. The stimulus's own model where it shows one (an attention
+    """ "ROLE:NAME" of one side. The stimulus's own model where it shows one (an attention
     check repeats one model's map on both sides); the layout's role for a photo baseline."""
     if stim is not None and stim.model_role in ROLES:
         return f"{stim.model_role}:{stim.model}"

@@ -41,7 +41,8 @@ def participant_links(study: Study, base_url: str = "") -> list[Link]:
     for mode in MODES:
         params = urlencode(mode_link_params(study.secret, study.slug, mode))
         query = "&".join(q for q in (PROLIFIC_IDS if platform == "prolific" and mode != "debug" else "", params) if q)
-        note = notes.get((mode, platform)) or ("open it yourself; kept apart from the data" if mode == "debug"
-                                               else "a pilot run, kept apart from the data")
+        note = notes.get((mode, platform)) or (
+            "open it yourself; kept apart from the data" if mode == "debug" else "a pilot run, kept apart from the data"
+        )
         out.append(Link(mode, platform, base + (f"?{query}" if query else ""), note))
     return out

@@ -84,12 +84,24 @@ def recruitment_from_request(study: Study) -> Recruitment:
     platform = study.settings.get("platform", "plain")
     ua = request.user_agent.string[:500]
     if platform == "prolific" and clean_id(_param("PROLIFIC_PID")):
-        return Recruitment(mode=mode, platform="prolific", worker_id=_param("PROLIFIC_PID"),
-                           platform_study_id=_param("STUDY_ID"), session_id=_param("SESSION_ID"), user_agent=ua)
+        return Recruitment(
+            mode=mode,
+            platform="prolific",
+            worker_id=_param("PROLIFIC_PID"),
+            platform_study_id=_param("STUDY_ID"),
+            session_id=_param("SESSION_ID"),
+            user_agent=ua,
+        )
     if platform == "mturk" and (clean_id(_param("workerId")) or _param("assignmentId") == PREVIEW):
-        return Recruitment(mode=mode, platform="mturk", worker_id=_param("workerId"),
-                           assignment_id=_param("assignmentId"), hit_id=_param("hitId"),
-                           turk_submit_to=turk_submit_to, user_agent=ua)
+        return Recruitment(
+            mode=mode,
+            platform="mturk",
+            worker_id=_param("workerId"),
+            assignment_id=_param("assignmentId"),
+            hit_id=_param("hitId"),
+            turk_submit_to=turk_submit_to,
+            user_agent=ua,
+        )
     if platform != "plain" and mode == "live" and not study.settings.get("allow_plain_links"):
         where = "Prolific" if platform == "prolific" else "MTurk"
         abort(400, f"This study runs on {where}: please open it from {where}, which adds your worker id to the link.")
@@ -112,9 +124,16 @@ def _participant(study: Study) -> Row | None:
         return s.execute(_PAGE_COLUMNS, {"pid": pid}).first()
 
 
-_PAGE_COLUMNS = select(Participant.id, Participant.stage, Participant.status, Participant.mode, Participant.platform,
-                       Participant.worker_key, Participant.assignment_id,
-                       Participant.turk_submit_to).where(Participant.id == bindparam("pid"))
+_PAGE_COLUMNS = select(
+    Participant.id,
+    Participant.stage,
+    Participant.status,
+    Participant.mode,
+    Participant.platform,
+    Participant.worker_key,
+    Participant.assignment_id,
+    Participant.turk_submit_to,
+).where(Participant.id == bindparam("pid"))
 
 
 def _csrf_token() -> str:
@@ -144,8 +163,13 @@ def entry(slug: str):
             again = _finished_before(s, study, who, prior_participation(s, study.id, who.worker_key))
         if again is not None:
             return again
-    return render_template("consent.html", study=study, params=request.args, csrf_token=_csrf_token(),
-                           consent=study.settings.get("consent") or {})
+    return render_template(
+        "consent.html",
+        study=study,
+        params=request.args,
+        csrf_token=_csrf_token(),
+        consent=study.settings.get("consent") or {},
+    )
 
 
 def _finished_before(s, study: Study, who: Recruitment, prior: Row | None):
@@ -245,9 +269,19 @@ def debrief_page(study: Study, p: Row, sent: bool = False, again: bool = False):
     with reads()() as s:
         answered = s.scalar(select(Participant.questionnaire).where(Participant.id == p.id)) is not None
     ask = bool(study.settings.get("questionnaire")) and not answered and not again
-    return render_template("debrief.html", study=study, participant=p, code=code, redirect_url=redirect_url,
-                           mturk=mturk, ask=ask, sent=sent, again=again, csrf_token=_csrf_token(),
-                           consent=study.settings.get("consent") or {}), 200
+    return render_template(
+        "debrief.html",
+        study=study,
+        participant=p,
+        code=code,
+        redirect_url=redirect_url,
+        mturk=mturk,
+        ask=ask,
+        sent=sent,
+        again=again,
+        csrf_token=_csrf_token(),
+        consent=study.settings.get("consent") or {},
+    ), 200
 
 
 @bp.post("/questionnaire")
@@ -261,9 +295,11 @@ def questionnaire(slug: str):
     answers = {k: request.form.get(k, "")[:2000] for k in QUESTIONNAIRE_FIELDS}
     if any(answers.values()):
         with transaction(sessions()) as s:
-            s.execute(update(Participant).where(Participant.id == p.id, Participant.stage == "debrief",
-                                                Participant.questionnaire.is_(None))
-                      .values(questionnaire=answers))
+            s.execute(
+                update(Participant)
+                .where(Participant.id == p.id, Participant.stage == "debrief", Participant.questionnaire.is_(None))
+                .values(questionnaire=answers)
+            )
     return redirect(url_for("participant.stage", slug=slug, stage="debrief", sent=1))
 
 
@@ -295,15 +331,22 @@ def _image(slug: str, token: str, hi: bool) -> Response:
             item = teaching_items(s, study, pid).at(position)
             shown = list(item.stimulus_ids) if item is not None else []
         else:
-            layout = s.scalar(select(PlanEntry.layout).join(Participant, Participant.id == PlanEntry.participant_id)
-                              .where(PlanEntry.participant_id == pid, PlanEntry.position == position,
-                                     Participant.study_id == study.id))
+            layout = s.scalar(
+                select(PlanEntry.layout)
+                .join(Participant, Participant.id == PlanEntry.participant_id)
+                .where(
+                    PlanEntry.participant_id == pid, PlanEntry.position == position, Participant.study_id == study.id
+                )
+            )
             shown = list(layout["stimuli"]) if layout else []
         if not 0 <= slot < len(shown):
             abort(404)
-        file, size = ((Stimulus.file_2x, Stimulus.served_size_2x) if hi else (Stimulus.file, Stimulus.served_size))
-        stim = s.execute(select(file.label("file"), size.label("size"))
-                         .where(Stimulus.study_id == study.id, Stimulus.stimulus_id == shown[slot])).first()
+        file, size = (Stimulus.file_2x, Stimulus.served_size_2x) if hi else (Stimulus.file, Stimulus.served_size)
+        stim = s.execute(
+            select(file.label("file"), size.label("size")).where(
+                Stimulus.study_id == study.id, Stimulus.stimulus_id == shown[slot]
+            )
+        ).first()
     if stim is None or stim.file is None:
         abort(404)
     body = _served_bytes(study.stimuli_dir, stim.file, stim.size)

@@ -143,15 +143,24 @@ def load_study_config(path: str | Path) -> StudyConfig:
         trials_per_participant=f.get("trials_per_participant", int, 12, _positive, "must be an integer >= 1"),
         raters_per_item=f.get("raters_per_item", int, 9, _positive, "must be an integer >= 1"),
         attention_checks=f.get("attention_checks", int, 2, lambda v: v >= 0, "must be an integer >= 0"),
-        design=f.get("design", str, "between" if task == "class_discrimination" else "within",
-                     lambda s: s in ("between", "within"), "must be 'between' or 'within'"),
-        methods=tuple(f.get("methods", list, [], lambda v: all(isinstance(m, str) for m in v), "must be a list of method names")),
+        design=f.get(
+            "design",
+            str,
+            "between" if task == "class_discrimination" else "within",
+            lambda s: s in ("between", "within"),
+            "must be 'between' or 'within'",
+        ),
+        methods=tuple(
+            f.get("methods", list, [], lambda v: all(isinstance(m, str) for m in v), "must be a list of method names")
+        ),
         platform=f.get("platform", str, "plain", lambda s: s in PLATFORMS, f"must be one of {', '.join(PLATFORMS)}"),
         allow_plain_links=f.get("allow_plain_links", bool, False),
         allow_repeat=f.get("allow_repeat", bool, False),
         practice=f.get("practice", bool, True),
         questionnaire=f.get("questionnaire", bool, True),
-        blank_ms=f.get("blank_ms", int, 300, lambda v: 0 <= v <= 5000, "must be an integer from 0 to 5000 (milliseconds)"),
+        blank_ms=f.get(
+            "blank_ms", int, 300, lambda v: 0 <= v <= 5000, "must be an integer from 0 to 5000 (milliseconds)"
+        ),
         allow_degenerate=f.get("allow_degenerate", bool, False),
         pilot=f.get("pilot", bool, False),
         consent=_consent(f.table_of("consent", {})),
@@ -162,8 +171,10 @@ def load_study_config(path: str | Path) -> StudyConfig:
     f.done()
     missing = cfg.consent.missing()
     if missing and not cfg.pilot:
-        raise UserError(f"consent.{missing[0]}: missing; a study that can run live needs every consent field "
-                        f"({', '.join(CONSENT_FIELDS)}), or `pilot = true` (sandbox and debug links only)")
+        raise UserError(
+            f"consent.{missing[0]}: missing; a study that can run live needs every consent field "
+            f"({', '.join(CONSENT_FIELDS)}), or `pilot = true` (sandbox and debug links only)"
+        )
     return cfg
 
 
@@ -177,8 +188,13 @@ def _completion(table: dict) -> Completion:
     c = Completion(
         code=f.get("code", str, Completion.code, *code_ok),
         screened_out_code=f.get("screened_out_code", str, Completion.screened_out_code, *code_ok),
-        redirect_url=f.get("redirect_url", str, "", lambda s: s == "" or s.startswith(("https://", "http://")),
-                           "must be an http(s) URL"),
+        redirect_url=f.get(
+            "redirect_url",
+            str,
+            "",
+            lambda s: s == "" or s.startswith(("https://", "http://")),
+            "must be an http(s) URL",
+        ),
     )
     f.done()
     if c.code == c.screened_out_code:
@@ -205,7 +221,9 @@ def _consent(table: dict) -> Consent:
 def _exclusions(table: dict) -> Exclusions:
     f = Fields(table, "exclusions")
     e = Exclusions(
-        max_failed_attention_checks=f.get("max_failed_attention_checks", int, 0, lambda v: v >= 0, "must be an integer >= 0"),
+        max_failed_attention_checks=f.get(
+            "max_failed_attention_checks", int, 0, lambda v: v >= 0, "must be an integer >= 0"
+        ),
         min_median_rt_ms=f.get("min_median_rt_ms", int, 300, lambda v: v >= 0, "must be an integer >= 0"),
         require_complete=f.get("require_complete", bool, True),
     )

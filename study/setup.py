@@ -77,7 +77,8 @@ def check_structure(cfg: StudyConfig, build: Build, used: list[str], stimuli_dir
     if bad:
         names = "; ".join(
             f"{p['method']} of the {p['model_role']} model {p['model']} ({p['degenerate_stimuli']} of "
-            f"{p['stimuli']} stimuli {' or '.join(p['why'])})" for p in bad
+            f"{p['stimuli']} stimuli {' or '.join(p['why'])})"
+            for p in bad
         )
         raise UserError(
             f"the study would show degenerate stimuli (checkerboards or blank images, as scored by the build): "
@@ -106,7 +107,9 @@ def select_items(cfg: StudyConfig, items: list[dict]) -> list[dict]:
     if cfg.methods:
         unknown = sorted(set(cfg.methods) - methods)
         if unknown:
-            raise UserError(f"methods: {', '.join(unknown)} not among the stimuli's methods ({', '.join(sorted(methods))})")
+            raise UserError(
+                f"methods: {', '.join(unknown)} not among the stimuli's methods ({', '.join(sorted(methods))})"
+            )
         mine = [it for it in mine if it["is_attention_check"] or it["method"] in cfg.methods]
     if cfg.attention_checks and not any(it["is_attention_check"] for it in mine):
         raise UserError("attention_checks: the stimuli hold no attention-check items for this task")
@@ -117,8 +120,11 @@ def conditions(cfg: StudyConfig, items: list[Item] | list[dict]) -> list[str]:
     """The between-subject cells: one per method, or a single cell for a within design."""
     if cfg.design == "within":
         return ["all"]
-    get = (lambda it: (it["method"], it["is_attention_check"])) if items and isinstance(items[0], dict) else (
-        lambda it: (it.method, it.is_attention_check))
+    get = (
+        (lambda it: (it["method"], it["is_attention_check"]))
+        if items and isinstance(items[0], dict)
+        else (lambda it: (it.method, it.is_attention_check))
+    )
     return sorted({m for m, check in map(get, items) if not check})
 
 
@@ -162,10 +168,21 @@ def create_study(session: Session, cfg: StudyConfig, stimuli_dir: Path) -> Study
     random.SystemRandom().shuffle(order)
     for sid in order:
         r = by_id[sid]
-        session.add(Stimulus(study_id=study.id, stimulus_id=sid, file=r["file"], sha256=r["sha256"],
-                             method=r["method"], model=r["model"], model_role=r["model_role"], provenance=r,
-                             served_size=padded[sid], file_2x=r.get("file_2x") or None,
-                             served_size_2x=padded_2x.get(sid)))
+        session.add(
+            Stimulus(
+                study_id=study.id,
+                stimulus_id=sid,
+                file=r["file"],
+                sha256=r["sha256"],
+                method=r["method"],
+                model=r["model"],
+                model_role=r["model_role"],
+                provenance=r,
+                served_size=padded[sid],
+                file_2x=r.get("file_2x") or None,
+                served_size_2x=padded_2x.get(sid),
+            )
+        )
     for it in items:
         session.add(
             Item(

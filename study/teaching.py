@@ -48,9 +48,12 @@ def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
     person = s.execute(select(Participant.condition, Participant.seed).where(Participant.id == pid)).first()
     if person is None:
         return Teaching(None, None)
-    planned = s.execute(select(Item.image_id, Item.method, Item.is_attention_check)
-                        .join(PlanEntry, PlanEntry.item_pk == Item.id)
-                        .where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
+    planned = s.execute(
+        select(Item.image_id, Item.method, Item.is_attention_check)
+        .join(PlanEntry, PlanEntry.item_pk == Item.id)
+        .where(PlanEntry.participant_id == pid)
+        .order_by(PlanEntry.position)
+    ).all()
     method = person.condition
     if method == "all":
         # Within design: the first explanation method the participant meets. The photo-only
@@ -62,9 +65,15 @@ def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
         return Teaching(None, None)
     images = {p.image_id for p in planned}
     items = s.scalars(
-        select(Item).where(Item.study_id == study.id, Item.method == method, Item.is_attention_check.is_(False),
-                           Item.id.not_in(select(PlanEntry.item_pk).where(PlanEntry.participant_id == pid)))
-        .order_by(Item.id)).all()
+        select(Item)
+        .where(
+            Item.study_id == study.id,
+            Item.method == method,
+            Item.is_attention_check.is_(False),
+            Item.id.not_in(select(PlanEntry.item_pk).where(PlanEntry.participant_id == pid)),
+        )
+        .order_by(Item.id)
+    ).all()
     # Items of photos the participant will not rate; a study too small for that (every photo
     # is in the plan) falls back to items not in the plan.
     candidates = [it for it in items if it.image_id not in images] or items
@@ -73,7 +82,7 @@ def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
     k = person.seed % len(candidates)
     example = candidates[k]
     # The practice on another photo than the example's, when there is one.
-    others = candidates[k + 1:] + candidates[:k]
+    others = candidates[k + 1 :] + candidates[:k]
     rest = [c for c in others if c.image_id != example.image_id] or others
     return Teaching(example, rest[0] if rest else None)
 
@@ -85,26 +94,38 @@ def example_text(study: Study, item: Item) -> dict:
         n = (item.options or []).index(item.correct_answer) + 1 if item.correct_answer in (item.options or []) else 1
         return {
             "answer": f"{n}. {item.correct_answer}",
-            "explanation": (f"This photo shows both a {item.correct_answer} and a {other}. The model was asked for "
-                            f"the evidence of \u201c{item.correct_answer}\u201d: the parts it kept visible are where it "
-                            f"found that evidence. So the answer is \u201c{item.correct_answer}\u201d."),
+            "explanation": (
+                f"This photo shows both a {item.correct_answer} and a {other}. The model was asked for "
+                f"the evidence of \u201c{item.correct_answer}\u201d: the parts it kept visible are where it "
+                f"found that evidence. So the answer is \u201c{item.correct_answer}\u201d."
+            ),
         }
     return {
         "object": item.category,
-        "explanation": (f"Both models named the object in this photo \u201c{item.category}\u201d. Each image shows "
-                        f"where one model looked to decide. Compare the two: a model that looked at the "
-                        f"{item.category} itself seems more reliable than one that looked elsewhere. "
-                        f"There is no right or wrong answer: rate what you see."),
+        "explanation": (
+            f"Both models named the object in this photo \u201c{item.category}\u201d. Each image shows "
+            f"where one model looked to decide. Compare the two: a model that looked at the "
+            f"{item.category} itself seems more reliable than one that looked elsewhere. "
+            f"There is no right or wrong answer: rate what you see."
+        ),
     }
 
 
 def practice_feedback(study: Study, item: Item) -> dict:
     """What the practice trial says after the participant's answer."""
     if study.kind == "class_discrimination":
-        return {"correct": item.correct_answer,
-                "right": "Correct! Now the real trials start.",
-                "wrong": (f"Not quite: the model kept visible its evidence of \u201c{item.correct_answer}\u201d. "
-                          f"Look at which object the visible parts belong to.")}
-    return {"correct": None,
-            "right": (f"Thank you. Both models named this object \u201c{item.category}\u201d. In the real trials, too, "
-                      f"there is no right answer: rate what you see. Now the real trials start.")}
+        return {
+            "correct": item.correct_answer,
+            "right": "Correct! Now the real trials start.",
+            "wrong": (
+                f"Not quite: the model kept visible its evidence of \u201c{item.correct_answer}\u201d. "
+                f"Look at which object the visible parts belong to."
+            ),
+        }
+    return {
+        "correct": None,
+        "right": (
+            f"Thank you. Both models named this object \u201c{item.category}\u201d. In the real trials, too, "
+            f"there is no right answer: rate what you see. Now the real trials start."
+        ),
+    }

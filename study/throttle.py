@@ -27,8 +27,12 @@ def clip(key: str) -> str:
 def retry_after(session: Session, key: str, limit: int, window_s: float) -> int:
     """Seconds until ``key`` is under ``limit`` again (0: allowed now)."""
     since = utcnow() - timedelta(seconds=window_s)
-    times = session.scalars(select(Throttle.at).where(Throttle.key == clip(key), Throttle.at > since)
-                            .order_by(Throttle.at.desc()).limit(limit)).all()
+    times = session.scalars(
+        select(Throttle.at)
+        .where(Throttle.key == clip(key), Throttle.at > since)
+        .order_by(Throttle.at.desc())
+        .limit(limit)
+    ).all()
     if len(times) < limit:
         return 0
     oldest = times[-1]

@@ -54,8 +54,14 @@ def snapshot(model: nn.Module) -> dict:
         "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
         "grads": [(n, p.grad) for n, p in model.named_parameters()],
         "hooks": [
-            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-             len(m._backward_pre_hooks), type(m).__name__)
+            (
+                n,
+                len(m._forward_hooks),
+                len(m._forward_pre_hooks),
+                len(m._backward_hooks),
+                len(m._backward_pre_hooks),
+                type(m).__name__,
+            )
             for n, m in model.named_modules()
         ],
         "modules": [(n, id(m)) for n, m in model.named_modules()],

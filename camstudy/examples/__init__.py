@@ -56,8 +56,10 @@ def run_examples(args: argparse.Namespace) -> int:
     dest = Path(args.dir)
     for target in copy(dest, force=args.force):
         print(target)
-    print(f"next: camstudy stimuli build {dest / 'demo.toml'}  (into {dest / 'stimuli'}), then "
-          f"camstudy db upgrade and camstudy study create {dest / 'class-discrimination.toml'}")
+    print(
+        f"next: camstudy stimuli build {dest / 'demo.toml'}  (into {dest / 'stimuli'}), then "
+        f"camstudy db upgrade and camstudy study create {dest / 'class-discrimination.toml'}"
+    )
     return 0
 
 

@@ -31,20 +31,25 @@ def _cd_frame(correct: np.ndarray, method: str = "gradcam", seed: int = 0) -> pd
     first = rng.integers(0, len(CATEGORIES), n_items)
     second = (first + rng.integers(1, len(CATEGORIES), n_items)) % len(CATEGORIES)
     w, i = np.meshgrid(np.arange(n_workers), np.arange(n_items), indexing="ij")
-    return pd.DataFrame({
-        "study_kind": "class_discrimination", "method": method,
-        "item_id": [f"{method}-{k:03d}" for k in i.ravel()],
-        "participant": [f"w{k:03d}" for k in w.ravel()],
-        "answer": np.where(correct, CATEGORIES[first][i], CATEGORIES[second][i]).ravel(),
-        "correct": pd.array(correct.ravel(), dtype="boolean"),
-        "is_attention_check": False,
-    })
+    return pd.DataFrame(
+        {
+            "study_kind": "class_discrimination",
+            "method": method,
+            "item_id": [f"{method}-{k:03d}" for k in i.ravel()],
+            "participant": [f"w{k:03d}" for k in w.ravel()],
+            "answer": np.where(correct, CATEGORIES[first][i], CATEGORIES[second][i]).ravel(),
+            "correct": pd.array(correct.ravel(), dtype="boolean"),
+            "is_attention_check": False,
+        }
+    )
 
 
 def _coin_flips(seed: int, n_workers: int = 60, n_items: int = 40) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.concat([_cd_frame(rng.random((n_workers, n_items)) < 0.5, m, seed * 10 + j)
-                      for j, m in enumerate(METHODS)], ignore_index=True)
+    return pd.concat(
+        [_cd_frame(rng.random((n_workers, n_items)) < 0.5, m, seed * 10 + j) for j, m in enumerate(METHODS)],
+        ignore_index=True,
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -52,8 +57,10 @@ def test_coin_flip_raters_agree_at_chance_not_on_pooled_names(seed):
     df = _coin_flips(seed)
     table = agreement_table(df, n_boot=50, seed=seed)
     old = agreement_table(df, column="answer", level="nominal", n_boot=50, seed=seed)
-    print(f"seed {seed}: alpha {table['alpha'].round(4).tolist()} fleiss {table['fleiss_kappa'].round(4).tolist()} "
-          f"cohen {table['cohen_kappa'].round(4).tolist()}; pooled names alpha {old['alpha'].round(3).tolist()}")
+    print(
+        f"seed {seed}: alpha {table['alpha'].round(4).tolist()} fleiss {table['fleiss_kappa'].round(4).tolist()} "
+        f"cohen {table['cohen_kappa'].round(4).tolist()}; pooled names alpha {old['alpha'].round(3).tolist()}"
+    )
     assert (table["column"] == "correct").all() and (table["level"] == "nominal").all()
     assert (table["variable"] == "option chosen within the item (correct vs incorrect)").all()
     for key in ("alpha", "fleiss_kappa", "cohen_kappa"):
@@ -66,8 +73,9 @@ def test_coin_flip_raters_agree_at_chance_not_on_pooled_names(seed):
 def test_coin_flips_from_the_simulator(seed):
     from analysis.simulate import simulate_class_discrimination
 
-    df = simulate_class_discrimination(120, 40, dict.fromkeys(METHODS, 0.5), worker_sd=0, image_sd=0,
-                                       seed=seed, n_images=10)
+    df = simulate_class_discrimination(
+        120, 40, dict.fromkeys(METHODS, 0.5), worker_sd=0, image_sd=0, seed=seed, n_images=10
+    )
     table = agreement_table(df, n_boot=50)
     for key in ("alpha", "fleiss_kappa", "cohen_kappa"):
         assert table[key].abs().max() <= 0.05, key
@@ -84,8 +92,20 @@ def test_raters_who_always_agree_give_one():
 
 
 # Nine items, four raters, 22 of 36 answers correct (0.61, the paper's accuracy).
-HAND = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [0, 1, 1, 1],
-                 [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=bool)  # items x raters
+HAND = np.array(
+    [
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 1, 1, 0],
+        [0, 1, 1, 1],
+        [1, 1, 0, 0],
+        [1, 0, 0, 0],
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+    ],
+    dtype=bool,
+)  # items x raters
 
 
 def test_hand_calculation_at_the_papers_accuracy():
@@ -124,10 +144,14 @@ def test_overrides_still_work():
 
 
 # Krippendorff (2011), four observers x twelve units (the krippendorff package's example).
-K2011 = np.array([[1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
-                  [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
-                  [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
-                  [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan]])
+K2011 = np.array(
+    [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
+        [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan],
+    ]
+)
 
 
 def test_krippendorff_2011_levels_including_ratio():

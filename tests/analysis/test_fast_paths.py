@@ -37,8 +37,7 @@ PAPER = {"guided_gradcam": 0.6123, "guided_backprop": 0.4444, "deconvnet": 0.533
 STR = pd.StringDtype("pyarrow", na_value=np.nan)  # a CSV column as load_export reads it
 
 
-def _reliability(rng: np.random.Generator, raters: int, units: int, values: np.ndarray,
-                 missing: float) -> np.ndarray:
+def _reliability(rng: np.random.Generator, raters: int, units: int, values: np.ndarray, missing: float) -> np.ndarray:
     data = rng.choice(values, size=(raters, units)).astype(float)
     data[rng.random(data.shape) < missing] = np.nan
     return data
@@ -87,21 +86,24 @@ def test_bootstrap_ci_equals_the_per_replicate_package_route(level):
 # agreement_table against the pivot-and-loop route
 
 
-def _reference_row(part: pd.DataFrame, column: str, level: str, min_shared: int, n_boot: int,
-                   seed: int) -> dict:
+def _reference_row(part: pd.DataFrame, column: str, level: str, min_shared: int, n_boot: int, seed: int) -> dict:
     """One method's agreement the slow way: pivot, Fleiss on the modal rater count,
     krippendorff.alpha on the raters x items table (bootstrap by calling it per replicate)
     and cohen_kappa on every pair's contingency table."""
     matrix = part.drop_duplicates(["item_id", "participant"]).pivot(
-        index="item_id", columns="participant", values=column)
+        index="item_id", columns="participant", values=column
+    )
     seen = sorted(part[column].dropna().unique().tolist(), key=lambda v: (isinstance(v, str), v))
     numeric = all(isinstance(v, int | float) for v in seen)
     domain_values = list(range(int(min(seen)), int(max(seen)) + 1)) if level != "nominal" and numeric else seen
     code_of = {v: i for i, v in enumerate(domain_values)}
     codes = matrix.apply(lambda s: s.map(code_of)).astype(float).to_numpy()
     n_cat = len(domain_values)
-    row = {"n_items": matrix.shape[0], "n_participants": matrix.shape[1],
-           "n_answers": int(matrix.notna().to_numpy().sum())}
+    row = {
+        "n_items": matrix.shape[0],
+        "n_participants": matrix.shape[1],
+        "n_answers": int(matrix.notna().to_numpy().sum()),
+    }
     per_item = (~np.isnan(codes)).sum(axis=1)
     multi = per_item[per_item >= 2]
     freq = pd.Series(multi).value_counts()
@@ -109,15 +111,23 @@ def _reference_row(part: pd.DataFrame, column: str, level: str, min_shared: int,
     used = codes[per_item == m]
     counts = np.array([np.bincount(r[~np.isnan(r)].astype(int), minlength=n_cat) for r in used])
     fl = fleiss_kappa(counts)
-    row |= {"fleiss_kappa": fl.kappa, "fleiss_z": fl.z, "fleiss_p": fl.p, "fleiss_n_items": len(used),
-            "fleiss_n_raters": m}
+    row |= {
+        "fleiss_kappa": fl.kappa,
+        "fleiss_z": fl.z,
+        "fleiss_p": fl.p,
+        "fleiss_n_items": len(used),
+        "fleiss_n_raters": m,
+    }
     values = codes if level == "nominal" else matrix.astype(float).to_numpy()
     domain = np.arange(n_cat, dtype=float) if level == "nominal" else np.asarray(domain_values, dtype=float)
     data = values.T[:, (~np.isnan(values.T)).sum(axis=0) >= 2]
     row["alpha"] = krippendorff_alpha(data, level, value_domain=domain)
     row["alpha_low"], row["alpha_high"] = bootstrap_ci(
-        data, lambda d: krippendorff_alpha(d, level, value_domain=np.unique(data[~np.isnan(data)])),
-        n_boot=n_boot, seed=seed)
+        data,
+        lambda d: krippendorff_alpha(d, level, value_domain=np.unique(data[~np.isnan(data)])),
+        n_boot=n_boot,
+        seed=seed,
+    )
     weights = None if level == "nominal" else "linear"
     kappas = pairwise_cohen(codes, n_cat, weights, min_shared)
     row["cohen_kappa"], row["cohen_n_pairs"] = float(np.mean(kappas)), len(kappas)
@@ -131,8 +141,15 @@ def _long_answers(rng: np.random.Generator, values: list, n_items: int, n_worker
         for w in range(n_workers):
             for i in rng.choice(n_items, size=n_items * 2 // 3, replace=False):
                 v = values[truth[i]] if rng.random() < 0.7 else values[rng.integers(0, len(values))]
-                rows.append({"method": method, "item_id": f"{method}-{i:03d}", "participant": f"w{w:02d}",
-                             "answer": v, "is_attention_check": bool(rng.random() < 0.03)})
+                rows.append(
+                    {
+                        "method": method,
+                        "item_id": f"{method}-{i:03d}",
+                        "participant": f"w{w:02d}",
+                        "answer": v,
+                        "is_attention_check": bool(rng.random() < 0.03),
+                    }
+                )
     df = pd.DataFrame(rows)
     repeats = df.sample(15, random_state=1).assign(answer=values[0])  # repeated answers: first kept
     return pd.concat([df, repeats], ignore_index=True)
@@ -208,8 +225,9 @@ def test_glm_start_equals_the_glm_on_every_row():
     d = simulate_class_discrimination(40, 30, PAPER, seed=9, design="within")
     d = d[~d["is_attention_check"]]
     y = d["correct"].astype(float).to_numpy()
-    X, _, _ = _design(pd.DataFrame({"method": d["method"].to_numpy(), "model_role": d["model_role"].to_numpy()}),
-                      "guided_backprop")
+    X, _, _ = _design(
+        pd.DataFrame({"method": d["method"].to_numpy(), "model_role": d["model_role"].to_numpy()}), "guided_backprop"
+    )
     full = sm.GLM(y, X, family=sm.families.Binomial()).fit().params
     np.testing.assert_allclose(_glm_start(y, X, sm.families.Binomial()), full, rtol=1e-10, atol=1e-13)
 
@@ -222,8 +240,10 @@ def test_method_comparisons_gee_equals_the_statsmodels_fit(design):
     d = simulate_class_discrimination(60, 40, PAPER, seed=21, design=design, attention_fail_rate=0.05)
     got = method_comparisons_gee(d)
     rows = d[~d["is_attention_check"]]
-    X, names, _ = _design(pd.DataFrame({"method": rows["method"].to_numpy(), "model_role": rows["model_role"].to_numpy()}),
-                          got.attrs["reference"])
+    X, names, _ = _design(
+        pd.DataFrame({"method": rows["method"].to_numpy(), "model_role": rows["model_role"].to_numpy()}),
+        got.attrs["reference"],
+    )
     groups = pd.factorize(rows["mode"] + "/" + rows["participant"])[0]
     ref, dep = _statsmodels_gee(rows["correct"].astype(float).to_numpy(), X, groups, sm.families.Binomial())
     np.testing.assert_allclose(got.attrs["params"].to_numpy(), np.asarray(ref.params), rtol=1e-9)
@@ -278,13 +298,26 @@ def test_fast_numbers_equal_pandas_and_fall_back_on_anything_odd():
 
 
 def test_fast_datetimes_equal_pandas_and_fall_back_otherwise():
-    good = ["2024-05-07T14:28:34.578960+00:00", "2024-05-07 14:28:34+00:00", "2024-05-07 14:28:34.5+02:00",
-            "2024-05-07T14:28:34Z", "2024-05-07T14:28:34.578960-05:30", None]
+    good = [
+        "2024-05-07T14:28:34.578960+00:00",
+        "2024-05-07 14:28:34+00:00",
+        "2024-05-07 14:28:34.5+02:00",
+        "2024-05-07T14:28:34Z",
+        "2024-05-07T14:28:34.578960-05:30",
+        None,
+    ]
     s = pd.Series(good, dtype=STR)
-    pd.testing.assert_series_equal(_fast_datetimes(s),
-                                   pd.to_datetime(s, utc=True, format="ISO8601").astype("datetime64[us, UTC]"))
-    for odd in ("2024-05-07 14:28:34", "2024-05-07", "2024-05-07 14:28:34.123456789+00:00", " 2024-05-07T14:28:34Z",
-                "2024-02-30T10:00:00+00:00", "later"):
+    pd.testing.assert_series_equal(
+        _fast_datetimes(s), pd.to_datetime(s, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+    )
+    for odd in (
+        "2024-05-07 14:28:34",
+        "2024-05-07",
+        "2024-05-07 14:28:34.123456789+00:00",
+        " 2024-05-07T14:28:34Z",
+        "2024-02-30T10:00:00+00:00",
+        "later",
+    ):
         assert _fast_datetimes(pd.Series([good[0], odd], dtype=STR)) is None, odd
     naive = pd.Series(["2024-05-07 14:28:34"], dtype=STR)
     assert _datetimes(naive, "shown_at", "x").iloc[0] == pd.Timestamp("2024-05-07 14:28:34", tz="UTC")
@@ -294,8 +327,12 @@ def test_fast_datetimes_equal_pandas_and_fall_back_otherwise():
 
 def test_booleans_by_distinct_value_equal_the_per_row_mapping():
     s = pd.Series(["True", " false", "1", "0.0", None, "FALSE", "1.0"], dtype=STR)
-    expected = s.str.strip().str.lower().map({"true": True, "1": True, "1.0": True, "false": False,
-                                              "0": False, "0.0": False}).astype("boolean")
+    expected = (
+        s.str.strip()
+        .str.lower()
+        .map({"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False})
+        .astype("boolean")
+    )
     pd.testing.assert_series_equal(_booleans(s, "correct", "x", nullable=True), expected)
     with pytest.raises(UserError, match="'yes'"):
         _booleans(pd.Series(["true", "yes"], dtype=STR), "correct", "x", nullable=True)
@@ -311,16 +348,26 @@ def _reference_participant_table(df: pd.DataFrame, rules) -> pd.DataFrame:
     from analysis.exclusions import as_rules, failed_checks, flag_exclusions
 
     r = as_rules(rules)
-    work = pd.DataFrame({
-        "mode": df["mode"], "participant": df["participant"],
-        "check": df["is_attention_check"].astype(bool), "failed": failed_checks(df),
-        "trial_rt": df["rt_ms"].astype("float64").where(~df["is_attention_check"].astype(bool)),
-        "status": df["participant_status"],
-    })
+    work = pd.DataFrame(
+        {
+            "mode": df["mode"],
+            "participant": df["participant"],
+            "check": df["is_attention_check"].astype(bool),
+            "failed": failed_checks(df),
+            "trial_rt": df["rt_ms"].astype("float64").where(~df["is_attention_check"].astype(bool)),
+            "status": df["participant_status"],
+        }
+    )
     g = work.groupby(KEY, sort=False)
-    table = pd.DataFrame({"answers": g.size(), "checks": g["check"].sum().astype("int64"),
-                          "failed_checks": g["failed"].sum().astype("int64"),
-                          "median_rt_ms": g["trial_rt"].median(), "status": g["status"].last()})
+    table = pd.DataFrame(
+        {
+            "answers": g.size(),
+            "checks": g["check"].sum().astype("int64"),
+            "failed_checks": g["failed"].sum().astype("int64"),
+            "median_rt_ms": g["trial_rt"].median(),
+            "status": g["status"].last(),
+        }
+    )
     flag_exclusions(table, r)  # the rules themselves are not under test here: the grouping is
     return table.reset_index()
 
@@ -328,17 +375,22 @@ def _reference_participant_table(df: pd.DataFrame, rules) -> pd.DataFrame:
 @pytest.mark.parametrize("kind", ["class_discrimination", "trust", "messy"])
 def test_participant_table_equals_groupby_on_the_key(kind):
     if kind == "trust":
-        df = simulate_trust(40, 10, {"a": 1.0, "b": 0.0}, seed=2, attention_fail_rate=0.1, fast_rate=0.1,
-                            incomplete_rate=0.1)
+        df = simulate_trust(
+            40, 10, {"a": 1.0, "b": 0.0}, seed=2, attention_fail_rate=0.1, fast_rate=0.1, incomplete_rate=0.1
+        )
     else:
-        df = simulate_class_discrimination(50, 20, PAPER, seed=1, design="within", attention_fail_rate=0.1,
-                                           fast_rate=0.1, incomplete_rate=0.1)
+        df = simulate_class_discrimination(
+            50, 20, PAPER, seed=1, design="within", attention_fail_rate=0.1, fast_rate=0.1, incomplete_rate=0.1
+        )
     if kind == "messy":  # two modes, shuffled rows, missing participants and statuses
         df = pd.concat([df, df.assign(mode="sandbox")]).sample(frac=1, random_state=0)
         df.loc[df.index[:7], "participant"] = np.nan
         df.loc[df.index[7:12], "participant_status"] = np.nan
-    rules_list = (None, Exclusions(max_failed_attention_checks=0, min_median_rt_ms=300, require_complete=True),
-                  {"max_failed_attention_checks": None, "min_median_rt_ms": None})
+    rules_list = (
+        None,
+        Exclusions(max_failed_attention_checks=0, min_median_rt_ms=300, require_complete=True),
+        {"max_failed_attention_checks": None, "min_median_rt_ms": None},
+    )
     for rules in rules_list:
         ref = _reference_participant_table(df, rules)
         pd.testing.assert_frame_equal(participant_table(df, rules), ref, check_exact=True)

@@ -51,8 +51,7 @@ def mixed_sweep(accuracy: dict[str, float], seeds: range) -> list[dict]:
     with one_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for seed in seeds:
-            df = simulate_class_discrimination(W, T, accuracy, worker_sd=SD, image_sd=SD, seed=seed,
-                                               design="within")
+            df = simulate_class_discrimination(W, T, accuracy, worker_sd=SD, image_sd=SD, seed=seed, design="within")
             rows.append(method_comparisons_mixed(df, reference="a").iloc[0].to_dict())
     return rows
 
@@ -63,13 +62,15 @@ def ordinal_sweep(means: dict[str, float], seeds: range) -> list:
     with one_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for seed in seeds:
-            fits.append(trust_ordinal(simulate_trust(W, T, means, worker_sd=SD, seed=seed),
-                                      reference="a").set_index("term"))
+            fits.append(
+                trust_ordinal(simulate_trust(W, T, means, worker_sd=SD, seed=seed), reference="a").set_index("term")
+            )
     return fits
 
 
-def logit_pseudo_true(means: tuple[float, float], worker_sd: float = SD,
-                      thresholds: tuple[float, ...] = THRESHOLDS) -> float:
+def logit_pseudo_true(
+    means: tuple[float, float], worker_sd: float = SD, thresholds: tuple[float, ...] = THRESHOLDS
+) -> float:
     """The method coefficient that ``trust_ordinal`` estimates, for ``simulate_trust``.
 
     The simulator is an ordinal *probit* with a worker effect: marginally the latent score
@@ -185,8 +186,7 @@ def test_ordinal_interval_covers_the_true_method_coefficient():
     assert all(f.attrs["converged"] for f in fits)
     covered = sum(f.loc["method[b]", "ci_low"] <= true <= f.loc["method[b]", "ci_high"] for f in fits)
     assert covered >= 35, covered
-    side_covers_zero = sum(f.loc["stronger_left", "ci_low"] <= 0 <= f.loc["stronger_left", "ci_high"]
-                           for f in fits)
+    side_covers_zero = sum(f.loc["stronger_left", "ci_low"] <= 0 <= f.loc["stronger_left", "ci_high"] for f in fits)
     assert side_covers_zero >= 35, side_covers_zero
 
 

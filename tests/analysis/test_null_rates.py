@@ -63,8 +63,12 @@ def test_band_is_the_binomial_range_around_five_percent():
 @pytest.fixture(scope="module")
 def ordinal_fits() -> list:
     with quiet():
-        return [trust_ordinal(simulate_trust(W, T, {"a": 0.5, "b": 0.5}, worker_sd=SD, seed=seed),
-                              reference="a").set_index("term") for seed in range(N_STUDIES)]
+        return [
+            trust_ordinal(simulate_trust(W, T, {"a": 0.5, "b": 0.5}, worker_sd=SD, seed=seed), reference="a").set_index(
+                "term"
+            )
+            for seed in range(N_STUDIES)
+        ]
 
 
 def test_ordinal_method_effect_is_calibrated(ordinal_fits):
@@ -100,8 +104,9 @@ def test_gee_method_comparison_is_calibrated():
     hits = 0
     with quiet():
         for seed in range(N_STUDIES):
-            df = simulate_class_discrimination(W, T, {"a": 0.5, "b": 0.5}, worker_sd=SD, image_sd=SD,
-                                               seed=seed, design="between")
+            df = simulate_class_discrimination(
+                W, T, {"a": 0.5, "b": 0.5}, worker_sd=SD, image_sd=SD, seed=seed, design="between"
+            )
             g = method_comparisons_gee(df)
             assert g["df"].iloc[0] == W - 1
             hits += bool(g["p_value"].iloc[0] < ALPHA)
@@ -111,8 +116,10 @@ def test_gee_method_comparison_is_calibrated():
 @pytest.fixture(scope="module")
 def trust_null() -> list[dict]:
     with quiet():
-        return [trust_tests(simulate_trust(W, T, {"a": 0.0, "b": 0.0}, worker_sd=SD, seed=seed))
-                for seed in range(N_STUDIES)]
+        return [
+            trust_tests(simulate_trust(W, T, {"a": 0.0, "b": 0.0}, worker_sd=SD, seed=seed))
+            for seed in range(N_STUDIES)
+        ]
 
 
 @pytest.mark.parametrize("column", ["wilcoxon_p", "t_p"])

@@ -37,8 +37,18 @@ def paper() -> pd.DataFrame:
     # the worker effect does not average out, and an interval that ignores clustering (as the
     # Wilson one does, by design) misses far more often than 5%.
     return simulate_class_discrimination(
-        60, 40, PAPER, worker_sd=0.3, image_sd=0.3, seed=2017, design="within",
-        attention_fail_rate=0.05, fast_rate=0.05, incomplete_rate=0.05, attention_checks=4)
+        60,
+        40,
+        PAPER,
+        worker_sd=0.3,
+        image_sd=0.3,
+        seed=2017,
+        design="within",
+        attention_fail_rate=0.05,
+        fast_rate=0.05,
+        incomplete_rate=0.05,
+        attention_checks=4,
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -79,8 +89,7 @@ def test_paper_study_recovers_the_configured_accuracies(paper, tmp_path):
     # Each Wilson interval has nominal 95% coverage; the mild worker/image effects push the
     # per-interval miss rate to about 7% (200 seeds: 7.25%). At most one miss in four then
     # fails with probability ~2.5% for a random seed; this seed is fixed.
-    misses = [m for m, p in PAPER.items()
-              if not by_method.loc[m, "wilson_low"] <= p <= by_method.loc[m, "wilson_high"]]
+    misses = [m for m, p in PAPER.items() if not by_method.loc[m, "wilson_low"] <= p <= by_method.loc[m, "wilson_high"]]
     assert len(misses) <= 1, misses
     # The clustered intervals (the table's 95% CI) are at least as wide and miss no more.
     clustered = [m for m, p in PAPER.items() if not by_method.loc[m, "ci_low"] <= p <= by_method.loc[m, "ci_high"]]
@@ -110,8 +119,9 @@ def test_exclusion_rules_each_counted_and_once_in_total(paper):
     assert (flow["excluded_attention"], flow["excluded_too_fast"], flow["excluded_incomplete"]) == (4, 3, 4)
     assert flow["excluded"] == 9
     # A dict works too, missing keys take the defaults, None switches a rule off.
-    _, loose = apply_exclusions(df, {"max_failed_attention_checks": None, "min_median_rt_ms": None,
-                                     "require_complete": False})
+    _, loose = apply_exclusions(
+        df, {"max_failed_attention_checks": None, "min_median_rt_ms": None, "require_complete": False}
+    )
     assert loose["excluded"] == 0 and loose["analysed_participants"] == 60
     table = participant_table(df, {"max_failed_attention_checks": 10})
     assert not table["attention"].any() and table["too_fast"].sum() == 3
@@ -120,11 +130,22 @@ def test_exclusion_rules_each_counted_and_once_in_total(paper):
 
 
 def test_trust_recovers_mean_scores(tmp_path):
-    sim = simulate_trust(80, 24, TRUST, worker_sd=0.5, seed=11, attention_fail_rate=0.05,
-                         fast_rate=0.05, incomplete_rate=0.05, attention_checks=2)
+    sim = simulate_trust(
+        80,
+        24,
+        TRUST,
+        worker_sd=0.5,
+        seed=11,
+        attention_fail_rate=0.05,
+        fast_rate=0.05,
+        incomplete_rate=0.05,
+        attention_checks=2,
+    )
     trials = sim[~sim["is_attention_check"]]
-    assert (trials["score_stronger"] == np.where(trials["model_left"].str.startswith("stronger"),
-                                                 trials["answer"], -trials["answer"])).all()
+    assert (
+        trials["score_stronger"]
+        == np.where(trials["model_left"].str.startswith("stronger"), trials["answer"], -trials["answer"])
+    ).all()
     assert trials["answer"].between(-2, 2).all()
     path = tmp_path / "trust.parquet"
     sim.to_parquet(path, index=False)
@@ -136,8 +157,7 @@ def test_trust_recovers_mean_scores(tmp_path):
     assert (summary["n_workers"] == 68).all()
     # The t interval of the per-worker means is valid here (workers are independent draws);
     # 300 seeds of this design: 5.8% misses per interval. At most one miss in three.
-    misses = [m for m, v in TRUST.items()
-              if not summary.loc[m, "worker_t_low"] <= v <= summary.loc[m, "worker_t_high"]]
+    misses = [m for m, v in TRUST.items() if not summary.loc[m, "worker_t_low"] <= v <= summary.loc[m, "worker_t_high"]]
     assert len(misses) <= 1, misses
     # So is the two-way clustered interval of the mean over answers (the table's 95% CI).
     misses = [m for m, v in TRUST.items() if not summary.loc[m, "ci_low"] <= v <= summary.loc[m, "ci_high"]]
@@ -155,8 +175,9 @@ def test_null_binomial_false_positive_rate():
     # The clustered score test (p_value) is held to the same band.
     rejections = clustered = 0
     for seed in range(40):
-        sim = simulate_class_discrimination(60, 40, dict.fromkeys(PAPER, 0.5), worker_sd=0.0, image_sd=0.0,
-                                            seed=1000 + seed, design="within")
+        sim = simulate_class_discrimination(
+            60, 40, dict.fromkeys(PAPER, 0.5), worker_sd=0.0, image_sd=0.0, seed=1000 + seed, design="within"
+        )
         kept, _ = apply_exclusions(sim, RULES)
         table = accuracy(kept)
         rejections += int((table["binom_p"] < 0.05).sum())

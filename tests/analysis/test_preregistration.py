@@ -136,29 +136,51 @@ sd = 0.8
 def cd_run(tmp_path_factory):
     """A simulated between-subjects study (Guided Grad-CAM 0.8 = Grad-CAM, Guided Backprop
     0.5; some fast workers), analysed with the GEE hook and the frozen CD_PLAN."""
-    df = simulate_class_discrimination(48, 12, {"guided_backprop": 0.5, "guided_gradcam": 0.8, "gradcam": 0.8},
-                                       seed=3, fast_rate=0.125, study="sim-cd")
+    df = simulate_class_discrimination(
+        48, 12, {"guided_backprop": 0.5, "guided_gradcam": 0.8, "gradcam": 0.8}, seed=3, fast_rate=0.125, study="sim-cd"
+    )
     frozen = freeze(parse_plan_text(CD_PLAN, "cd.toml", CD_FACTS), None, frozen_at=WHEN)
     out = tmp_path_factory.mktemp("cd-prereg")
-    result = analyze(df, frozen.plan["exclusions"], out, title="t", source="s", significance=report_tables,
-                     preregistration=preregistration_hook(frozen, answers=df, mode="live"), n_boot=20)
+    result = analyze(
+        df,
+        frozen.plan["exclusions"],
+        out,
+        title="t",
+        source="s",
+        significance=report_tables,
+        preregistration=preregistration_hook(frozen, answers=df, mode="live"),
+        n_boot=20,
+    )
     return df, frozen, result
 
 
 @pytest.fixture(scope="module")
 def trust_run(tmp_path_factory):
-    df = simulate_trust(40, 12, {"guided_backprop": 0.2, "guided_gradcam": 1.0, "gradcam": 0.6}, seed=5,
-                        study="sim-trust")
+    df = simulate_trust(
+        40, 12, {"guided_backprop": 0.2, "guided_gradcam": 1.0, "gradcam": 0.6}, seed=5, study="sim-trust"
+    )
     frozen = freeze(parse_plan_text(TRUST_PLAN, "trust.toml", TRUST_FACTS), None, frozen_at=WHEN)
-    result = analyze(df, None, tmp_path_factory.mktemp("trust-prereg"), title="t", source="s",
-                     significance=report_tables, preregistration=preregistration_hook(frozen), n_boot=20)
+    result = analyze(
+        df,
+        None,
+        tmp_path_factory.mktemp("trust-prereg"),
+        title="t",
+        source="s",
+        significance=report_tables,
+        preregistration=preregistration_hook(frozen),
+        n_boot=20,
+    )
     return df, frozen, result
 
 
 def context(result: dict, **changes) -> dict:
     """The hook's context of an analyze result (what analyze passes), with changes."""
-    ctx = {"kind": result["kind"], "flow": dict(result["flow"]), "rules": dict(result["rules"]),
-           "tables": dict(result["tables"])}
+    ctx = {
+        "kind": result["kind"],
+        "flow": dict(result["flow"]),
+        "rules": dict(result["rules"]),
+        "tables": dict(result["tables"]),
+    }
     ctx.update(changes)
     return ctx
 
@@ -168,6 +190,7 @@ def kinds(answer: dict) -> list[str]:
 
 
 # --- the plan ----------------------------------------------------------------------------
+
 
 def test_the_shipped_example_plan_is_valid_and_plans_n_from_the_power_analysis():
     facts = StudyFacts("class-discrimination", "class_discrimination", CD_METHODS, "between", CD_METHODS)
@@ -202,21 +225,30 @@ def _with(plan: str, old: str, new: str) -> str:
 
 
 BAD_PLANS = [
-    (_with(CD_PLAN, 'test = "accuracy_vs_chance"', 'test = "t_test"'), "hypothesis 'H1': unknown test 't_test' (known:"),
+    (
+        _with(CD_PLAN, 'test = "accuracy_vs_chance"', 'test = "t_test"'),
+        "hypothesis 'H1': unknown test 't_test' (known:",
+    ),
     (_with(CD_PLAN, 'id = "H2"\n', ""), "hypothesis 2: missing id"),
     (_with(CD_PLAN, 'id = "H2"', 'id = "H1"'), "hypotheses: duplicate id 'H1'"),
     (_with(CD_PLAN, "alpha = 0.05", "alpha = 1.5"), "alpha: must be in (0, 1), got 1.5"),
     (_with(CD_PLAN, "alpha = 0.05", "alpha = 0"), "alpha: must be in (0, 1), got 0"),
-    (_with(CD_PLAN, 'method = "guided_gradcam"', 'method = "lime"'),
-     "hypothesis 'H1': method 'lime' is not a method of study 'sim-cd' (its methods: gradcam, guided_backprop,"),
+    (
+        _with(CD_PLAN, 'method = "guided_gradcam"', 'method = "lime"'),
+        "hypothesis 'H1': method 'lime' is not a method of study 'sim-cd' (its methods: gradcam, guided_backprop,",
+    ),
     (_with(CD_PLAN, 'versus = "guided_backprop"\n', ""), "hypothesis 'H3': test gee_comparison compares two methods"),
     (_with(CD_PLAN, 'versus = "guided_backprop"', 'versus = "guided_gradcam"'), "hypothesis 'H3': versus must differ"),
     (_with(CD_PLAN, 'direction = "less"', 'direction = "smaller"'), "hypothesis 'H2'.direction: must be one of"),
     (_with(CD_PLAN, 'direction = "less"', 'direction = "less"\nvs = "gradcam"'), "hypothesis 'H2'.vs: unknown key"),
-    (_with(CD_PLAN, 'direction = "less"', 'direction = "less"\nversus = "gradcam"'),
-     "hypothesis 'H2': versus is only for the comparisons"),
-    (_with(CD_PLAN, 'test = "accuracy_vs_chance"', 'test = "trust_mean"'),
-     "hypothesis 'H1': test trust_mean is for trust studies; the study is class_discrimination"),
+    (
+        _with(CD_PLAN, 'direction = "less"', 'direction = "less"\nversus = "gradcam"'),
+        "hypothesis 'H2': versus is only for the comparisons",
+    ),
+    (
+        _with(CD_PLAN, 'test = "accuracy_vs_chance"', 'test = "trust_mean"'),
+        "hypothesis 'H1': test trust_mean is for trust studies; the study is class_discrimination",
+    ),
     (_with(CD_PLAN, 'slug = "sim-cd"', 'slug = "other"'), "study.slug: the plan is for study 'other', not 'sim-cd'"),
     (_with(CD_PLAN, "min_median_rt_ms = 300", "min_median_rt_ms = -1"), "exclusions.min_median_rt_ms: must be"),
     (_with(CD_PLAN, "min_median_rt_ms = 300", "max_rt_ms = 300"), "exclusions.max_rt_ms: unknown key"),
@@ -248,19 +280,24 @@ def test_without_the_study_the_kind_comes_from_the_tests_and_groups_are_required
 
 # --- freezing ----------------------------------------------------------------------------
 
+
 def test_the_frozen_plan_is_canonical_and_its_hash_ignores_key_order(tmp_path):
     a = freeze(parse_plan_text(CD_PLAN, "a.toml", CD_FACTS), None, frozen_at=WHEN)
     b = freeze(parse_plan_text(CD_PLAN_REORDERED, "b.toml", CD_FACTS), None, frozen_at=WHEN)
     assert a.text == b.text and a.sha256 == b.sha256
     assert a.sha256 == hashlib.sha256(a.text.encode()).hexdigest()
     assert " " not in a.text.split('"hypotheses"')[0] and a.text == json.dumps(
-        json.loads(a.text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        json.loads(a.text), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     assert a.frozen_at == "2026-03-01T09:30:00Z" and a.frozen_at_datetime() == WHEN
     # Another time, or another alpha, is another plan.
-    assert freeze(parse_plan_text(CD_PLAN, "a.toml", CD_FACTS), None,
-                  frozen_at=datetime(2026, 3, 2, tzinfo=UTC)).sha256 != a.sha256
-    changed = freeze(parse_plan_text(_with(CD_PLAN, "alpha = 0.05", "alpha = 0.01"), "c.toml", CD_FACTS), None,
-                     frozen_at=WHEN)
+    assert (
+        freeze(parse_plan_text(CD_PLAN, "a.toml", CD_FACTS), None, frozen_at=datetime(2026, 3, 2, tzinfo=UTC)).sha256
+        != a.sha256
+    )
+    changed = freeze(
+        parse_plan_text(_with(CD_PLAN, "alpha = 0.05", "alpha = 0.01"), "c.toml", CD_FACTS), None, frozen_at=WHEN
+    )
     assert changed.sha256 != a.sha256 and changed.plan != a.plan
     # Read back: the exact bytes pass; a pretty-printed or edited copy does not.
     assert load_frozen(a.text).sha256 == a.sha256
@@ -280,12 +317,16 @@ def test_without_exclusions_the_study_rules_are_frozen():
     frozen = freeze(parse_plan_text(body, "p.toml", CD_FACTS), stored, frozen_at=WHEN)
     assert frozen.plan["exclusions"] == stored and frozen.plan["exclusions_source"] == "study settings"
     defaults = freeze(parse_plan_text(body, "p.toml", CD_FACTS), None, frozen_at=WHEN)
-    assert defaults.plan["exclusions"] == {"max_failed_attention_checks": 0, "min_median_rt_ms": 300,
-                                           "require_complete": True}
+    assert defaults.plan["exclusions"] == {
+        "max_failed_attention_checks": 0,
+        "min_median_rt_ms": 300,
+        "require_complete": True,
+    }
     assert defaults.plan["exclusions_source"] == "defaults"
 
 
 # --- the hook: hypotheses and tables -----------------------------------------------------
+
 
 def test_hypotheses_are_judged_and_their_tables_are_confirmatory(cd_run):
     _, frozen, result = cd_run
@@ -301,8 +342,10 @@ def test_hypotheses_are_judged_and_their_tables_are_confirmatory(cd_run):
     assert outcome["H4"].startswith("Not supported:")
     ts = answer["table_status"]
     assert ts["accuracy_by_method"] == ts["significance_gee_method_comparisons"] == "confirmatory"
-    assert {ts[n] for n in ("accuracy_by_model_role", "rt_by_method", "agreement",
-                            "significance_mixed_model_method_effects")} == {"exploratory"}
+    assert {
+        ts[n]
+        for n in ("accuracy_by_model_role", "rt_by_method", "agreement", "significance_mixed_model_method_effects")
+    } == {"exploratory"}
     # Same rules as the plan and no planned N: nothing deviates.
     assert answer["deviations"] == []
     html = result["html"].read_text(encoding="utf-8")
@@ -318,8 +361,10 @@ def test_trust_hypotheses(trust_run):
     answer = result["preregistration"]
     by_id = {h["id"]: h for h in answer["hypotheses"]}
     assert by_id["T1"]["status"] == "supported" and "t-test" in by_id["T1"]["outcome"]
-    assert by_id["T2"]["status"] == "supported" and "log odds ratio guided_gradcam vs guided_backprop" in \
-        by_id["T2"]["outcome"]
+    assert (
+        by_id["T2"]["status"] == "supported"
+        and "log odds ratio guided_gradcam vs guided_backprop" in by_id["T2"]["outcome"]
+    )
     assert by_id["T3"]["status"] == "not computable" and "reference is neither" in by_id["T3"]["outcome"]
     ts = answer["table_status"]
     assert ts["trust_by_method"] == ts["significance_trust_ordinal"] == "confirmatory"
@@ -329,11 +374,14 @@ def test_trust_hypotheses(trust_run):
     assert planned != 40 and answer["planned_n"] == planned and answer["analysed_n"] == 40
     assert kinds(answer) == ["n_differs"]
     words = "fewer" if 40 < planned else "more"
-    assert answer["deviations"] == [f"Analysed N = 40 workers; the plan's power analysis planned N = {planned} "
-                                    f"({abs(40 - planned)} {words} than planned)."]
+    assert answer["deviations"] == [
+        f"Analysed N = 40 workers; the plan's power analysis planned N = {planned} "
+        f"({abs(40 - planned)} {words} than planned)."
+    ]
 
 
 # --- the hook: deviations ----------------------------------------------------------------
+
 
 def test_a_changed_rule_and_the_participants_it_moves_are_deviations(cd_run):
     df, frozen, result = cd_run
@@ -352,14 +400,18 @@ def test_a_changed_rule_and_the_participants_it_moves_are_deviations(cd_run):
 
 def test_exclusions_by_a_rule_the_plan_does_not_use_without_the_answers(cd_run):
     _, _, result = cd_run
-    off = freeze(parse_plan_text(_with(CD_PLAN, "min_median_rt_ms = 300", "min_median_rt_ms = 0"), "p.toml",
-                                 CD_FACTS), None, frozen_at=WHEN)
+    off = freeze(
+        parse_plan_text(_with(CD_PLAN, "min_median_rt_ms = 300", "min_median_rt_ms = 0"), "p.toml", CD_FACTS),
+        None,
+        frozen_at=WHEN,
+    )
     assert result["flow"]["excluded_too_fast"] > 0
     answer = evaluate(off, context(result))
     assert kinds(answer) == ["rule_changed", "extra_exclusions"]
     n = result["flow"]["excluded_too_fast"]
-    assert answer["deviations"][1] == (f"{n} participant(s) excluded by rule too_fast (min_median_rt_ms), which the "
-                                       "plan does not use.")
+    assert answer["deviations"][1] == (
+        f"{n} participant(s) excluded by rule too_fast (min_median_rt_ms), which the plan does not use."
+    )
 
 
 def test_an_n_other_than_planned_is_a_deviation_both_ways(cd_run):
@@ -371,8 +423,10 @@ def test_an_n_other_than_planned_is_a_deviation_both_ways(cd_run):
         flow = dict(result["flow"], analysed_participants=analysed)
         answer = evaluate(frozen, context(result, flow=flow))
         assert kinds(answer) == ["n_differs"]
-        assert answer["deviations"][0] == (f"Analysed N = {analysed} workers; the plan's power analysis planned "
-                                           f"N = {planned} ({abs(analysed - planned)} {word} than planned).")
+        assert answer["deviations"][0] == (
+            f"Analysed N = {analysed} workers; the plan's power analysis planned "
+            f"N = {planned} ({abs(analysed - planned)} {word} than planned)."
+        )
     exact = evaluate(frozen, context(result, flow=dict(result["flow"], analysed_participants=planned)))
     assert exact["deviations"] == []
 
@@ -400,8 +454,15 @@ def test_a_planned_test_that_did_not_run_other_answers_and_other_software_are_de
 def test_the_report_lists_the_deviations(cd_run, tmp_path):
     df, frozen, _ = cd_run
     rules = dict(frozen.plan["exclusions"], min_median_rt_ms=1000)
-    result = analyze(df, rules, tmp_path, title="t", source="s",
-                     preregistration=preregistration_hook(frozen, answers=df, mode="live"), n_boot=20)
+    result = analyze(
+        df,
+        rules,
+        tmp_path,
+        title="t",
+        source="s",
+        preregistration=preregistration_hook(frozen, answers=df, mode="live"),
+        n_boot=20,
+    )
     html = result["html"].read_text(encoding="utf-8")
     assert 'id="deviations"' in html and "Exclusion rule min_median_rt_ms changed: 300 in the plan, 1000" in html
     assert "Hypothesis H3: its planned test" in html  # no significance hook: the GEE test did not run

@@ -112,9 +112,11 @@ def test_krippendorff_alpha_package_example():
     # The krippendorff package's docstring example (Krippendorff 2011): nominal 0.691358,
     # interval 0.810845.
     nan = np.nan
-    data = [[nan, nan, nan, nan, nan, 3, 4, 1, 2, 1, 1, 3, 3, nan, 3],
-            [1, nan, 2, 1, 3, 3, 4, 3, nan, nan, nan, nan, nan, nan, nan],
-            [nan, nan, 2, 1, 3, 4, 4, nan, 2, 1, 1, 3, 3, nan, 4]]
+    data = [
+        [nan, nan, nan, nan, nan, 3, 4, 1, 2, 1, 1, 3, 3, nan, 3],
+        [1, nan, 2, 1, 3, 3, 4, 3, nan, nan, nan, nan, nan, nan, nan],
+        [nan, nan, 2, 1, 3, 4, 4, nan, 2, 1, 1, 3, 3, nan, 4],
+    ]
     assert krippendorff_alpha(data, "nominal") == pytest.approx(0.691358, abs=5e-7)
     assert krippendorff_alpha(data, "interval") == pytest.approx(0.810845, abs=5e-7)
     assert krippendorff_alpha(data, "ordinal") > krippendorff_alpha(data, "nominal")
@@ -139,16 +141,29 @@ def test_bootstrap_ci_contains_estimate_and_is_seeded(diagnoses):
 def test_bootstrap_ci_fast_path_matches_generic_statistic(diagnoses):
     data = diagnoses.to_numpy(dtype=float).T
     fast = bootstrap_ci(data, level="ordinal", n_boot=50, seed=3)
-    slow = bootstrap_ci(data, lambda d: krippendorff_alpha(d, "ordinal", value_domain=[1, 2, 3, 4, 5]),
-                        n_boot=50, seed=3)
+    slow = bootstrap_ci(
+        data, lambda d: krippendorff_alpha(d, "ordinal", value_domain=[1, 2, 3, 4, 5]), n_boot=50, seed=3
+    )
     assert fast == pytest.approx(slow, abs=1e-12)
 
 
-@pytest.mark.parametrize(("k", "label"), [
-    (-0.1, "poor"), (0.0, "slight"), (0.2, "slight"), (0.21, "fair"), (0.4, "fair"),
-    (0.41, "moderate"), (0.6, "moderate"), (0.61, "substantial"), (0.8, "substantial"),
-    (0.81, "almost perfect"), (1.0, "almost perfect"), (math.nan, "not computable"),
-])
+@pytest.mark.parametrize(
+    ("k", "label"),
+    [
+        (-0.1, "poor"),
+        (0.0, "slight"),
+        (0.2, "slight"),
+        (0.21, "fair"),
+        (0.4, "fair"),
+        (0.41, "moderate"),
+        (0.6, "moderate"),
+        (0.61, "substantial"),
+        (0.8, "substantial"),
+        (0.81, "almost perfect"),
+        (1.0, "almost perfect"),
+        (math.nan, "not computable"),
+    ],
+)
 def test_landis_koch(k, label):
     assert landis_koch(k) == label
 
@@ -202,21 +217,25 @@ def test_holm():
 
 def _long(method: str, answers: dict[str, dict[str, object]], check: bool = False) -> list[dict]:
     """Rows of a long answer frame from {item_id: {participant: answer}}."""
-    return [{"method": method, "item_id": item, "participant": who, "answer": a,
-             "is_attention_check": check}
-            for item, by in answers.items() for who, a in by.items()]
+    return [
+        {"method": method, "item_id": item, "participant": who, "answer": a, "is_attention_check": check}
+        for item, by in answers.items()
+        for who, a in by.items()
+    ]
 
 
 @pytest.fixture
 def answers() -> pd.DataFrame:
     workers = ["w1", "w2", "w3"]
     perfect = {f"i{j}": dict.fromkeys(workers, ["cat", "dog"][j % 2]) for j in range(6)}
-    noisy = {f"n{j}": {w: ["cat", "dog"][(j + (w == "w3" and j % 3 == 0)) % 2] for w in workers}
-             for j in range(8)}
+    noisy = {f"n{j}": {w: ["cat", "dog"][(j + (w == "w3" and j % 3 == 0)) % 2] for w in workers} for j in range(8)}
     noisy["n_extra"] = {"w1": "cat", "w2": "dog"}  # 2 raters: left out of Fleiss, kept by alpha
-    rows = (_long("gradcam", perfect) + _long("guided", noisy)
-            + _long("single", {"s1": {"w1": "cat"}})
-            + _long("gradcam", {"ac": {"w1": "dog", "w2": "cat", "w3": "cat"}}, check=True))
+    rows = (
+        _long("gradcam", perfect)
+        + _long("guided", noisy)
+        + _long("single", {"s1": {"w1": "cat"}})
+        + _long("gradcam", {"ac": {"w1": "dog", "w2": "cat", "w3": "cat"}}, check=True)
+    )
     return pd.DataFrame(rows)
 
 
@@ -265,8 +284,7 @@ def test_agreement_table_trust_is_ordinal():
     base = rng.integers(-2, 3, size=10)
     rows = []
     for w, shift in (("a", 0), ("b", 0), ("c", 1)):
-        rows += _long("gradcam", {f"t{j}": {w: int(np.clip(base[j] + shift * (j % 2), -2, 2))}
-                                  for j in range(10)})
+        rows += _long("gradcam", {f"t{j}": {w: int(np.clip(base[j] + shift * (j % 2), -2, 2))} for j in range(10)})
     df = pd.DataFrame(rows).assign(study_kind="trust")
     df["answer"] = df["answer"].astype("Int64")
     row = agreement_table(df, min_shared=5, n_boot=200, seed=0).iloc[0]

@@ -20,13 +20,22 @@ from camstudy.errors import UserError
 
 CD_METHODS = {"gradcam": 0.7, "guided_backprop": 0.55}
 TRUST_METHODS = {"gradcam": 1.0, "guided_backprop": 0.2}
-SECTIONS = ("Data source and counts", "Exclusion flow", "Results", "Figures", "Agreement",
-            "Clustered comparisons", "Tests and assumptions", "Software versions")
+SECTIONS = (
+    "Data source and counts",
+    "Exclusion flow",
+    "Results",
+    "Figures",
+    "Agreement",
+    "Clustered comparisons",
+    "Tests and assumptions",
+    "Software versions",
+)
 
 
 def _cd(seed: int = 1) -> pd.DataFrame:
-    return simulate_class_discrimination(24, 12, CD_METHODS, seed=seed, design="within",
-                                         attention_fail_rate=0.1, fast_rate=0.1, incomplete_rate=0.1)
+    return simulate_class_discrimination(
+        24, 12, CD_METHODS, seed=seed, design="within", attention_fail_rate=0.1, fast_rate=0.1, incomplete_rate=0.1
+    )
 
 
 def _trust(seed: int = 1) -> pd.DataFrame:
@@ -36,8 +45,15 @@ def _trust(seed: int = 1) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def cd_report(tmp_path_factory) -> tuple[dict, str, Path]:
     out = tmp_path_factory.mktemp("cd")
-    result = analyze(_cd(), None, out, title="CD <study>", source="simulated",
-                     significance=lambda kept: {"gee": pd.DataFrame({"term": ["x"], "p": [0.5]})}, n_boot=50)
+    result = analyze(
+        _cd(),
+        None,
+        out,
+        title="CD <study>",
+        source="simulated",
+        significance=lambda kept: {"gee": pd.DataFrame({"term": ["x"], "p": [0.5]})},
+        n_boot=50,
+    )
     return result, result["html"].read_text(encoding="utf-8"), out
 
 
@@ -62,8 +78,11 @@ def test_report_sections_figures_and_csvs(which, request):
         assert f"<h2>{title}</h2>" in text
     assert text.count('src="data:image/png;base64,') == len(result["figures"]) >= 3
     assert "<script" not in text.lower() and "http://" not in text and "https://" not in text
-    names = ({"accuracy_by_method", "accuracy_by_model_role", "accuracy_by_method_model_role"}
-             if result["kind"] == "class_discrimination" else {"trust_by_method", "trust_score_shares"})
+    names = (
+        {"accuracy_by_method", "accuracy_by_model_role", "accuracy_by_method_model_role"}
+        if result["kind"] == "class_discrimination"
+        else {"trust_by_method", "trust_score_shares"}
+    )
     for name in names | {"agreement", "exclusion_flow", "rt_by_method", "rt_histogram"}:
         assert (out / f"{name}.csv").is_file(), name
         assert f"{name}.csv" in text
@@ -169,14 +188,23 @@ def test_cli_missing_file_and_unknown_study_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         run_analyze(_parse(["analyze", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]))
     with pytest.raises(UserError):
-        run_analyze(_parse(["analyze", "no-such-study", "--out", str(tmp_path / "o"),
-                            "--db", f"sqlite:///{tmp_path / 'empty.db'}"]))
+        run_analyze(
+            _parse(
+                ["analyze", "no-such-study", "--out", str(tmp_path / "o"), "--db", f"sqlite:///{tmp_path / 'empty.db'}"]
+            )
+        )
 
 
-@pytest.mark.parametrize("make, tables", [
-    (_cd, ["significance_gee_method_comparisons.csv", "significance_mixed_model_method_effects.csv"]),
-    (_trust, ["significance_trust_one_sample.csv", "significance_trust_pairwise.csv", "significance_trust_ordinal.csv"]),
-])
+@pytest.mark.parametrize(
+    "make, tables",
+    [
+        (_cd, ["significance_gee_method_comparisons.csv", "significance_mixed_model_method_effects.csv"]),
+        (
+            _trust,
+            ["significance_trust_one_sample.csv", "significance_trust_pairwise.csv", "significance_trust_ordinal.csv"],
+        ),
+    ],
+)
 def test_camstudy_analyze_includes_the_clustered_comparisons(tmp_path, capsys, make, tables):
     from camstudy.cli import main
 
@@ -204,8 +232,9 @@ def cd_full(tmp_path_factory) -> tuple[dict, str, Path, pd.DataFrame]:
 
     df = simulate_class_discrimination(30, 24, FULL_CD, seed=5, design="within", attention_fail_rate=0.1)
     out = tmp_path_factory.mktemp("cd_full")
-    result = analyze(df, None, out, title="Class discrimination", source="simulated", significance=report_tables,
-                     n_boot=50)
+    result = analyze(
+        df, None, out, title="Class discrimination", source="simulated", significance=report_tables, n_boot=50
+    )
     return result, result["html"].read_text(encoding="utf-8"), out, df
 
 
@@ -264,8 +293,10 @@ def test_every_table_is_also_markdown_and_booktabs_latex(which, request):
 def test_latex_escape():
     from analysis.report_tables import latex_escape
 
-    assert latex_escape("a_b & 50% #1 {x} $5 ~^\\") == (r"a\_b \& 50\% \#1 \{x\} \$5 \textasciitilde{}"
-                                                         r"\textasciicircum{}\textbackslash{}")
+    assert latex_escape("a_b & 50% #1 {x} $5 ~^\\") == (
+        r"a\_b \& 50\% \#1 \{x\} \$5 \textasciitilde{}"
+        r"\textasciicircum{}\textbackslash{}"
+    )
     assert latex_escape("Krippendorff's α ≈95%") == r"Krippendorff's $\alpha$ $\approx$95\%"
 
 
@@ -339,8 +370,9 @@ def test_paired_trust_difference_has_its_t_interval(trust_full):
 
     result, _, _, df = trust_full
     kept = _kept(df)
-    means = (kept.assign(worker=kept["mode"] + "/" + kept["participant"])
-             .pivot_table(index="worker", columns="method", values="score_stronger", aggfunc="mean"))
+    means = kept.assign(worker=kept["mode"] + "/" + kept["participant"]).pivot_table(
+        index="worker", columns="method", values="score_stronger", aggfunc="mean"
+    )
     pairs = result["tables"]["significance_trust_pairwise"]
     assert len(pairs) == 3
     for r in pairs.to_dict("records"):
@@ -350,8 +382,10 @@ def test_paired_trust_difference_has_its_t_interval(trust_full):
         low, high = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
         assert (r["ci_low"], r["ci_high"]) == pytest.approx((low, high))
         assert (r["t_p"] < 0.05) == (not r["ci_low"] <= 0 <= r["ci_high"])  # the same numbers as the test
-        used = kept[kept["method"].isin([r["method_a"], r["method_b"]])
-                    & (kept["mode"] + "/" + kept["participant"]).isin(both.index)]
+        used = kept[
+            kept["method"].isin([r["method_a"], r["method_b"]])
+            & (kept["mode"] + "/" + kept["participant"]).isin(both.index)
+        ]
         assert r["n_answers"] == len(used) and r["n_images"] == used["image_id"].nunique()
 
 
@@ -361,11 +395,15 @@ def test_odds_ratios_and_approximate_intervals_are_labelled(cd_full):
     result, text, _, _ = cd_full
     gee = display("significance_gee_method_comparisons", result["tables"]["significance_gee_method_comparisons"])
     h = gee.headers
-    assert h[h.index("Odds ratio"):h.index("Odds ratio") + 3] == ["Odds ratio", "Odds ratio 95% CI low",
-                                                                  "Odds ratio 95% CI high"]
+    assert h[h.index("Odds ratio") : h.index("Odds ratio") + 3] == [
+        "Odds ratio",
+        "Odds ratio 95% CI low",
+        "Odds ratio 95% CI high",
+    ]
     assert h.index("log odds ratio") > h.index("Odds ratio 95% CI high") + 1  # not beside the odds ratio
-    mixed = display("significance_mixed_model_method_effects",
-                    result["tables"]["significance_mixed_model_method_effects"])
+    mixed = display(
+        "significance_mixed_model_method_effects", result["tables"]["significance_mixed_model_method_effects"]
+    )
     assert "approximate" in mixed.title and "Odds ratio ≈95% interval low" in mixed.headers
     assert "variational Bayes; intervals approximate" in html.unescape(text)
 
@@ -373,12 +411,19 @@ def test_odds_ratios_and_approximate_intervals_are_labelled(cd_full):
 def _prereg_hook(seen: list):
     def hook(context: dict) -> dict:
         seen.append(context)
-        return {"sha256": "ab" * 32, "frozen_at": "2026-01-02T03:04:05Z",
-                "hypotheses": [{"id": "H1", "text": "Guided Grad-CAM beats Guided Backprop <b>", "test": "GEE",
-                                "outcome": "supported"}],
-                "deviations": ["Ran 30 workers, not 40"],
-                "table_status": {"significance_gee_method_comparisons": "confirmatory",
-                                 "accuracy_by_method": "confirmatory"}}
+        return {
+            "sha256": "ab" * 32,
+            "frozen_at": "2026-01-02T03:04:05Z",
+            "hypotheses": [
+                {"id": "H1", "text": "Guided Grad-CAM beats Guided Backprop <b>", "test": "GEE", "outcome": "supported"}
+            ],
+            "deviations": ["Ran 30 workers, not 40"],
+            "table_status": {
+                "significance_gee_method_comparisons": "confirmatory",
+                "accuracy_by_method": "confirmatory",
+            },
+        }
+
     return hook
 
 
@@ -387,8 +432,16 @@ def test_preregistration_hook(tmp_path):
 
     seen: list = []
     df = simulate_class_discrimination(20, 16, FULL_CD, seed=3, design="within")
-    result = analyze(df, None, tmp_path, title="t", source="s", significance=report_tables,
-                     preregistration=_prereg_hook(seen), n_boot=20)
+    result = analyze(
+        df,
+        None,
+        tmp_path,
+        title="t",
+        source="s",
+        significance=report_tables,
+        preregistration=_prereg_hook(seen),
+        n_boot=20,
+    )
     assert set(seen[0]) == {"kind", "flow", "rules", "tables"} and seen[0]["kind"] == "class_discrimination"
     assert "significance_gee_method_comparisons" in seen[0]["tables"]
     assert result["preregistration"]["sha256"] == "ab" * 32 and result["preregistration_error"] is None
@@ -435,8 +488,10 @@ def test_report_fits_1200px_in_chromium(cd_full, trust_full):
 
     if MISSING is not None and not REQUIRE:
         pytest.skip(f"{MISSING}; CAMSTUDY_REQUIRE_BROWSER=1 makes this a failure")
-    _assert_fits({"cd": cd_full[0]["html"], "trust": trust_full[0]["html"]},
-                 shots=os.environ.get("CAMSTUDY_REPORT_SHOTS"))
+    _assert_fits(
+        {"cd": cd_full[0]["html"], "trust": trust_full[0]["html"]}, shots=os.environ.get("CAMSTUDY_REPORT_SHOTS")
+    )
+
 
 def test_report_uses_the_clustered_accuracy_columns(tmp_path):
     """accuracy.py's clustered intervals (n_workers, n_images, ci_method, wilson_*, binom_p;
@@ -458,16 +513,16 @@ def test_report_uses_the_clustered_accuracy_columns(tmp_path):
     assert acc["ci_method"].iloc[0].startswith("two-way cluster-robust (worker and image)")
     assert "respect the clustering of answers: two-way cluster-robust" in cd["words"][1]
     assert "clustered 95% intervals" in text and "Wilson score intervals" not in cd["words"][1]
-    trust = analyze(_trust(), None, tmp_path / "trust", title="t", source="s", significance=report_tables,
-                    n_boot=20)
+    trust = analyze(_trust(), None, tmp_path / "trust", title="t", source="s", significance=report_tables, n_boot=20)
     summary = trust["tables"]["trust_by_method"]
     assert {"n_images", "ci_method", "worker_t_low", "worker_t_high"} <= set(summary.columns)
     text = html.unescape(trust["html"].read_text(encoding="utf-8"))
     assert "t 95% CI high (worker means)" in text
     assert "the intervals are two-way cluster-robust" in trust["words"][-1]
     assert "the tests ignore the clustering by image" in trust["words"][-1]
-    _assert_fits({"cd-clustered": cd["html"], "trust-clustered": trust["html"]},
-                 shots=os.environ.get("CAMSTUDY_REPORT_SHOTS"))
+    _assert_fits(
+        {"cd-clustered": cd["html"], "trust-clustered": trust["html"]}, shots=os.environ.get("CAMSTUDY_REPORT_SHOTS")
+    )
 
 
 def _assert_fits(pages: dict[str, Path], shots: str | None = None) -> None:

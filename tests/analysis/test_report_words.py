@@ -40,10 +40,12 @@ def _sentences(paragraph: str) -> list[str]:
 def cd(tmp_path_factory) -> dict:
     from analysis.significance import report_tables
 
-    df = simulate_class_discrimination(40, 32, PAPER, seed=11, design="within", attention_fail_rate=0.05,
-                                       fast_rate=0.05)
-    return analyze(df, None, tmp_path_factory.mktemp("cd"), title="cd", source="sim",
-                   significance=report_tables, n_boot=20)
+    df = simulate_class_discrimination(
+        40, 32, PAPER, seed=11, design="within", attention_fail_rate=0.05, fast_rate=0.05
+    )
+    return analyze(
+        df, None, tmp_path_factory.mktemp("cd"), title="cd", source="sim", significance=report_tables, n_boot=20
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,9 @@ def trust(tmp_path_factory) -> dict:
     from analysis.significance import report_tables
 
     df = simulate_trust(36, 18, TRUST, seed=11, attention_fail_rate=0.05)
-    return analyze(df, None, tmp_path_factory.mktemp("trust"), title="trust", source="sim",
-                   significance=report_tables, n_boot=20)
+    return analyze(
+        df, None, tmp_path_factory.mktemp("trust"), title="trust", source="sim", significance=report_tables, n_boot=20
+    )
 
 
 def test_apa_numbers():
@@ -70,13 +73,19 @@ SENTENCE_CD = re.compile(
     r"With (?P<method>[^,]+), workers chose the right category in (?P<acc>\d+\.\d)% of trials "
     r"\(95% CI \[(?P<lo>\d+\.\d), (?P<hi>\d+\.\d)\]; (?P<n>[\d,]+) answers from (?P<w>[\d,]+) workers on "
     r"(?P<i>[\d,]+) images\), (?P<chance>above chance|below chance|not reliably different from chance) "
-    rf"\((?P<p>{P})\)(?P<rest>.*)\.$")
+    rf"\((?P<p>{P})\)(?P<rest>.*)\.$"
+)
 COMPARISON = re.compile(
     r"more than with|less than with|with no reliable difference from|but not reliably different from|"
     rf"(?P<name>[A-Z][A-Za-z -]*?) \(OR (?P<odds>\d+\.\d\d), 95% CI \[(?P<lo>[\d.]+), (?P<hi>[\d.]+)\], "
-    rf"(?P<p>{P})\)")
-VERDICT = {"more than with": "more", "less than with": "less", "with no reliable difference from": "none",
-           "but not reliably different from": "none"}
+    rf"(?P<p>{P})\)"
+)
+VERDICT = {
+    "more than with": "more",
+    "less than with": "less",
+    "with no reliable difference from": "none",
+    "but not reliably different from": "none",
+}
 
 
 def test_class_discrimination_sentences_match_the_tables(cd):
@@ -94,11 +103,15 @@ def test_class_discrimination_sentences_match_the_tables(cd):
         row = acc.loc[method]
         assert m["acc"] == f"{100 * row['accuracy']:.1f}"
         assert (m["lo"], m["hi"]) == (f"{100 * row['ci_low']:.1f}", f"{100 * row['ci_high']:.1f}")
-        assert (int(m["n"].replace(",", "")), int(m["w"]), int(m["i"])) == (row["n"], row["n_workers"],
-                                                                           row["n_images"])
+        assert (int(m["n"].replace(",", "")), int(m["w"]), int(m["i"])) == (row["n"], row["n_workers"], row["n_images"])
         assert m["p"] == apa_p(row["p_value"])
-        expected = ("not reliably different from chance" if not row["p_value"] < ALPHA
-                    else "above chance" if row["accuracy"] > 0.5 else "below chance")
+        expected = (
+            "not reliably different from chance"
+            if not row["p_value"] < ALPHA
+            else "above chance"
+            if row["accuracy"] > 0.5
+            else "below chance"
+        )
         assert m["chance"] == expected
         # Every less accurate method once, with the GEE pair's numbers and the Holm verdict.
         verdict, seen = None, []
@@ -108,8 +121,10 @@ def test_class_discrimination_sentences_match_the_tables(cd):
                 continue
             other = NAME_OF[c["name"].removeprefix("with ").strip()]
             seen.append(other)
-            pair = gee[((gee["method_a"] == method) & (gee["method_b"] == other))
-                       | ((gee["method_a"] == other) & (gee["method_b"] == method))].iloc[0]
+            pair = gee[
+                ((gee["method_a"] == method) & (gee["method_b"] == other))
+                | ((gee["method_a"] == other) & (gee["method_b"] == method))
+            ].iloc[0]
             flip = pair["method_a"] != method
             odds = 1 / pair["odds_ratio"] if flip else pair["odds_ratio"]
             low, high = (1 / pair["ci_high"], 1 / pair["ci_low"]) if flip else (pair["ci_low"], pair["ci_high"])
@@ -131,12 +146,14 @@ SENTENCE_TRUST = re.compile(
     r"\(95% CI \[(?P<lo>-?\d+\.\d\d), (?P<hi>-?\d+\.\d\d)\]; (?P<n>[\d,]+) answers from (?P<w>\d+) workers on "
     r"(?P<i>\d+) images\), (?P<verdict>reliably above zero|reliably below zero \(in favour of the weaker "
     r"model\)|not reliably different from zero) \(Wilcoxon signed-rank W = (?P<W>[\d.]+), "
-    rf"(?P<pw>{P}); t\((?P<df>\d+)\) = (?P<t>-?\d+\.\d\d), (?P<pt>{P})\)\.$")
+    rf"(?P<pw>{P}); t\((?P<df>\d+)\) = (?P<t>-?\d+\.\d\d), (?P<pt>{P})\)\.$"
+)
 SENTENCE_PAIR = re.compile(
     r"(?:Workers who rated both favoured the stronger model more with (?P<a>.+?) than with (?P<b>.+?)|"
     r"Between (?P<a0>.+?) and (?P<b0>.+?) there was no reliable difference) \(mean paired difference "
     r"(?P<d>\d+\.\d\d), 95% CI \[(?P<lo>-?\d+\.\d\d), (?P<hi>-?\d+\.\d\d)\], (?P<n>\d+) workers; Wilcoxon "
-    rf"W = (?P<W>[\d.]+), (?P<pw>{P}); t\((?P<df>\d+)\) = (?P<t>-?\d+\.\d\d), (?P<pt>{P})\)\.$")
+    rf"W = (?P<W>[\d.]+), (?P<pw>{P}); t\((?P<df>\d+)\) = (?P<t>-?\d+\.\d\d), (?P<pt>{P})\)\.$"
+)
 
 
 def test_trust_sentences_match_the_tables(trust):
@@ -154,14 +171,21 @@ def test_trust_sentences_match_the_tables(trust):
         order.append(method)
         row, tests = summary.loc[method], one.loc[method]
         assert (m["mean"], m["lo"], m["hi"]) == (f"{row[est]:.2f}", f"{row['ci_low']:.2f}", f"{row['ci_high']:.2f}")
-        assert (int(m["n"].replace(",", "")), int(m["w"]), int(m["i"])) == (row["n_answers"], row["n_workers"],
-                                                                           row["n_images"])
+        assert (int(m["n"].replace(",", "")), int(m["w"]), int(m["i"])) == (
+            row["n_answers"],
+            row["n_workers"],
+            row["n_images"],
+        )
         assert m["pw"] == apa_p(tests["wilcoxon_p_holm"]) and m["pt"] == apa_p(tests["t_p_holm"])
         assert float(m["W"]) == pytest.approx(row["wilcoxon_stat"], abs=0.05)
         assert m["t"] == f"{row['t_stat']:.2f}" and int(m["df"]) == row["n_workers"] - 1
-        expected = ("not reliably different from zero" if not tests["wilcoxon_p_holm"] < ALPHA
-                    else "reliably above zero" if row[est] > 0 else
-                    "reliably below zero (in favour of the weaker model)")
+        expected = (
+            "not reliably different from zero"
+            if not tests["wilcoxon_p_holm"] < ALPHA
+            else "reliably above zero"
+            if row[est] > 0
+            else "reliably below zero (in favour of the weaker model)"
+        )
         assert m["verdict"] == expected
     assert order == list(summary.sort_values(est, ascending=False).index)
     assert "With Guided Grad-CAM" in sentences[0] and "reliably above zero" in sentences[0]
@@ -196,27 +220,54 @@ def test_ordinal_sentence_names_the_models_inference_when_it_says(trust):
     ordinal.attrs = {**ordinal.attrs, "inference": "cluster-robust Wald t tests with 26 df"}
     tables["significance_trust_ordinal"] = ordinal
     said = trust_words(tables)[2]
-    assert "model of the score on the method and the stronger model's side (cluster-robust Wald t tests " \
-           "with 26 df) gave odds ratios" in said
+    assert (
+        "model of the score on the method and the stronger model's side (cluster-robust Wald t tests "
+        "with 26 df) gave odds ratios" in said
+    )
 
 
 def _tables(p_holm: float, odds: float) -> dict[str, pd.DataFrame]:
     """An accuracy table and a GEE table of two methods with the given Holm p and odds ratio."""
-    acc = pd.DataFrame({"method": ["guided_gradcam", "guided_backprop"], "n": [400, 400], "n_workers": [40, 40],
-                        "n_images": [50, 50], "k": [260, 200], "accuracy": [0.65, 0.5], "ci_low": [0.6, 0.45],
-                        "ci_high": [0.7, 0.55], "p_value": [1e-5, 1.0]})
-    gee = pd.DataFrame({"method_a": ["guided_gradcam"], "method_b": ["guided_backprop"], "log_or": [math.log(odds)],
-                        "se": [0.1], "odds_ratio": [odds], "ci_low": [odds * 0.8], "ci_high": [odds * 1.25],
-                        "z": [1.0], "p_value": [p_holm / 2], "p_holm": [p_holm], "significant": [p_holm < 0.05]})
+    acc = pd.DataFrame(
+        {
+            "method": ["guided_gradcam", "guided_backprop"],
+            "n": [400, 400],
+            "n_workers": [40, 40],
+            "n_images": [50, 50],
+            "k": [260, 200],
+            "accuracy": [0.65, 0.5],
+            "ci_low": [0.6, 0.45],
+            "ci_high": [0.7, 0.55],
+            "p_value": [1e-5, 1.0],
+        }
+    )
+    gee = pd.DataFrame(
+        {
+            "method_a": ["guided_gradcam"],
+            "method_b": ["guided_backprop"],
+            "log_or": [math.log(odds)],
+            "se": [0.1],
+            "odds_ratio": [odds],
+            "ci_low": [odds * 0.8],
+            "ci_high": [odds * 1.25],
+            "z": [1.0],
+            "p_value": [p_holm / 2],
+            "p_holm": [p_holm],
+            "significant": [p_holm < 0.05],
+        }
+    )
     return {"accuracy_by_method": acc, "significance_gee_method_comparisons": gee}
 
 
-@pytest.mark.parametrize("p_holm, odds, said", [
-    (0.2, 3.0, "with no reliable difference from Guided Backprop (OR 3.00"),  # a large OR is not a finding
-    (0.049, 1.5, "more than with Guided Backprop (OR 1.50, 95% CI [1.20, 1.88], p = .049)"),
-    (0.01, 0.7, "less than with Guided Backprop (OR 0.70"),
-    (0.05, 2.0, "with no reliable difference from Guided Backprop"),  # p = alpha is not below alpha
-])
+@pytest.mark.parametrize(
+    "p_holm, odds, said",
+    [
+        (0.2, 3.0, "with no reliable difference from Guided Backprop (OR 3.00"),  # a large OR is not a finding
+        (0.049, 1.5, "more than with Guided Backprop (OR 1.50, 95% CI [1.20, 1.88], p = .049)"),
+        (0.01, 0.7, "less than with Guided Backprop (OR 0.70"),
+        (0.05, 2.0, "with no reliable difference from Guided Backprop"),  # p = alpha is not below alpha
+    ],
+)
 def test_verdicts_follow_the_test_not_the_estimate(p_holm, odds, said):
     first = class_discrimination_words(_tables(p_holm, odds))[0]
     assert said in first
@@ -265,8 +316,9 @@ def readme_example(workdir: Path) -> list[str]:
     accuracies (48 workers x 40 trials, within design, seed 2017): the README's example."""
     from camstudy.cli import main
 
-    df = simulate_class_discrimination(48, 40, PAPER, seed=2017, design="within", attention_fail_rate=0.05,
-                                       fast_rate=0.05, incomplete_rate=0.05)
+    df = simulate_class_discrimination(
+        48, 40, PAPER, seed=2017, design="within", attention_fail_rate=0.05, fast_rate=0.05, incomplete_rate=0.05
+    )
     export = workdir / "paper.csv"
     df.to_csv(export, index=False)
     with contextlib.redirect_stdout(io.StringIO()):  # the command's own two lines are not the example
@@ -279,8 +331,10 @@ def test_readme_shows_the_simulated_example(tmp_path):
     paragraphs = [p.strip() for p in readme_example(tmp_path)]
     readme = re.sub(r"\s+", " ", README.read_text(encoding="utf-8").replace("\n> ", "\n"))
     missing = [p for p in paragraphs if p not in readme]
-    assert not missing, ("README.md's analysis example is out of date; regenerate it with "
-                         "`python -m tests.analysis.test_report_words`:\n\n" + "\n\n".join(paragraphs))
+    assert not missing, (
+        "README.md's analysis example is out of date; regenerate it with "
+        "`python -m tests.analysis.test_report_words`:\n\n" + "\n\n".join(paragraphs)
+    )
 
 
 if __name__ == "__main__":

@@ -91,9 +91,14 @@ def test_gee_false_positive_rate_under_the_null():
     # 3 of 20 (15%) allows for that and for binomial noise in 20 runs (P(>= 4 of 20) is
     # 1.6% at a true 5%, 13% at 10%; the seeds here are fixed, with 1 hit).
     null = {m: 0.5 for m in PAPER}
-    hits = sum(bool(method_comparisons_gee(simulate_class_discrimination(
-        60, 40, null, worker_sd=SD, image_sd=SD, seed=1000 + s, design="within"))["significant"].any())
-        for s in range(20))
+    hits = sum(
+        bool(
+            method_comparisons_gee(
+                simulate_class_discrimination(60, 40, null, worker_sd=SD, image_sd=SD, seed=1000 + s, design="within")
+            )["significant"].any()
+        )
+        for s in range(20)
+    )
     assert hits <= 3
 
 
@@ -191,8 +196,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_power_cli(capsys):
-    args = _parser().parse_args(["power", "accuracy", "--p1", "0.6123", "--p2", "0.4444",
-                                 "--answers-per-worker", "20", "--icc", "0.05"])
+    args = _parser().parse_args(
+        ["power", "accuracy", "--p1", "0.6123", "--p2", "0.4444", "--answers-per-worker", "20", "--icc", "0.05"]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "workers per group" in out and "14" in out and "1.950" in out
@@ -201,16 +207,19 @@ def test_power_cli(capsys):
     assert "workers" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["accuracy", "--p1", "1.2", "--p2", "0.4"], "p1 must be in"),
-    (["accuracy", "--p1", "0.6", "--p2", "0"], "p2 must be in"),
-    (["accuracy", "--p1", "0.6", "--p2", "0.4", "--power", "1"], "power must be in"),
-    (["accuracy", "--p1", "0.6", "--p2", "0.4", "--icc", "-0.1"], "icc"),
-    (["accuracy", "--p1", "0.6", "--p2", "0.4", "--answers-per-worker", "0"], "answers per worker"),
-    (["accuracy", "--p1", "0.5", "--p2", "0.5"], "differ"),
-    (["trust", "--mean", "1", "--sd", "0"], "sd must be positive"),
-    (["trust", "--mean", "1", "--sd", "1", "--alpha", "0"], "alpha must be in"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["accuracy", "--p1", "1.2", "--p2", "0.4"], "p1 must be in"),
+        (["accuracy", "--p1", "0.6", "--p2", "0"], "p2 must be in"),
+        (["accuracy", "--p1", "0.6", "--p2", "0.4", "--power", "1"], "power must be in"),
+        (["accuracy", "--p1", "0.6", "--p2", "0.4", "--icc", "-0.1"], "icc"),
+        (["accuracy", "--p1", "0.6", "--p2", "0.4", "--answers-per-worker", "0"], "answers per worker"),
+        (["accuracy", "--p1", "0.5", "--p2", "0.5"], "differ"),
+        (["trust", "--mean", "1", "--sd", "0"], "sd must be positive"),
+        (["trust", "--mean", "1", "--sd", "1", "--alpha", "0"], "alpha must be in"),
+    ],
+)
 def test_power_cli_errors(argv, match):
     args = _parser().parse_args(["power", *argv])
     with pytest.raises(UserError, match=match) as e:

@@ -59,5 +59,6 @@ def test_plan_items_keep_the_plan_item_record():
     source = Path(P.__file__).read_text(encoding="utf-8")
     written = set(re.findall(r'^\s+"([a-z_]+)": ', source, flags=re.M))
     assert written - {"items", "decisions", "explanations", "photos", "image_id", "categories"} <= declared
-    assert {"item_id", "task", "image_id", "category", "method", "stimulus_ids",
-            "is_attention_check"} == set(C.PlanItem.__required_keys__)
+    assert {"item_id", "task", "image_id", "category", "method", "stimulus_ids", "is_attention_check"} == set(
+        C.PlanItem.__required_keys__
+    )

@@ -19,8 +19,12 @@ def demo_out(tmp_path_factory) -> Path:
     stimuli, both studies and their simulated participants (test_demo, test_demo_pages)."""
     pytest.importorskip("efficientnet_lite_pytorch", reason="the offline demo pair is not installed")
     out = tmp_path_factory.mktemp("demo")
-    run = subprocess.run([CAMSTUDY, "demo", "--out", str(out), "--device", "cpu", "--simulate", "8", "--no-serve"],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [CAMSTUDY, "demo", "--out", str(out), "--device", "cpu", "--simulate", "8", "--no-serve"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     (out / "first-run.txt").write_text(run.stdout)
     return out

@@ -30,9 +30,29 @@ MISSING = [name for name, ok in (("nginx", Path(NGINX).exists()), ("openssl", OP
 def make_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1, valid for a day."""
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            OPENSSL,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
@@ -93,8 +113,12 @@ http {{
 }}
 """)
         self.log = open(folder / "nginx.out", "a")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")],
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         stop(self.proc, timeout=10, group=True)
@@ -108,18 +132,30 @@ def deployment(db: str, folder: Path, workers: int = 2, env: dict[str, str] | No
     cert, key = make_certificate(folder)
     port, frame_port = free_port(), free_port()
     frame_origin = f"https://127.0.0.1:{frame_port}"
-    host_env = {"CAMSTUDY_SECRET_KEY": None,  # the key every host shares comes from the database
-                "CAMSTUDY_PROXY_HOPS": "1", "CAMSTUDY_ALLOWED_HOSTS": "localhost",
-                "CAMSTUDY_FRAME_ANCESTORS": frame_origin, "CAMSTUDY_MTURK_SUBMIT_HOSTS": frame_origin, **(env or {})}
+    host_env = {
+        "CAMSTUDY_SECRET_KEY": None,  # the key every host shares comes from the database
+        "CAMSTUDY_PROXY_HOPS": "1",
+        "CAMSTUDY_ALLOWED_HOSTS": "localhost",
+        "CAMSTUDY_FRAME_ANCESTORS": frame_origin,
+        "CAMSTUDY_MTURK_SUBMIT_HOSTS": frame_origin,
+        **(env or {}),
+    }
     backends: list[Gunicorn] = []
     nginx = None
     try:
         for i in (1, 2):
             (folder / f"host{i}").mkdir()
             backends.append(Gunicorn(db, folder / f"host{i}" / "instance", workers=workers, env=host_env).start())
-        site = render_site({"BACKEND_1": f"127.0.0.1:{backends[0].port}", "BACKEND_2": f"127.0.0.1:{backends[1].port}",
-                            "LISTEN": f"127.0.0.1:{port}", "SERVER_NAME": "localhost", "CERT": str(cert),
-                            "KEY": str(key)})
+        site = render_site(
+            {
+                "BACKEND_1": f"127.0.0.1:{backends[0].port}",
+                "BACKEND_2": f"127.0.0.1:{backends[1].port}",
+                "LISTEN": f"127.0.0.1:{port}",
+                "SERVER_NAME": "localhost",
+                "CERT": str(cert),
+                "KEY": str(key),
+            }
+        )
         nginx = Nginx(folder / "nginx", site, frame_port, cert, key)
         wait_listening(nginx.proc, "127.0.0.1", port, timeout=30)
         wait_listening(nginx.proc, "127.0.0.1", frame_port, timeout=30)

@@ -23,14 +23,18 @@ def wait_until(cond, timeout: float, what: str) -> None:
 class Gunicorn:
     """``camstudy serve`` in its own process group, so SIGKILL reaches master and workers."""
 
-    def __init__(self, db: str, instance: Path, port: int | None = None, workers: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, db: str, instance: Path, port: int | None = None, workers: int = 2, env: dict[str, str] | None = None
+    ) -> None:
         self.db, self.instance, self.port, self.workers = db, instance, port or free_port(), workers
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         # The defaults, which ``env`` may change (a value of None removes the variable).
-        self.env = {"CAMSTUDY_SECRET_KEY": "fault-test-secret", "CAMSTUDY_ENROLL_RATE_PER_MINUTE": "10000",
-                    **(env or {})}
+        self.env = {
+            "CAMSTUDY_SECRET_KEY": "fault-test-secret",
+            "CAMSTUDY_ENROLL_RATE_PER_MINUTE": "10000",
+            **(env or {}),
+        }
 
     def start(self) -> Gunicorn:
         env = {**os.environ, "CAMSTUDY_DATABASE_URL": self.db, "CAMSTUDY_INSTANCE": str(self.instance)}
@@ -41,8 +45,13 @@ class Gunicorn:
                 env[k] = v
         camstudy = Path(sys.executable).with_name("camstudy")
         self.log = open(self.instance.parent / f"gunicorn-{self.port}.log", "a")  # noqa: SIM115
-        self.proc = subprocess.Popen([str(camstudy), "serve", "--port", str(self.port), "--workers", str(self.workers)],
-                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(camstudy), "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_listening(self.proc, "127.0.0.1", self.port, timeout=60)
         return self
 

@@ -32,20 +32,30 @@ from tests.study import conftest as study_fixtures
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE = os.environ.get("CAMSTUDY_REQUIRE_BROWSER") == "1"
 SHOTS = os.environ.get("CAMSTUDY_E2E_SHOTS")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 try:
     from playwright.sync_api import expect, sync_playwright
 except ImportError:  # pragma: no cover - playwright is a test dependency
     sync_playwright = expect = None
 
-MISSING = (None if sync_playwright is not None and CHROMIUM.exists() else
-           f"needs Playwright for Python and Chromium at {CHROMIUM} (apt install chromium)")
+MISSING = (
+    None
+    if sync_playwright is not None and CHROMIUM.exists()
+    else f"needs Playwright for Python and Chromium at {CHROMIUM} (apt install chromium)"
+)
 
 pytestmark = [
-    pytest.mark.skipif(MISSING is not None and not REQUIRE,
-                       reason=f"{MISSING}; CAMSTUDY_REQUIRE_BROWSER=1 makes this a failure"),
+    pytest.mark.skipif(
+        MISSING is not None and not REQUIRE, reason=f"{MISSING}; CAMSTUDY_REQUIRE_BROWSER=1 makes this a failure"
+    ),
     # The browser tests need one database only: the SQLite file of the study fixtures.
     pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
 ]
@@ -59,14 +69,20 @@ studies = study_fixtures.studies
 CD_TRIALS = 5  # 4 trials + 1 attention check
 TRUST_TRIALS = 6  # 5 trials + 1 attention check
 # The trust scale, left to right: its buttons read 1-5, their accessible names and the values stored.
-TRUST_LABELS = ["1: Model 1 much more reliable", "2: Model 1 somewhat more reliable", "3: Equally reliable",
-                "4: Model 2 somewhat more reliable", "5: Model 2 much more reliable"]
+TRUST_LABELS = [
+    "1: Model 1 much more reliable",
+    "2: Model 1 somewhat more reliable",
+    "3: Equally reliable",
+    "4: Model 2 somewhat more reliable",
+    "5: Model 2 much more reliable",
+]
 TRUST_VALUES = [2, 1, 0, -1, -2]
 PROLIFIC_HOST = "app.prolific.com"  # the automatic return goes there: answered by the test, never reached
 TIMEOUT_MS = 15_000
 
 
 # ---------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -146,8 +162,12 @@ def context_for(browser, server):
         ctx = browser.new_context(base_url=server.base, **options)
         ctx.set_default_timeout(TIMEOUT_MS)
         # Prolific's completion page, stood in for: the debrief's automatic return lands here.
-        ctx.route(f"https://{PROLIFIC_HOST}/**", lambda route: route.fulfill(
-            status=200, content_type="text/html", body="<!doctype html><title>Prolific</title><p>returned</p>"))
+        ctx.route(
+            f"https://{PROLIFIC_HOST}/**",
+            lambda route: route.fulfill(
+                status=200, content_type="text/html", body="<!doctype html><title>Prolific</title><p>returned</p>"
+            ),
+        )
         made.append((ctx, Watch(ctx, server.base)))
         return ctx, made[-1][1]
 
@@ -157,6 +177,7 @@ def context_for(browser, server):
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def participant_url(slug: str, params: dict) -> str:
     return f"/s/{slug}/?{urlencode(params)}"
@@ -182,8 +203,8 @@ def plan_of(page, slug: str) -> dict:
 def queued(page) -> list[dict]:
     """The answers waiting in this page's localStorage queue."""
     raw = page.evaluate(
-        "() => Object.keys(localStorage).filter((k) => k.endsWith(':queue'))"
-        ".map((k) => localStorage.getItem(k))")
+        "() => Object.keys(localStorage).filter((k) => k.endsWith(':queue')).map((k) => localStorage.getItem(k))"
+    )
     return [a for q in raw for a in json.loads(q)]
 
 
@@ -278,6 +299,7 @@ def shot(page, name: str) -> None:
 
 # ---------------------------------------------------------------- the tests
 
+
 def test_class_discrimination_with_keyboard_and_reload(context_for, server, studies):
     slug = studies["class_discrimination"]
     ctx, watch = context_for(viewport={"width": 1280, "height": 800})
@@ -351,8 +373,12 @@ def test_trust_with_clicks_and_reload(context_for, server, studies):
     ctx, watch = context_for(viewport={"width": 1280, "height": 800})
     page = ctx.new_page()
     submit_to = server.base  # MTurk's host, stood in for by the test server: nothing external
-    params = {"assignmentId": "e2e-assignment", "workerId": "e2e-worker-1", "hitId": "e2e-hit",
-              "turkSubmitTo": submit_to}
+    params = {
+        "assignmentId": "e2e-assignment",
+        "workerId": "e2e-worker-1",
+        "hitId": "e2e-hit",
+        "turkSubmitTo": submit_to,
+    }
     consent(page, slug, params)
     page.locator("#start").click()
     do_practice(page, slug, right=True)
@@ -414,12 +440,18 @@ def test_phone_sized_screen(context_for, server, studies, task):
     width, height = 390, 844
     slug = studies[task]
     trials, choices = (TRUST_TRIALS, 5) if task == "trust" else (CD_TRIALS, 2)
-    ctx, watch = context_for(viewport={"width": width, "height": height}, is_mobile=True, has_touch=True,
-                             device_scale_factor=2)
+    ctx, watch = context_for(
+        viewport={"width": width, "height": height}, is_mobile=True, has_touch=True, device_scale_factor=2
+    )
     page = ctx.new_page()
     worker = f"e2e-phone-{task}"
-    consent(page, slug, {"workerId": worker, "assignmentId": "a-phone", "hitId": "h", "turkSubmitTo": server.base}
-            if task == "trust" else {"PROLIFIC_PID": worker, "STUDY_ID": "s", "SESSION_ID": "x"})
+    consent(
+        page,
+        slug,
+        {"workerId": worker, "assignmentId": "a-phone", "hitId": "h", "turkSubmitTo": server.base}
+        if task == "trust"
+        else {"PROLIFIC_PID": worker, "STUDY_ID": "s", "SESSION_ID": "x"},
+    )
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
     expect(page.locator("#example")).to_be_visible()  # the worked example
     expect(page.locator("#example img")).to_have_count(2 if task == "trust" else 1)
@@ -500,8 +532,11 @@ def test_lost_connection_keeps_answers_and_sends_them_in_order_once(context_for,
     # Back online: the queue empties by itself, in order, each answer once.
     page.unroute("**/api/s/*/answers")
     ctx.set_offline(False)
-    page.wait_for_function("() => Object.keys(localStorage).filter((k) => k.endsWith(':queue'))"
-                           ".every((k) => localStorage.getItem(k) === '[]')", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => Object.keys(localStorage).filter((k) => k.endsWith(':queue'))"
+        ".every((k) => localStorage.getItem(k) === '[]')",
+        timeout=TIMEOUT_MS,
+    )
     expect(page.locator("#status")).to_have_text("")
     _, answers, _ = stored(server, "e2e-offline")
     assert [a.position for a in answers] == [0, 1, 2, 3]
@@ -598,8 +633,10 @@ def test_a_slow_network_shows_a_spinner_and_times_from_the_paint(context_for, se
     # From here every request takes 1.5 s more, and images trickle in at 20 kB/s.
     cdp = ctx.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 1500,
-                                                  "downloadThroughput": 20_000, "uploadThroughput": 20_000})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 1500, "downloadThroughput": 20_000, "uploadThroughput": 20_000},
+    )
     page.locator("#start").click()
     expect(page.locator("#spinner")).to_be_visible()
     expect(page.locator("#progress")).to_have_text(re.compile("Practice"))  # not a trial's number yet

@@ -50,8 +50,13 @@ def test_first_run_builds_everything_and_analyses_the_bots(demo_out):
 
 def test_second_run_reuses_serves_and_stops_on_ctrl_c(demo_out):
     port = free_port()
-    proc = subprocess.Popen([CAMSTUDY, "demo", "--out", str(demo_out), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [CAMSTUDY, "demo", "--out", str(demo_out), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     try:
         while not any("admin " in line and "/admin/" in line for line in lines):
@@ -104,8 +109,13 @@ def serving_demo(out: Path, port: int, how: str) -> Iterator[subprocess.Popen]:
     """The demo serving from ``out`` (built already) in a new process group, once it has
     printed its links. Whatever happens, the group (demo, shell, gunicorn master and
     workers) gets SIGKILL at the end; after a clean stop nothing is left to get it."""
-    proc = subprocess.Popen([*STARTS[how], CAMSTUDY, "demo", "--out", str(out), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*STARTS[how], CAMSTUDY, "demo", "--out", str(out), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         lines: list[str] = []
         while not any("admin " in line and "/admin/" in line for line in lines):
@@ -186,9 +196,13 @@ def test_ten_stops_in_a_row_under_cpu_load_are_all_clean(demo_out):
     """Every start (direct, SIGINT ignored, background job) and stop (SIGINT or SIGTERM, to
     the group or to the demo), each after a random delay of up to 0.3 s, while two busy
     loops keep the CPUs loaded."""
-    cases = [("sigint-ignored", signal.SIGINT, True), ("background-job", signal.SIGINT, True),
-             ("direct", signal.SIGINT, True), ("direct", signal.SIGTERM, False),
-             ("sigint-ignored", signal.SIGTERM, True)] * 2
+    cases = [
+        ("sigint-ignored", signal.SIGINT, True),
+        ("background-job", signal.SIGINT, True),
+        ("direct", signal.SIGINT, True),
+        ("direct", signal.SIGTERM, False),
+        ("sigint-ignored", signal.SIGTERM, True),
+    ] * 2
     rng = random.Random(2026)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
@@ -199,7 +213,9 @@ def test_ten_stops_in_a_row_under_cpu_load_are_all_clean(demo_out):
                 try:
                     stop_demo(proc, port, sig, group)
                 except AssertionError as e:
-                    raise AssertionError(f"stop {i + 1} of {len(cases)} ({how}, {sig.name}, group={group}): {e}") from None
+                    raise AssertionError(
+                        f"stop {i + 1} of {len(cases)} ({how}, {sig.name}, group={group}): {e}"
+                    ) from None
     finally:
         for b in burners:
             b.kill()

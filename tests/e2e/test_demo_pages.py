@@ -31,9 +31,15 @@ from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, MISSING, REQUIRE, Se
 pytest.importorskip("efficientnet_lite_pytorch", reason="the offline demo pair is not installed")
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRE, reason=f"{MISSING}")
 SHOTS = os.environ.get("CAMSTUDY_E2E_SHOTS")
-SIZES = {"desktop": {"viewport": {"width": 1366, "height": 768}},
-         "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
-                   "device_scale_factor": 3}}
+SIZES = {
+    "desktop": {"viewport": {"width": 1366, "height": 768}},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "has_touch": True,
+        "device_scale_factor": 3,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +49,10 @@ def demo_server(demo_out):
     srv = Server(app)
     engine = make_engine(db)
     with session_factory(engine)() as s:
-        links = {st.kind: next(link.url for link in participant_links(st) if link.mode == "debug")
-                 for st in s.scalars(select(Study))}
+        links = {
+            st.kind: next(link.url for link in participant_links(st) if link.mode == "debug")
+            for st in s.scalars(select(Study))
+        }
     engine.dispose()
     yield srv, links
     srv.stop()
@@ -62,8 +70,12 @@ def built(demo_out) -> dict[str, dict]:
     """Every file of the demo build, 1x and 2x, by its pixels' sha256: the manifest row."""
     folder = demo_out / "stimuli"
     rows = json.loads((folder / "manifest.json").read_text())["rows"]
-    return {pixels_key((folder / r[key]).read_bytes()): {**r, "scale": 1 if key == "file" else 2}
-            for r in rows for key in ("file", "file_2x") if r.get(key)}
+    return {
+        pixels_key((folder / r[key]).read_bytes()): {**r, "scale": 1 if key == "file" else 2}
+        for r in rows
+        for key in ("file", "file_2x")
+        if r.get(key)
+    }
 
 
 def check_shown(page, img, built: dict[str, dict], phone: bool) -> dict:

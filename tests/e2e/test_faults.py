@@ -56,7 +56,9 @@ def assert_exactly_once(url: str, report: Report) -> None:
             for r in report.results:
                 p = s.scalar(select(Participant).where(Participant.worker_id == r.worker_id))
                 assert p is not None and p.status == "completed", r.worker_id
-                stored = dict(s.execute(select(Answer.position, Answer.answer).where(Answer.participant_id == p.id)).all())
+                stored = dict(
+                    s.execute(select(Answer.position, Answer.answer).where(Answer.participant_id == p.id)).all()
+                )
                 n_plan = s.scalar(select(func.count()).select_from(PlanEntry).where(PlanEntry.participant_id == p.id))
                 assert sorted(stored) == list(range(n_plan)), (r.worker_id, sorted(stored))
                 assert stored == r.acknowledged, r.worker_id
@@ -182,8 +184,9 @@ def test_connection_drop_delivers_every_answer_once_in_order(gunicorn, migrated,
     server = gunicorn()
     proxy = Proxy(server.port)
     try:
-        t, out = run_in_background(proxy.base, studies["class_discrimination"], migrated, 24, concurrency=8,
-                                   pace_s=0.05, seed=2)
+        t, out = run_in_background(
+            proxy.base, studies["class_discrimination"], migrated, 24, concurrency=8, pace_s=0.05, seed=2
+        )
         wait_until(lambda: answers_in_db(migrated) >= 25, 60, "answers before the drop")
         proxy.down.set()
         time.sleep(1.5)

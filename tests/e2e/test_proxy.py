@@ -56,8 +56,10 @@ REQUIRE = os.environ.get("CAMSTUDY_REQUIRE_PROXY") == "1"
 CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = [
-    pytest.mark.skipif(bool(MISSING) and not REQUIRE,
-                       reason=f"needs {', '.join(MISSING)}; CAMSTUDY_REQUIRE_PROXY=1 makes this a failure"),
+    pytest.mark.skipif(
+        bool(MISSING) and not REQUIRE,
+        reason=f"needs {', '.join(MISSING)}; CAMSTUDY_REQUIRE_PROXY=1 makes this a failure",
+    ),
     pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
 ]
 
@@ -87,17 +89,22 @@ def signed_query(db: str, slug: str, mode: str) -> dict[str, str]:
 def test_through_the_proxy_cookies_are_secure_and_headers_hold(deployment, studies):
     ctx = deployment.context()
     slug = studies["trust"]
-    with urllib.request.urlopen(f"{deployment.base}/s/{slug}/?workerId=W1&assignmentId=A1&hitId=H1",
-                                context=ctx, timeout=10) as r:
+    with urllib.request.urlopen(
+        f"{deployment.base}/s/{slug}/?workerId=W1&assignmentId=A1&hitId=H1", context=ctx, timeout=10
+    ) as r:
         cookie = r.headers["Set-Cookie"]
         assert "Secure" in cookie and "SameSite=None" in cookie and "Partitioned" in cookie and "HttpOnly" in cookie
         assert r.headers["Strict-Transport-Security"].startswith("max-age=")
-        assert f"frame-ancestors https://www.mturk.com https://workersandbox.mturk.com {deployment.frame_origin}" \
+        assert (
+            f"frame-ancestors https://www.mturk.com https://workersandbox.mturk.com {deployment.frame_origin}"
             in r.headers["Content-Security-Policy"]
+        )
     with urllib.request.urlopen(f"{deployment.base}/admin/login", context=ctx, timeout=10) as r:
         cookie = r.headers["Set-Cookie"]
         assert "Secure" in cookie and "Path=/admin" in cookie
-        assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        assert (
+            r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        )
     # A Host the deployment does not serve is refused, not echoed.
     req = urllib.request.Request(f"{deployment.base}/s/{slug}", headers={"Host": "evil.example"})
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -105,24 +112,33 @@ def test_through_the_proxy_cookies_are_secure_and_headers_hold(deployment, studi
     assert e.value.code == 400 and "evil" not in (e.value.headers.get("Location") or "")
 
 
-@pytest.mark.skipif(not CHROMIUM.exists() and os.environ.get("CAMSTUDY_REQUIRE_BROWSER") != "1",
-                    reason="needs Chromium at /usr/bin/chromium")
+@pytest.mark.skipif(
+    not CHROMIUM.exists() and os.environ.get("CAMSTUDY_REQUIRE_BROWSER") != "1",
+    reason="needs Chromium at /usr/bin/chromium",
+)
 def test_a_framed_mturk_hit_works_from_consent_to_submit(deployment, studies):
     from playwright.sync_api import expect, sync_playwright
 
     slug = studies["trust"]
-    params = {"assignmentId": "framed-assignment", "workerId": "FRAMEDWORKER1", "hitId": "framed-hit",
-              "turkSubmitTo": deployment.frame_origin}
+    params = {
+        "assignmentId": "framed-assignment",
+        "workerId": "FRAMEDWORKER1",
+        "hitId": "framed-hit",
+        "turkSubmitTo": deployment.frame_origin,
+    }
     study_url = f"{deployment.base}/s/{slug}/?{urlencode(params)}"
     preview_url = f"{deployment.base}/s/{slug}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=framed-hit"
     www = deployment.folder / "nginx" / "www"
-    (www / "hit.html").write_text(f'<!doctype html><title>HIT</title><iframe id="hit" src="{study_url}" '
-                                  'width="1200" height="900"></iframe>')
-    (www / "preview.html").write_text(f'<!doctype html><title>HIT</title><iframe id="hit" src="{preview_url}" '
-                                      'width="1200" height="900"></iframe>')
+    (www / "hit.html").write_text(
+        f'<!doctype html><title>HIT</title><iframe id="hit" src="{study_url}" width="1200" height="900"></iframe>'
+    )
+    (www / "preview.html").write_text(
+        f'<!doctype html><title>HIT</title><iframe id="hit" src="{preview_url}" width="1200" height="900"></iframe>'
+    )
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
         try:
             context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 1000})
             context.set_default_timeout(20_000)
@@ -181,9 +197,18 @@ def test_sigkill_of_one_host_loses_nothing(deployment, studies):
     out: dict = {}
 
     def run() -> None:
-        out["report"] = simulate(deployment.base, slug, 24, concurrency=8, profile=PROFILES["steady"],
-                                 db_url=deployment.db, mode="debug", pace_s=0.05, give_up_s=60,
-                                 cafile=str(deployment.cafile))
+        out["report"] = simulate(
+            deployment.base,
+            slug,
+            24,
+            concurrency=8,
+            profile=PROFILES["steady"],
+            db_url=deployment.db,
+            mode="debug",
+            pace_s=0.05,
+            give_up_s=60,
+            cafile=str(deployment.cafile),
+        )
 
     bots = threading.Thread(target=run)
     bots.start()
@@ -211,14 +236,39 @@ def test_sigkill_of_one_host_loses_nothing(deployment, studies):
 def test_locust_drives_the_participant_flow_through_the_proxy(deployment, studies):
     slug = studies["class_discrimination"]
     stats = deployment.folder / "locust"
-    env = {**os.environ, "CAMSTUDY_LOCUST_STUDY": slug, "CAMSTUDY_LOCUST_PLATFORM": "prolific",
-           "CAMSTUDY_LOCUST_QUERY": urlencode(signed_query(deployment.db, slug, "debug")),
-           "REQUESTS_CA_BUNDLE": str(deployment.cafile)}
+    env = {
+        **os.environ,
+        "CAMSTUDY_LOCUST_STUDY": slug,
+        "CAMSTUDY_LOCUST_PLATFORM": "prolific",
+        "CAMSTUDY_LOCUST_QUERY": urlencode(signed_query(deployment.db, slug, "debug")),
+        "REQUESTS_CA_BUNDLE": str(deployment.cafile),
+    }
     locust = Path(sys.executable).with_name("locust")
-    run = subprocess.run([str(locust), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless", "--users", "8",
-                          "--spawn-rate", "8", "--run-time", "12s", "--stop-timeout", "10", "--host", deployment.base,
-                          "--csv", str(stats), "--only-summary"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            str(locust),
+            "-f",
+            str(ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "--users",
+            "8",
+            "--spawn-rate",
+            "8",
+            "--run-time",
+            "12s",
+            "--stop-timeout",
+            "10",
+            "--host",
+            deployment.base,
+            "--csv",
+            str(stats),
+            "--only-summary",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = {r["Name"]: r for r in csv.DictReader(open(f"{stats}_stats.csv"))}
     answers = rows["POST /api/s/[slug]/answers"]

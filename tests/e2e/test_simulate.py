@@ -25,7 +25,8 @@ db_url = study_fixtures.db_url
 migrated = study_fixtures.migrated
 
 PAPER_FOUR = ["guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam"]
-CD = f"""
+CD = (
+    f"""
 title = "Which category?"
 task = "class_discrimination"
 slug = "sim-cd"
@@ -36,8 +37,11 @@ design = "between"
 methods = {PAPER_FOUR!r}
 practice = false
 questionnaire = true
-""" + study_fixtures.CONSENT_TOML
-TRUST = """
+"""
+    + study_fixtures.CONSENT_TOML
+)
+TRUST = (
+    """
 title = "Which model is more reliable?"
 task = "trust"
 slug = "sim-trust"
@@ -48,7 +52,9 @@ design = "within"
 methods = ["guided_backprop", "guided_gradcam"]
 practice = false
 questionnaire = false
-""" + study_fixtures.CONSENT_TOML
+"""
+    + study_fixtures.CONSENT_TOML
+)
 
 
 def create(migrated: str, stimuli_dir, tmp_path, name: str, body: str) -> str:
@@ -63,12 +69,46 @@ def test_simulated_paper_study_is_recovered_by_the_analysis(gunicorn, migrated, 
     trust = create(migrated, stimuli_dir, tmp_path, "trust", TRUST)
     server = gunicorn()
     capsys.readouterr()
-    assert main(["simulate", server.base, "--study", cd, "--participants", "60", "--concurrency", "1",
-                 "--db", migrated, "--seed", "7"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                server.base,
+                "--study",
+                cd,
+                "--participants",
+                "60",
+                "--concurrency",
+                "1",
+                "--db",
+                migrated,
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "60 simulated participants" in out and "0 resumed at the wrong trial" in out
-    assert main(["simulate", server.base, "--study", trust, "--participants", "40", "--concurrency", "1",
-                 "--db", migrated, "--seed", "7"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                server.base,
+                "--study",
+                trust,
+                "--participants",
+                "40",
+                "--concurrency",
+                "1",
+                "--db",
+                migrated,
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
 
     # The class-discrimination study: every configured accuracy inside its Wilson interval.
     report = tmp_path / "cd-report"

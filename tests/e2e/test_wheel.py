@@ -35,14 +35,25 @@ stimuli_dir = study_fixtures.stimuli_dir
 ROOT = Path(__file__).resolve().parents[2]
 CD = study_fixtures.CD_TOML.replace('slug = "cd"', 'slug = "wheel-cd"')
 # What the package reads besides its modules, as the checkout has it.
-DATA = [("study", "templates"), ("study", "static"), ("study", "migrations"), ("camstudy", "examples"),
-        ("analysis", "templates")]
+DATA = [
+    ("study", "templates"),
+    ("study", "static"),
+    ("study", "migrations"),
+    ("camstudy", "examples"),
+    ("analysis", "templates"),
+]
 
 
 def working_tree_copy(dest: Path) -> Path:
     """The files git tracks or would track (not ignored), as they are in the working tree."""
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True, timeout=60).stdout.split("\0")
+    names = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split("\0")
     for name in filter(None, names):
         src = ROOT / name
         if src.is_file():  # a tracked file deleted in the working tree is not copied
@@ -55,8 +66,23 @@ def working_tree_copy(dest: Path) -> Path:
 def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = working_tree_copy(tmp / "src")
-    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (whl,) = (tmp / "dist").glob("camstudy-*.whl")
     return whl
@@ -67,26 +93,36 @@ def venv(wheel, tmp_path_factory) -> Path:
     """A fresh venv (no pip of its own: the checkout's pip installs into it) with the wheel."""
     venv = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    run = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                          str(wheel)], capture_output=True, text=True, timeout=600, env=clean_env())
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=clean_env(),
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return venv
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without anything that points into the checkout or its venv."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("CAMSTUDY_")}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and not p.startswith(str(ROOT)))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("CAMSTUDY_")
+    }
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and not p.startswith(str(ROOT)))
     return {**env, **extra}
 
 
 def test_the_wheel_carries_templates_static_files_migrations_and_examples(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for package, folder in DATA:
-        files = [p.relative_to(ROOT).as_posix() for p in (ROOT / package / folder).rglob("*")
-                 if p.is_file() and "__pycache__" not in p.parts]
+        files = [
+            p.relative_to(ROOT).as_posix()
+            for p in (ROOT / package / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
         assert files, f"{package}/{folder} is empty in the checkout"
         missing = [f for f in files if f not in names]
         assert not missing, f"not in the wheel: {missing}"
@@ -102,18 +138,31 @@ def test_installed_wheel_migrates_creates_serves_and_takes_a_participant(venv, s
     bin_ = venv / "bin"
 
     def camstudy(*args: str, timeout: float = 120) -> str:
-        run = subprocess.run([str(bin_ / "camstudy"), *args], cwd=work, env=env, capture_output=True, text=True,
-                             timeout=timeout)
+        run = subprocess.run(
+            [str(bin_ / "camstudy"), *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert run.returncode == 0, f"camstudy {' '.join(args)}:\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
         return run.stdout
 
-    where = subprocess.run([str(bin_ / "python"), "-c", "import camstudy, study, sys; print(study.__file__); "
-                            "print(camstudy.__file__); print('torch' in sys.modules)"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    where = subprocess.run(
+        [
+            str(bin_ / "python"),
+            "-c",
+            "import camstudy, study, sys; print(study.__file__); "
+            "print(camstudy.__file__); print('torch' in sys.modules)",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert where[:2] == [str(site / "study" / "__init__.py"), str(site / "camstudy" / "__init__.py")], where
-    no_torch = subprocess.run([str(bin_ / "python"), "-c", "import torch"], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=60)
+    no_torch = subprocess.run(
+        [str(bin_ / "python"), "-c", "import torch"], cwd=work, env=env, capture_output=True, text=True, timeout=60
+    )
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr  # the server install has none
 
     camstudy("db", "upgrade", "--db", db)  # the migrations, found in the installed package
@@ -122,9 +171,14 @@ def test_installed_wheel_migrates_creates_serves_and_takes_a_participant(venv, s
 
     port = free_port()
     log = open(work / "server.log", "w")  # noqa: SIM115 - the server's, closed below
-    server = subprocess.Popen([str(bin_ / "camstudy"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [str(bin_ / "camstudy"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         try:
             wait_listening(server, "127.0.0.1", port, timeout=60)

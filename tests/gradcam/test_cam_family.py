@@ -130,7 +130,9 @@ def test_scorecam_matches_pytorch_grad_cam(net):
     layer_name, size = SCORE_LAYERS[name]
     x = torch.randn(2, 3, size, size)
     # batch_size 48 is not a multiple of the channel count: the last chunk is partial.
-    ex = explain(model, x, TARGETS, layer=layer_name, methods="scorecam", method_options={"scorecam": {"batch_size": 48}})
+    ex = explain(
+        model, x, TARGETS, layer=layer_name, methods="scorecam", method_options={"scorecam": {"batch_size": 48}}
+    )
     ref, out = peer_layer_map("scorecam", model, dict(model.named_modules())[layer_name], x, TARGETS)
     assert ex.scorecam_cam.abs().max() > 0
     assert rel_err(ex.scorecam_cam, ref.clamp(min=0)) <= TOL
@@ -197,8 +199,13 @@ def test_no_rectifier_gives_zero_and_warns_for_guided_only():
 def tiny():
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
     ).eval()
     return model, torch.randn(2, 3, 14, 14)
 
@@ -214,13 +221,24 @@ def test_captum_integrated_gradients_and_occlusion_equal_captum(tiny):
     assert ig.shape == occ.shape == (2, 3, 14, 14)
     ref_ig = IntegratedGradients(model).attribute(x, baselines=0.0, target=targets, n_steps=32, internal_batch_size=32)
     s = max(2, round(14 / 7))
-    ref_occ = Occlusion(model).attribute(x, target=targets, sliding_window_shapes=(3, s, s), strides=(3, s // 2, s // 2),
-                                         baselines=0.0, perturbations_per_eval=16)
+    ref_occ = Occlusion(model).attribute(
+        x,
+        target=targets,
+        sliding_window_shapes=(3, s, s),
+        strides=(3, s // 2, s // 2),
+        baselines=0.0,
+        perturbations_per_eval=16,
+    )
     assert rel_err(ig, ref_ig) <= 1e-5
     assert rel_err(occ, ref_occ) <= 1e-5
     # method_options replace the defaults key by key.
-    ex8 = explain(model, x, targets, methods="captum:IntegratedGradients",
-                  method_options={"captum:IntegratedGradients": {"n_steps": 8}})
+    ex8 = explain(
+        model,
+        x,
+        targets,
+        methods="captum:IntegratedGradients",
+        method_options={"captum:IntegratedGradients": {"n_steps": 8}},
+    )
     ref8 = IntegratedGradients(model).attribute(x, baselines=0.0, target=targets, n_steps=8)
     assert rel_err(ex8.get("captum:IntegratedGradients"), ref8) <= 1e-5
     # A callable target gives the same as the class indices it picks.

@@ -55,8 +55,13 @@ def test_guided_image_is_scale_free_and_centred():
 def test_render_methods_and_sheet():
     net = GapNet().eval()
     x = torch.randn(2, 3, 16, 16)
-    ex = explain(net, x, torch.tensor([[0, 1], [2, 3]]), layer="features",
-                 methods=("gradcam", "guided_backprop", "guided_gradcam", "deconv_gradcam"))
+    ex = explain(
+        net,
+        x,
+        torch.tensor([[0, 1], [2, 3]]),
+        layer="features",
+        methods=("gradcam", "guided_backprop", "guided_gradcam", "deconv_gradcam"),
+    )
     out = render_methods(ex, torch.rand(2, 3, 16, 16))
     assert set(out) == {"gradcam", "guided_backprop", "guided_gradcam", "deconv_gradcam"}
     for img in out.values():

@@ -30,9 +30,11 @@ def segmenter(request):
 
 def pixel_sum(*classes):
     """Scores: each image's summed pixel logits of ``classes`` (``(N,)`` for one class)."""
+
     def score(out):
         s = out["out"][:, list(classes)].sum(dim=(-2, -1))
         return s[:, 0] if len(classes) == 1 else s
+
     return score
 
 
@@ -51,7 +53,8 @@ def test_segmentation_pixel_sum_matches_captum(segmenter):
     assert two.cam.shape == (2, 2, 8, 8)
     for k in range(2):
         ref_k = LayerGradCam(lambda inp: pixel_sum(7, 12)(model(inp)), layer).attribute(
-            x, target=k, relu_attributions=True)[:, 0]
+            x, target=k, relu_attributions=True
+        )[:, 0]
         assert rel_err(two.cam[:, k], ref_k) <= TOL
 
 
@@ -111,8 +114,9 @@ def test_image_text_model_matches_captum(image_text):
     ex = explain(model, (image, tokens), logit(2), layer="relu2", methods=("gradcam", "layercam", "guided_backprop"))
     assert ex.layer_grid == (16, 16) and ex.logits is None and ex.guided_rectifiers == 2
     scored = Scored(model, logit(2))
-    ref = LayerGradCam(scored, model.relu2).attribute(image, additional_forward_args=(tokens,),
-                                                      relu_attributions=True)[:, 0]
+    ref = LayerGradCam(scored, model.relu2).attribute(image, additional_forward_args=(tokens,), relu_attributions=True)[
+        :, 0
+    ]
     assert ex.cam.abs().max() > 0
     assert rel_err(ex.cam, ref) <= TOL
     ref_gb = GuidedBackprop(scored).attribute(image.clone().requires_grad_(True), additional_forward_args=(tokens,))

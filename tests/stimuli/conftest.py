@@ -43,7 +43,8 @@ def make_study(tmp_path: Path, weaker: str = "weak", methods: list[str] | None =
     config = tmp_path / "study.toml"
     head = f"methods = {methods!r}\n" if methods else ""
     config.write_text(
-        head + """
+        head
+        + """
 seed = 3
 out = "out"
 display_size = 40

@@ -44,17 +44,29 @@ def test_build_renders_every_planned_stimulus(study):
         assert r["sha256_2x"] == hashlib.sha256((out / r["file_2x"]).read_bytes()).hexdigest()
         # The 2x of a gradient image is upsampled; a photo (alone or under Grad-CAM) comes
         # from the source photo, here 48 px across, so upsampled from it as well.
-        want = "upsampled" if r["method"] in ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam") \
+        want = (
+            "upsampled"
+            if r["method"] in ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam")
             else "source_upsampled"
+        )
         assert r["how_2x"] == want
         if r["method"] == "photo":
             assert r["structure"] is None
         else:
-            assert set(r["structure"]) == {"hf_share", "periodic", "edge_corr", "contrast", "faded", "degenerate", "why"}
+            assert set(r["structure"]) == {
+                "hf_share",
+                "periodic",
+                "edge_corr",
+                "contrast",
+                "faded",
+                "degenerate",
+                "why",
+            }
             assert not r["structure"]["degenerate"], r  # the colour models' explanations show the squares
     assert manifest["structure"]["thresholds"]["pair_share"] == 0.5
     assert {(p["model_role"], p["method"]) for p in manifest["structure"]["pairs"]} == {
-        (role, m) for role in ("stronger", "weaker") for m in cfg.methods}
+        (role, m) for role in ("stronger", "weaker") for m in cfg.methods
+    }
     assert summary["degenerate_pairs"] == []
     expl = [r for r in rows if r["method"] != "photo"]
     assert {r["method"] for r in expl} == set(cfg.methods)
@@ -224,7 +236,9 @@ def test_trust_cap_predicts_first_and_explains_only_planned(study, monkeypatch):
     summary = build(cfg, one, progress=False)
     assert calls["n"] == 1 and summary["explained_unused"] == 0
     plan = json.loads((one / "plan.json").read_text())
-    assert sum(it["task"] == "trust" and not it["is_attention_check"] for it in plan["items"]) == 2 * (len(cfg.methods) + 1)
+    assert sum(it["task"] == "trust" and not it["is_attention_check"] for it in plan["items"]) == 2 * (
+        len(cfg.methods) + 1
+    )
     used = {s for it in plan["items"] for s in it["stimulus_ids"]}
     assert used <= {r["stimulus_id"] for r in read_manifest(one)["rows"]}
     parts = [study.parent / f"shard{i}" for i in range(2)]
@@ -240,7 +254,8 @@ def test_a_degenerate_pair_warns_once_and_is_recorded(tmp_path, capsys):
     summary = build(cfg, cfg.out, progress=False)
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(
-        "warning: deconvnet of the weaker model (tests.stimuli.tiny_models:checker) is degenerate: ")
+        "warning: deconvnet of the weaker model (tests.stimuli.tiny_models:checker) is degenerate: "
+    )
     assert "allow_degenerate = true" in err[0]
     assert [(p["model_role"], p["method"]) for p in summary["degenerate_pairs"]] == [("weaker", "deconvnet")]
     assert json.loads((cfg.out / "build.json").read_text())["degenerate_pairs"] == summary["degenerate_pairs"]

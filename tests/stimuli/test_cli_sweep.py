@@ -31,14 +31,31 @@ from tests.gradcam.test_torchvision_sweep import ALL, DEFAULT_GRID, GRIDS, INPUT
 # The smallest model of each torchvision family: each family shares its layer choice
 # (the same blocks, channels-last or token layout, head), so these cover every path.
 FAMILIES = [
-    "alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "efficientnet_v2_s", "googlenet",
-    "inception_v3", "maxvit_t", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "regnet_x_400mf",
-    "regnet_y_400mf", "resnet18", "resnext50_32x4d", "shufflenet_v2_x0_5", "squeezenet1_1", "swin_t",
-    "swin_v2_t", "vgg11_bn", "vit_b_32",
+    "alexnet",
+    "convnext_tiny",
+    "densenet121",
+    "efficientnet_b0",
+    "efficientnet_v2_s",
+    "googlenet",
+    "inception_v3",
+    "maxvit_t",
+    "mnasnet0_5",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "regnet_x_400mf",
+    "regnet_y_400mf",
+    "resnet18",
+    "resnext50_32x4d",
+    "shufflenet_v2_x0_5",
+    "squeezenet1_1",
+    "swin_t",
+    "swin_v2_t",
+    "vgg11_bn",
+    "vit_b_32",
 ]
 EVERY = [n for n in ALL if n not in SKIPPED]
 MODELS = EVERY if os.environ.get("CAMSTUDY_SWEEP") == "all" else [n for n in FAMILIES if n in EVERY]
-PAIRS = [tuple(MODELS[i:i + 2]) for i in range(0, len(MODELS), 2)]
+PAIRS = [tuple(MODELS[i : i + 2]) for i in range(0, len(MODELS), 2)]
 DOG = foolbox_folder() / "imagenet_16_251.jpg"
 EAGLE = foolbox_folder() / "imagenet_17_22.jpg"
 
@@ -67,8 +84,9 @@ def _grid_ok(name: str, grid: str) -> None:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_explain_cli_with_random_weights(name, tmp_path, capsys):
-    rc = main(["explain", str(DOG), "--model", name, "--weights", "random", "--method", "gradcam",
-               "--out", str(tmp_path)])
+    rc = main(
+        ["explain", str(DOG), "--model", name, "--weights", "random", "--method", "gradcam", "--out", str(tmp_path)]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     sidecar = json.loads((tmp_path / f"imagenet_16_251.{name}.json").read_text())

@@ -13,10 +13,18 @@ def test_evaluate_writes_csv_and_table(study, capsys):
     rows = list(csv.DictReader(out.open()))
     metrics = {(r["model_role"], r["method"], r["metric"]) for r in rows}
     for role in ("stronger", "weaker"):
-        for metric in ("faithfulness_spearman", "pointing_game", "box_localization", "sanity_top_layer_spearman", "sanity_full_ssim"):
+        for metric in (
+            "faithfulness_spearman",
+            "pointing_game",
+            "box_localization",
+            "sanity_top_layer_spearman",
+            "sanity_full_ssim",
+        ):
             assert (role, "gradcam", metric) in metrics
         assert (role, "(chance)", "pointing_game") in metrics
-    pointing = {r["model_role"]: float(r["mean"]) for r in rows if r["method"] == "gradcam" and r["metric"] == "pointing_game"}
+    pointing = {
+        r["model_role"]: float(r["mean"]) for r in rows if r["method"] == "gradcam" and r["metric"] == "pointing_game"
+    }
     assert all(v >= 0.75 for v in pointing.values()), pointing  # colour models look at their colour
     n = {int(r["n"]) for r in rows if r["metric"] == "pointing_game" and r["method"] == "gradcam"}
     assert n == {8}  # four composites x two categories, each with its half's box

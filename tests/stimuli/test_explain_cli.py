@@ -29,8 +29,22 @@ def test_explain_writes_pngs_and_sidecars(tmp_path, capsys):
 
 
 def test_explain_target_by_name_and_method_list(tmp_path):
-    rc = main(["explain", DOG, "--model", "mobilenet_v2", "--target", "Great Dane",
-               "--method", "gradcam,counterfactual", "--method", "deconvnet", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "explain",
+            DOG,
+            "--model",
+            "mobilenet_v2",
+            "--target",
+            "Great Dane",
+            "--method",
+            "gradcam,counterfactual",
+            "--method",
+            "deconvnet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     sidecar = json.loads((tmp_path / "imagenet_16_251.mobilenet_v2.json").read_text())
     assert sidecar["target"]["index"] == 246 and sidecar["target"]["rule"] == "given"
@@ -50,7 +64,10 @@ def _garbage(tmp_path):
         (["--model", "mobilenet_v2", "--layer", "features.99"], "unknown layer 'features.99'"),
         (["--model", "mobilenet_v2", "--method", "gradcan"], "unknown method 'gradcan'"),
         (["--model", "mobilenet_v2", "--target", "1000"], "target 1000 is out of range for 1000 classes"),
-        (["--model", "mobilenet_v2", "--target", "dalmatain"], "unknown class name 'dalmatain' .did you mean 'dalmatian'"),
+        (
+            ["--model", "mobilenet_v2", "--target", "dalmatain"],
+            "unknown class name 'dalmatain' .did you mean 'dalmatian'",
+        ),
         (["--model", "mobilenet_v2", "--weights", "/nonexistent.pth"], "weights file not found"),
         (["--model", "mobilenet_v2", "--device", "cuda:99"], "cuda"),
     ],
@@ -86,7 +103,9 @@ def test_console_script_exit_code(tmp_path):
     """The installed entry point, as a user runs it: no traceback, exit 2."""
     r = subprocess.run(
         [sys.executable, "-m", "camstudy.cli", "explain", DOG, "--model", "nope", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1

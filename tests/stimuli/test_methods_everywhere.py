@@ -111,7 +111,8 @@ def test_build_warns_once_per_model_without_rectifiers(tmp_path, capsys):
     build = json.loads((tmp_path / "out" / "build.json").read_text())
     assert build["guided_rectifiers"] == {"stronger": 1, "weaker": 0}
     assert [(p["model_role"], p["methods"]) for p in build["plain_gradient"]] == [
-        ("weaker", ["guided_backprop", "deconv_gradcam"])]
+        ("weaker", ["guided_backprop", "deconv_gradcam"])
+    ]
 
 
 def test_build_without_guided_methods_does_not_warn(tmp_path, capsys):
@@ -121,12 +122,26 @@ def test_build_without_guided_methods_does_not_warn(tmp_path, capsys):
 
 
 def test_explain_warns_once_without_rectifiers(photo, tmp_path, capsys):
-    rc = main(["explain", str(photo), str(photo), "--batch-size", "1", "--model", SMOOTH,
-               "--method", "guided_backprop,gradcam", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "explain",
+            str(photo),
+            str(photo),
+            "--batch-size",
+            "1",
+            "--model",
+            SMOOTH,
+            "--method",
+            "guided_backprop,gradcam",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and err == (
         f"camstudy explain: warning: {SMOOTH} has no rectifier (ReLU, ReLU6) between input and score, "
-        "so guided_backprop shows the plain input gradient, not a guided or deconv one\n")
+        "so guided_backprop shows the plain input gradient, not a guided or deconv one\n"
+    )
     assert main(["explain", str(photo), "--model", SMOOTH, "--method", "gradcam", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().err == ""
 
@@ -159,6 +174,10 @@ def test_bad_method_in_cli_is_one_line_exit_2(photo, tmp_path, capsys, method, m
 def test_bad_method_console_script_has_no_traceback(tmp_path):
     """The entry point as a user runs it (``camstudy explain``'s: test_explain_cli.py)."""
     config = make_study(tmp_path, methods=["gradcam", "captum:NoSuchMethod"])
-    r = subprocess.run([sys.executable, "-m", "camstudy.cli", "stimuli", "build", str(config), "--quiet"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "camstudy.cli", "stimuli", "build", str(config), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -347,7 +347,9 @@ def test_sanity_check_grad_cam_depends_on_the_weights_guided_backprop_hardly(off
     for lm, x, targets, _ in offline_pair.values():
         top = M.randomizable_layers(lm.module)[-1]  # the classifier
         for seed in (0, 1):
-            res = M.sanity_check(lm.module, x, targets, layer=lm.layer, methods=tuple(means), seed=seed, cascade_upto=top)
+            res = M.sanity_check(
+                lm.module, x, targets, layer=lm.layer, methods=tuple(means), seed=seed, cascade_upto=top
+            )
             for method, scores in res.items():
                 means[method] += scores["spearman"].flatten().tolist()
                 assert torch.isfinite(scores["ssim"]).all()

@@ -49,8 +49,11 @@ def test_factory_entry():
 
 @pytest.mark.parametrize(
     "name, message",
-    [("efficientnet_lite9", "unknown model"), ("nosuchpkg.mod:make", "cannot import model factory"),
-     ("mobilenet_v2@big", "mobilenet_v2@SIZE")],
+    [
+        ("efficientnet_lite9", "unknown model"),
+        ("nosuchpkg.mod:make", "cannot import model factory"),
+        ("mobilenet_v2@big", "mobilenet_v2@SIZE"),
+    ],
 )
 def test_bad_names(name, message):
     with pytest.raises(UserError, match=message):

@@ -17,7 +17,8 @@ def cfg(**tasks):
         "methods": ["gradcam", "guided_gradcam"],
         "models": {"stronger": {"name": "a"}, "weaker": {"name": "b"}},
         "source": {"type": "demo"},
-        "tasks": tasks or {"class_discrimination": {"attention_checks": 3}, "trust": {"attention_checks": 2, "baseline": True}},
+        "tasks": tasks
+        or {"class_discrimination": {"attention_checks": 3}, "trust": {"attention_checks": 2, "baseline": True}},
     }
     return parse_config(raw, Path("/tmp/c.toml"))
 

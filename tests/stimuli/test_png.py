@@ -23,7 +23,7 @@ def test_random_pixels_round_trip(shape):
 
 
 def test_wrapping_differences_and_smooth_images_round_trip():
-    """"Up" differences wrap modulo 256 (0 under 255, 255 under 0), and smooth images compress."""
+    """ "Up" differences wrap modulo 256 (0 under 255, 255 under 0), and smooth images compress."""
     stripes = np.zeros((64, 64, 3), np.uint8)
     stripes[::2] = 255
     assert np.array_equal(_decode(encode_rgb(stripes)), stripes)
@@ -40,7 +40,9 @@ def test_non_contiguous_view_and_determinism():
     assert encode_rgb(px) == encode_rgb(px.copy())
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.float32)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.float32)]
+)
 def test_refuses_other_than_rgb_uint8(bad):
     with pytest.raises(ValueError, match="uint8"):
         encode_rgb(bad)

@@ -151,13 +151,23 @@ def test_faithfulness_is_quantus_faithfulness_estimate_over_occlusion_squares(ca
     view = SquareSwitches(model, x, fills, patch, stride).eval()
     gh, gw = occ.shape[-2:]
     metric = quantus.FaithfulnessEstimate(
-        similarity_func=correlation_spearman, features_in_step=1, perturb_baseline=0.0,
-        normalise=False, abs=False, disable_warnings=True,
+        similarity_func=correlation_spearman,
+        features_in_step=1,
+        perturb_baseline=0.0,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
     )
-    theirs = np.asarray(metric(
-        model=view, x_batch=np.ones((N, 1, gh, gw), dtype=np.float32), y_batch=y.numpy(),
-        a_batch=_square_sums(maps, patch, stride), device="cpu", batch_size=N,
-    ))
+    theirs = np.asarray(
+        metric(
+            model=view,
+            x_batch=np.ones((N, 1, gh, gw), dtype=np.float32),
+            y_batch=y.numpy(),
+            a_batch=_square_sums(maps, patch, stride),
+            device="cpu",
+            batch_size=N,
+        )
+    )
     FIGURES[f"faithfulness patch {patch} stride {stride} fill {fill}"] = (ours.round(4), np.abs(ours - theirs).max())
     assert np.isfinite(ours).all()
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
@@ -172,12 +182,19 @@ def test_quantus_pixel_space_faithfulness_is_another_quantity(case):
     a = maps.numpy()[:, None]
     kw = {"model": model, "x_batch": x.numpy(), "y_batch": y.numpy(), "a_batch": a, "device": "cpu"}
     np.random.seed(0)
-    corr = np.asarray(quantus.FaithfulnessCorrelation(
-        nr_runs=100, subset_size=12 * 12, perturb_baseline=0.0, return_aggregate=False, disable_warnings=True)(**kw))
-    est = np.asarray(quantus.FaithfulnessEstimate(
-        features_in_step=12 * 12, perturb_baseline=0.0, disable_warnings=True)(**kw))
+    corr = np.asarray(
+        quantus.FaithfulnessCorrelation(
+            nr_runs=100, subset_size=12 * 12, perturb_baseline=0.0, return_aggregate=False, disable_warnings=True
+        )(**kw)
+    )
+    est = np.asarray(
+        quantus.FaithfulnessEstimate(features_in_step=12 * 12, perturb_baseline=0.0, disable_warnings=True)(**kw)
+    )
     FIGURES["pixel space: ours | FaithfulnessCorrelation | FaithfulnessEstimate"] = (
-        ours.round(3), corr.round(3), est.round(3))
+        ours.round(3),
+        corr.round(3),
+        est.round(3),
+    )
     assert np.isfinite(corr).all() and np.isfinite(est).all()
 
 
@@ -196,8 +213,17 @@ def _quantus_pointing(model, maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     n, h, w = maps.shape
     x = np.zeros((n, 3, h, w), dtype=np.float32)
     metric = quantus.PointingGame(disable_warnings=True)
-    return np.asarray(metric(model=model, x_batch=x, y_batch=np.zeros(n, dtype=int), a_batch=maps[:, None],
-                             s_batch=masks[:, None].astype(np.float32), device="cpu"), dtype=float)
+    return np.asarray(
+        metric(
+            model=model,
+            x_batch=x,
+            y_batch=np.zeros(n, dtype=int),
+            a_batch=maps[:, None],
+            s_batch=masks[:, None].astype(np.float32),
+            device="cpu",
+        ),
+        dtype=float,
+    )
 
 
 @pytest.mark.parametrize("tolerance", [0, 15])
@@ -209,11 +235,18 @@ def test_pointing_game_matches_quantus_with_a_dilated_mask(case, tolerance):
     maps = blobs.double() + 1e-9 * torch.rand(n, size, size, generator=g, dtype=torch.float64)  # one maximum
     corners = torch.rand(n, 2, generator=g) * 30
     sides = 6 + torch.rand(n, 2, generator=g) * 12
-    boxes = [(float(cx), float(cy), float(cx + sx), float(cy + sy)) for (cx, cy), (sx, sy) in zip(corners, sides, strict=True)]
+    boxes = [
+        (float(cx), float(cy), float(cx + sx), float(cy + sy))
+        for (cx, cy), (sx, sy) in zip(corners, sides, strict=True)
+    ]
     ours = M.pointing_game(maps, boxes, tolerance=tolerance).numpy()
     masks = np.stack([_dilated_mask(b, size, tolerance) for b in boxes])
     theirs = _quantus_pointing(model, maps.numpy(), masks)
-    FIGURES[f"pointing game tolerance {tolerance}"] = (f"{ours.mean():.3f}", f"{theirs.mean():.3f}", int((ours != theirs).sum()))
+    FIGURES[f"pointing game tolerance {tolerance}"] = (
+        f"{ours.mean():.3f}",
+        f"{theirs.mean():.3f}",
+        int((ours != theirs).sum()),
+    )
     assert 0 < ours.sum() < n  # hits and misses both
     np.testing.assert_array_equal(ours, theirs.astype(bool))
 
@@ -254,16 +287,29 @@ def test_mprt_layer_order_and_spearman_match_quantus(case):
     for k, (name, randomized) in enumerate(steps):
         mine = M.randomized_copy(model, seed=42, cascade_upto=name)
         assert _changed(model, mine) == _changed(model, randomized) == set(layers[len(layers) - 1 - k :])
-        ours_by_layer[name] = M.sanity_check(model, x, y, layer=LAYER, methods=("gradcam",),
-                                             randomized=randomized)["gradcam"]
+        ours_by_layer[name] = M.sanity_check(model, x, y, layer=LAYER, methods=("gradcam",), randomized=randomized)[
+            "gradcam"
+        ]
         own_rng[name] = M.sanity_check(model, x, y, layer=LAYER, methods=("gradcam",), randomized=mine)["gradcam"]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kw = {"model": model, "x_batch": x.numpy(), "y_batch": y.numpy(), "a_batch": None,
-              "explain_func": _quantus_explain, "device": "cpu", "batch_size": N}
-        opts = {"similarity_func": correlation_spearman, "layer_order": "top_down", "seed": 42, "abs": True,
-                "disable_warnings": True}
+        kw = {
+            "model": model,
+            "x_batch": x.numpy(),
+            "y_batch": y.numpy(),
+            "a_batch": None,
+            "explain_func": _quantus_explain,
+            "device": "cpu",
+            "batch_size": N,
+        }
+        opts = {
+            "similarity_func": correlation_spearman,
+            "layer_order": "top_down",
+            "seed": 42,
+            "abs": True,
+            "disable_warnings": True,
+        }
         # Spearman does not see a scale; Quantus's default normalise_by_max divides in float32,
         # which can round two near-equal values of a map into a tie (measured below)
         scores = quantus.MPRT(normalise=False, **opts)(**kw)
@@ -273,13 +319,17 @@ def test_mprt_layer_order_and_spearman_match_quantus(case):
     for name, _ in steps:
         np.testing.assert_allclose(ours_by_layer[name]["spearman"].numpy(), scores[name], rtol=0, atol=1e-12)
     FIGURES["MPRT spearman, ours vs Quantus (same models): largest difference"] = max(
-        float(np.nanmax(np.abs(ours_by_layer[k]["spearman"].numpy() - np.asarray(scores[k])))) for k, _ in steps)
+        float(np.nanmax(np.abs(ours_by_layer[k]["spearman"].numpy() - np.asarray(scores[k])))) for k, _ in steps
+    )
     FIGURES["MPRT spearman, Quantus normalise_by_max vs not: largest difference"] = max(
-        float(np.nanmax(np.abs(np.subtract(by_max[k], scores[k])))) for k in scores)
+        float(np.nanmax(np.abs(np.subtract(by_max[k], scores[k])))) for k in scores
+    )
     FIGURES["MPRT spearman per image, Quantus's randomised models (= ours on them)"] = {
-        name: np.round(scores[name], 3) for name, _ in steps}
+        name: np.round(scores[name], 3) for name, _ in steps
+    }
     FIGURES["MPRT spearman per image, ours with our own draws (seed 42)"] = {
-        name: own_rng[name]["spearman"].numpy().round(3) for name, _ in steps}
+        name: own_rng[name]["spearman"].numpy().round(3) for name, _ in steps
+    }
 
 
 def _minmax_per_map(a: np.ndarray, **_) -> np.ndarray:
@@ -301,12 +351,27 @@ def test_ssim_matches_quantus_on_2d_maps_but_mprt_flattens_them(case):
     na, nb = _minmax_per_map(a.double().numpy()), _minmax_per_map(b.double().numpy())
     theirs_2d = np.array([ssim(p, q) for p, q in zip(na, nb, strict=True)])  # default 7 x 7 window, range 1
     np.testing.assert_allclose(res["ssim"].numpy(), theirs_2d, rtol=0, atol=1e-12)
-    FIGURES["SSIM 2-D, ours vs Quantus's ssim: largest difference"] = float(np.abs(res["ssim"].numpy() - theirs_2d).max())
+    FIGURES["SSIM 2-D, ours vs Quantus's ssim: largest difference"] = float(
+        np.abs(res["ssim"].numpy() - theirs_2d).max()
+    )
 
-    kw = {"model": model, "x_batch": x.numpy(), "y_batch": y.numpy(), "a_batch": None,
-          "explain_func": _quantus_explain, "device": "cpu", "batch_size": N}
-    opts = {"layer_order": "top_down", "seed": 42, "abs": True, "normalise_func": _minmax_per_map,
-            "return_last_correlation": True, "disable_warnings": True}
+    kw = {
+        "model": model,
+        "x_batch": x.numpy(),
+        "y_batch": y.numpy(),
+        "a_batch": None,
+        "explain_func": _quantus_explain,
+        "device": "cpu",
+        "batch_size": N,
+    }
+    opts = {
+        "layer_order": "top_down",
+        "seed": 42,
+        "abs": True,
+        "normalise_func": _minmax_per_map,
+        "return_last_correlation": True,
+        "disable_warnings": True,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(AttributeError, match="tolist"):  # Quantus 0.6.0: its ssim returns a list
@@ -316,7 +381,9 @@ def test_ssim_matches_quantus_on_2d_maps_but_mprt_flattens_them(case):
     *_, (_, last) = wrapped.get_random_layer_generator(order="top_down", seed=42)
     ours_same_model = M.sanity_check(model, x, y, layer=LAYER, methods=("gradcam",), randomized=last)["gradcam"]
     FIGURES["SSIM, fully randomised (Quantus's model): ours 2-D | Quantus MPRT (flattened)"] = (
-        ours_same_model["ssim"].numpy().round(3), flat.round(3))
+        ours_same_model["ssim"].numpy().round(3),
+        flat.round(3),
+    )
     assert np.isfinite(flat).all()
 
 

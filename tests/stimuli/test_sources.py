@@ -252,7 +252,10 @@ def test_voc_unknown_class_even_when_difficult(voc_root: Path):
             "<annotation>" + voc_object("cat", (1, 1, 2, 2)).replace("<xmax>2", "<xmax>two") + "</annotation>",
             "object 1 (cat): <xmax> is 'two', not a number",
         ),
-        ("<annotation>" + voc_object("cat", (5, 1, 2, 2)) + "</annotation>", "object 1 (cat): <bndbox> has xmax < xmin"),
+        (
+            "<annotation>" + voc_object("cat", (5, 1, 2, 2)) + "</annotation>",
+            "object 1 (cat): <bndbox> has xmax < xmin",
+        ),
         ("<annotation>" + voc_object("cat", (1, 1, 2, 2), 2) + "</annotation>", "<difficult> is '2', not 0 or 1"),
     ],
 )

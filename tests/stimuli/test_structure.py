@@ -107,8 +107,12 @@ def test_the_scores_come_from_the_photo_or_its_edges_alike():
 def test_a_pair_is_degenerate_when_half_its_stimuli_are():
     def row(method: str, bad: bool) -> dict:
         s = {k: 0.0 for k in structure.SCORES}
-        return {"model_role": "weaker", "model": "m", "method": method,
-                "structure": {**s, "degenerate": bad, "why": ["periodic"] if bad else []}}
+        return {
+            "model_role": "weaker",
+            "model": "m",
+            "method": method,
+            "structure": {**s, "degenerate": bad, "why": ["periodic"] if bad else []},
+        }
 
     rows = [row("deconvnet", i < 3) for i in range(6)] + [row("gradcam", i < 2) for i in range(6)]
     rows.append({"model_role": "none", "model": "none", "method": "photo", "structure": None})

@@ -33,7 +33,8 @@ minutes = 5
 data_retention = "Kept for the test run only."
 """
 
-CD_TOML = """
+CD_TOML = (
+    """
 title = "Which category does the highlighted evidence show?"
 task = "class_discrimination"
 slug = "cd"
@@ -45,9 +46,12 @@ platform = "prolific"
 code = "DONE123"
 screened_out_code = "SCREEN9"
 redirect_url = "https://app.prolific.com/submissions/complete?cc={code}"
-""" + CONSENT_TOML
+"""
+    + CONSENT_TOML
+)
 
-TRUST_TOML = """
+TRUST_TOML = (
+    """
 title = "Which model is more reliable?"
 task = "trust"
 slug = "trust"
@@ -55,7 +59,9 @@ trials_per_participant = 5
 raters_per_item = 3
 attention_checks = 1
 platform = "mturk"
-""" + CONSENT_TOML
+"""
+    + CONSENT_TOML
+)
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,27 @@ from tests.study.test_api import enroll, headers, signed, worker
 PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"
 OUR_SCRIPT = '<script src="/static/admin.js" defer>'
-DOCUMENTED = ["study", "study_kind", "mode", "participant", "condition", "position", "item_id",
-              "is_attention_check", "image_id", "method", "stimulus_ids", "answer", "rt_ms", "shown_at",
-              "answered_at", "weights_sha256", "layer", "code_version", "participant_status"]
+DOCUMENTED = [
+    "study",
+    "study_kind",
+    "mode",
+    "participant",
+    "condition",
+    "position",
+    "item_id",
+    "is_attention_check",
+    "image_id",
+    "method",
+    "stimulus_ids",
+    "answer",
+    "rt_ms",
+    "shown_at",
+    "answered_at",
+    "weights_sha256",
+    "layer",
+    "code_version",
+    "participant_status",
+]
 
 
 @pytest.fixture
@@ -39,8 +57,9 @@ def login_token(client) -> str:
 
 
 def login(client, name="ada", password=PASSWORD, **kw):
-    return client.post("/admin/login", data={"csrf_token": login_token(client), "username": name,
-                                             "password": password}, **kw)
+    return client.post(
+        "/admin/login", data={"csrf_token": login_token(client), "username": name, "password": password}, **kw
+    )
 
 
 def participate(app, slug, params=None, n_answers=None, choose=None, finish=True, questionnaire=None):
@@ -67,8 +86,12 @@ def participate(app, slug, params=None, n_answers=None, choose=None, finish=True
 def send_questionnaire(client, page: str, answers: dict) -> None:
     """Send the questionnaire form that ``page`` (the page after the last trial) shows."""
     html = client.get(page).get_data(as_text=True)
-    form = re.search(r'<form method="post"(?: action="([^"]*questionnaire)")?[^>]*>(?:(?!</form>).)*'
-                     r'name="csrf_token" value="([^"]+)"', html, re.S)
+    form = re.search(
+        r'<form method="post"(?: action="([^"]*questionnaire)")?[^>]*>(?:(?!</form>).)*'
+        r'name="csrf_token" value="([^"]+)"',
+        html,
+        re.S,
+    )
     assert form, "no questionnaire form after the last trial"
     assert client.post(form.group(1) or page, data={"csrf_token": form.group(2), **answers}).status_code == 302
 
@@ -82,6 +105,7 @@ def trust_slug(app):
 
 
 # --- access control --------------------------------------------------------------------------
+
 
 def test_routes_refuse_without_login(app, client, admin):
     slug = cd_slug(app)
@@ -117,13 +141,22 @@ def test_login_then_logout(app, client, admin):
 
 def test_login_redirects_only_inside_admin(app, client, admin):
     token = login_token(client)
-    r = client.post("/admin/login", data={"csrf_token": token, "username": "ada", "password": PASSWORD,
-                                          "next": "https://evil.example/admin/"})
+    r = client.post(
+        "/admin/login",
+        data={"csrf_token": token, "username": "ada", "password": PASSWORD, "next": "https://evil.example/admin/"},
+    )
     assert r.headers["Location"] == "/admin/"
     other = app.test_client()
     assert other.get(f"/admin/s/{cd_slug(app)}").headers["Location"] == f"/admin/login?next=/admin/s/{cd_slug(app)}"
-    r = other.post("/admin/login", data={"csrf_token": login_token(other), "username": "ada", "password": PASSWORD,
-                                         "next": f"/admin/s/{cd_slug(app)}"})
+    r = other.post(
+        "/admin/login",
+        data={
+            "csrf_token": login_token(other),
+            "username": "ada",
+            "password": PASSWORD,
+            "next": f"/admin/s/{cd_slug(app)}",
+        },
+    )
     assert r.headers["Location"] == f"/admin/s/{cd_slug(app)}"
 
 
@@ -133,8 +166,12 @@ def test_csrf_is_required_on_login_and_logout(app, client, admin):
     r = client.post("/admin/login", data={"csrf_token": "forged", "username": "ada", "password": PASSWORD})
     assert r.status_code == 400
     fresh = app.test_client()  # a token without its session cookie is no token
-    assert fresh.post("/admin/login", data={"csrf_token": login_token(client), "username": "ada",
-                                            "password": PASSWORD}).status_code == 400
+    assert (
+        fresh.post(
+            "/admin/login", data={"csrf_token": login_token(client), "username": "ada", "password": PASSWORD}
+        ).status_code
+        == 400
+    )
     assert login(client).status_code == 302
     assert client.post("/admin/logout").status_code == 400
     assert client.post("/admin/logout", data={"csrf_token": "forged"}).status_code == 400
@@ -159,7 +196,9 @@ def test_guessing_from_many_addresses_cannot_lock_out_a_known_browser(app, admin
     app.config["ADMIN_USER_MAX_FAILURES"] = 8
     admins_browser = app.test_client()
     assert login(admins_browser, environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 302  # leaves a device cookie
-    token = re.search(r'name="csrf_token" value="([^"]+)"', admins_browser.get("/admin/").get_data(as_text=True)).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', admins_browser.get("/admin/").get_data(as_text=True)).group(
+        1
+    )
     admins_browser.post("/admin/logout", data={"csrf_token": token})
     for i in range(8):  # a distributed guesser: 8 addresses, one try each
         attacker = app.test_client()
@@ -222,6 +261,7 @@ def test_rate_limit_window_expires(app, client, admin, monkeypatch):
 
 # --- pages -----------------------------------------------------------------------------------
 
+
 def _cells(html: str, mode: str, condition: str) -> list[int]:
     row = re.search(rf'<tr data-mode="{mode}" data-condition="{re.escape(condition)}">(.*?)</tr>', html, re.S).group(1)
     return [int(x) for x in re.findall(r"<td>(\d+)</td>", row)]
@@ -246,9 +286,10 @@ def test_dashboard_shows_progress_per_condition_and_mode(app, client, admin):
     with sessions() as s:
         study = s.query(Study).filter_by(slug=slug).one()
         people = s.query(Participant).filter_by(study_id=study.id).all()
-        n_answers = {m: s.query(Answer).join(Participant).filter(Participant.study_id == study.id,
-                                                                 Participant.mode == m).count()
-                     for m in ("live", "sandbox", "debug")}
+        n_answers = {
+            m: s.query(Answer).join(Participant).filter(Participant.study_id == study.id, Participant.mode == m).count()
+            for m in ("live", "sandbox", "debug")
+        }
         df = export_rows(s, study, mode="live")
     for mode in ("live", "sandbox", "debug"):
         sec = _section(html, mode)
@@ -291,8 +332,9 @@ def test_worker_ids_and_free_text_are_escaped(app, client, admin):
     slug = cd_slug(app)
     participate(app, slug, {"PROLIFIC_PID": XSS, "STUDY_ID": "st", "SESSION_ID": "se"})
     login(client)
-    pages = [client.get(p).get_data(as_text=True) for p in ("/admin/", f"/admin/s/{slug}",
-                                                          f"/admin/s/{trust_slug(app)}")]
+    pages = [
+        client.get(p).get_data(as_text=True) for p in ("/admin/", f"/admin/s/{slug}", f"/admin/s/{trust_slug(app)}")
+    ]
     for html in pages:
         assert XSS not in html and "<b>bold</b>" not in html
         assert re.findall(r"<script[^>]*>", html) == [OUR_SCRIPT]  # only the admin pages' own file
@@ -303,6 +345,7 @@ def test_worker_ids_and_free_text_are_escaped(app, client, admin):
 
 
 # --- export ----------------------------------------------------------------------------------
+
 
 def _stored(app, slug):
     with app.extensions["camstudy.sessions"]() as s:
@@ -324,7 +367,11 @@ def test_export_csv_has_one_row_per_answer(app, client, admin):
     with app.extensions["camstudy.sessions"]() as s:
         live = {a.id for a in s.query(Answer).join(Participant).filter(Participant.mode == "live")}
     assert len(df) == len([a for a in stored if a.id in live]) == 5 + 3
-    assert list(df.columns) == export_columns("class_discrimination") == columns("class_discrimination") + PARTICIPANT_COLUMNS
+    assert (
+        list(df.columns)
+        == export_columns("class_discrimination")
+        == columns("class_discrimination") + PARTICIPANT_COLUMNS
+    )
     assert set(DOCUMENTED + ["model", "options", "correct_answer", "correct"]) <= set(df.columns)
     assert "worker_id" not in df.columns and pid not in r.get_data(as_text=True)
     assert df["participant"].str.fullmatch(r"[0-9a-f]{16}").all() and df["participant"].nunique() == 2
@@ -343,7 +390,9 @@ def test_export_csv_has_one_row_per_answer(app, client, admin):
             assert isinstance(row["layer"], str) and row["layer"]
     status = df.groupby("participant").agg(n=("position", "size"), status=("participant_status", "first"))
     assert status.set_index("n")["status"].to_dict() in (
-        {5: "completed", 3: "active"}, {5: "screened_out", 3: "active"})
+        {5: "completed", 3: "active"},
+        {5: "screened_out", 3: "active"},
+    )
     # Every mode, and the raw ids only when asked for.
     with app.extensions["camstudy.sessions"]() as s:
         everything = export_rows(s, slug, mode=None)
@@ -410,8 +459,9 @@ def test_export_cli(app, tmp_path, capsys):
     df = pd.read_csv(out)
     assert len(df) == 5 and "worker_id" not in df.columns
     pq = tmp_path / "cd.parquet"
-    assert main(["export", slug, "--format", "parquet", "--out", str(pq), "--raw-ids", "--mode", "all",
-                 "--db", url]) == 0
+    assert (
+        main(["export", slug, "--format", "parquet", "--out", str(pq), "--raw-ids", "--mode", "all", "--db", url]) == 0
+    )
     raw = pd.read_parquet(pq)
     assert set(raw["worker_id"]) == {"cli-worker"} and len(raw) == 5
     assert main(["export", slug, "--out", str(tmp_path / "inferred.parquet"), "--db", url]) == 0

@@ -38,8 +38,9 @@ SHOTS = os.environ.get("CAMSTUDY_ADMIN_SHOTS")
 TIMEOUT_MS = 15_000
 
 pytestmark = [
-    pytest.mark.skipif(MISSING is not None and not REQUIRE,
-                       reason=f"{MISSING}; CAMSTUDY_REQUIRE_BROWSER=1 makes this a failure"),
+    pytest.mark.skipif(
+        MISSING is not None and not REQUIRE, reason=f"{MISSING}; CAMSTUDY_REQUIRE_BROWSER=1 makes this a failure"
+    ),
     pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
 ]
 
@@ -112,13 +113,16 @@ def test_copy_buttons_and_folded_modes(server, page_of):
         expect(details.locator("summary")).to_contain_text("no participants yet")
         expect(details.locator("table.conditions")).to_be_hidden()
     expect(page.locator("#mode-live p.time-on-task")).to_contain_text(
-        "over 3 completed participants: median 8.0 min, interquartile range 7.0–9.5 min")
+        "over 3 completed participants: median 8.0 min, interquartile range 7.0–9.5 min"
+    )
     expect(page.locator("#mode-live table.exclusions tr[data-rule='remain']")).to_contain_text("of 4")
     shot(page, "admin-study.png")
     page.locator("#mode-debug summary").click()  # unfolds
     assert page.locator("#mode-debug details").evaluate("(d) => d.open")
     page.goto("/admin/")
-    expect(page.locator(f'tbody[data-study="{slug}"] tr.empty-modes')).to_have_text("sandbox, debug: no participants yet")
+    expect(page.locator(f'tbody[data-study="{slug}"] tr.empty-modes')).to_have_text(
+        "sandbox, debug: no participants yet"
+    )
     shot(page, "admin-index.png")
     watch.allowed.append("status of 400 (BAD REQUEST)")  # the console notes the error page's status
     r = page.goto(f"/admin/s/{slug}/export.csv?mode=bogus")

@@ -64,8 +64,11 @@ def _session_row(app, user_id: int, hours: float) -> str:
     """A server-side admin session (as a login creates), expiring ``hours`` from now."""
     token = secrets.token_urlsafe(32)
     with transaction(app.extensions["camstudy.sessions"]) as s:
-        s.add(AdminSession(token_sha256=token_sha256(token), user_id=user_id,
-                           expires_at=utcnow() + timedelta(hours=hours)))
+        s.add(
+            AdminSession(
+                token_sha256=token_sha256(token), user_id=user_id, expires_at=utcnow() + timedelta(hours=hours)
+            )
+        )
     return token
 
 

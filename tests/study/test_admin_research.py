@@ -64,11 +64,17 @@ class Person:
         enroll(self.client, slug, {**params, **(signed(app, slug, mode) if mode != "live" else {})})
         self.h = headers(self.client, app, slug)
         with sessions(app)() as s:
-            self.pid = s.scalar(select(Participant.id).where(Participant.study_id == study.id,
-                                                             Participant.worker_id == self.worker_id))
-            self.key = {pos: (check, correct) for pos, check, correct in s.execute(
-                select(PlanEntry.position, Item.is_attention_check, Item.correct_answer)
-                .join(Item, Item.id == PlanEntry.item_pk).where(PlanEntry.participant_id == self.pid))}
+            self.pid = s.scalar(
+                select(Participant.id).where(Participant.study_id == study.id, Participant.worker_id == self.worker_id)
+            )
+            self.key = {
+                pos: (check, correct)
+                for pos, check, correct in s.execute(
+                    select(PlanEntry.position, Item.is_attention_check, Item.correct_answer)
+                    .join(Item, Item.id == PlanEntry.item_pk)
+                    .where(PlanEntry.participant_id == self.pid)
+                )
+            }
         self.plan = self.client.get(f"/api/s/{slug}/plan", headers=self.h).get_json()
 
     def answer(self, n: int | None = None, checks_right: bool = True, rt_ms: float = 800) -> None:
@@ -79,8 +85,11 @@ class Person:
             else:
                 wrong = next(o for o in t["options"] if o != correct)
                 value = correct if (checks_right or not check) else wrong
-            r = self.client.post(f"/api/s/{self.slug}/answers", headers=self.h,
-                                 json={"position": t["position"], "answer": value, "rt_ms": rt_ms})
+            r = self.client.post(
+                f"/api/s/{self.slug}/answers",
+                headers=self.h,
+                json={"position": t["position"], "answer": value, "rt_ms": rt_ms},
+            )
             assert r.status_code == 200, r.get_json()
 
     def event(self, kind: str, detail: dict | None = None) -> None:
@@ -96,8 +105,9 @@ class Person:
 
     def set_times(self, created: datetime, completed: datetime | None) -> None:
         with transaction(sessions(self.app)) as s:
-            s.execute(update(Participant).where(Participant.id == self.pid)
-                      .values(created_at=created, completed_at=completed))
+            s.execute(
+                update(Participant).where(Participant.id == self.pid).values(created_at=created, completed_at=completed)
+            )
 
 
 def admin_client(app):
@@ -107,6 +117,7 @@ def admin_client(app):
 
 
 # --- 1. participant links with copy buttons ---------------------------------------------------
+
 
 @pytest.mark.parametrize("task", ["class_discrimination", "trust"])
 def test_links_have_copy_buttons_for_the_platform(app, admin, task):
@@ -144,6 +155,7 @@ def test_links_have_copy_buttons_for_the_platform(app, admin, task):
 
 # --- 2. empty modes collapsed -----------------------------------------------------------------
 
+
 def _details_open(html: str, mode: str) -> bool:
     tag = re.search(r"<details([^>]*)>", section(html, mode)).group(1)
     return "open" in tag.split()
@@ -158,7 +170,9 @@ def test_empty_modes_are_collapsed_on_index_and_study_page(app, admin):
     for mode in ("sandbox", "debug"):
         assert not _details_open(page, mode)
         assert "no participants yet" in text(re.search(r"<summary>(.*?)</summary>", section(page, mode), re.S).group(1))
-    assert "1 participant, 2 answers" in text(re.search(r"<summary>(.*?)</summary>", section(page, "live"), re.S).group(1))
+    assert "1 participant, 2 answers" in text(
+        re.search(r"<summary>(.*?)</summary>", section(page, "live"), re.S).group(1)
+    )
 
     def study_rows(index: str, s: str) -> str:
         return re.search(rf'<tbody data-study="{s}">(.*?)</tbody>', index, re.S).group(1)
@@ -180,6 +194,7 @@ def test_empty_modes_are_collapsed_on_index_and_study_page(app, admin):
 
 
 # --- 3. time on task --------------------------------------------------------------------------
+
 
 def test_time_on_task_median_and_iqr_per_mode(app, admin):
     slug = cd_slug(app)
@@ -223,10 +238,13 @@ def test_time_on_task_median_and_iqr_per_mode(app, admin):
 
 # --- 4. exclusion preview ---------------------------------------------------------------------
 
+
 def _preview(page: str, mode: str) -> dict[str, str]:
     table = re.search(r'<table class="exclusions">(.*?)</table>', section(page, mode), re.S).group(1)
-    return {rule: text(cells.split("</td>")[-2]) for rule, cells in
-            re.findall(r'<tr data-rule="(\w+)"[^>]*>(.*?)</tr>', table, re.S)}
+    return {
+        rule: text(cells.split("</td>")[-2])
+        for rule, cells in re.findall(r'<tr data-rule="(\w+)"[^>]*>(.*?)</tr>', table, re.S)
+    }
 
 
 def test_exclusion_preview_counts_each_rule_on_the_data_so_far(app, admin):
@@ -257,26 +275,43 @@ def test_exclusion_preview_counts_each_rule_on_the_data_so_far(app, admin):
     # The preview follows the study's own rules: switch two off.
     with transaction(sessions(app)) as s:
         study = s.scalar(select(Study).where(Study.slug == slug))
-        study.settings = {**study.settings, "exclusions": {**rules, "min_median_rt_ms": None,
-                                                           "require_complete": False}}
+        study.settings = {
+            **study.settings,
+            "exclusions": {**rules, "min_median_rt_ms": None, "require_complete": False},
+        }
     page = client.get(f"/admin/s/{slug}").get_data(as_text=True)
-    assert _preview(page, "live") == {"attention": "1", "too_fast": "-", "incomplete": "-", "any": "1",
-                                      "remain": "3 of 4"}
+    assert _preview(page, "live") == {
+        "attention": "1",
+        "too_fast": "-",
+        "incomplete": "-",
+        "any": "1",
+        "remain": "3 of 4",
+    }
     assert "too fast: off" in text(section(page, "live"))
 
 
 # --- 5. questionnaire and focus events in the exports -----------------------------------------
 
-FREE_TEXT = {"strategy": "=HYPERLINK(\"http://evil.example\",\"x\")", "difficulty": "hard, at times",
-             "comments": "-1 line one\nline \"two\""}
+FREE_TEXT = {
+    "strategy": '=HYPERLINK("http://evil.example","x")',
+    "difficulty": "hard, at times",
+    "comments": '-1 line one\nline "two"',
+}
 
 
 def test_exports_carry_questionnaire_and_focus_events(app, admin, tmp_path):
     slug = cd_slug(app)
     watcher = Person(app, slug)
     watcher.answer(2)
-    for kind, detail in [("blur", None), ("visibility", {"state": "hidden"}), ("visibility", {"state": "visible"}),
-                         ("focus", None), ("blur", None), ("visibility", {"state": "hidden"}), ("resize", None)]:
+    for kind, detail in [
+        ("blur", None),
+        ("visibility", {"state": "hidden"}),
+        ("visibility", {"state": "visible"}),
+        ("focus", None),
+        ("blur", None),
+        ("visibility", {"state": "hidden"}),
+        ("resize", None),
+    ]:
         watcher.event(kind, detail)
     watcher.answer()
     watcher.complete(FREE_TEXT)
@@ -295,9 +330,16 @@ def test_exports_carry_questionnaire_and_focus_events(app, admin, tmp_path):
     raw = pd.read_csv(io.BytesIO(r.data), dtype=str, keep_default_na=False)
     # The old columns keep their order; the new ones come after them.
     assert list(raw.columns) == columns("class_discrimination") + PARTICIPANT_COLUMNS
-    assert PARTICIPANT_COLUMNS == ["time_on_task_s", "questionnaire_strategy", "questionnaire_difficulty",
-                                   "questionnaire_comments", "blur_events", "focus_events", "hidden_events",
-                                   "hidden_s"]
+    assert PARTICIPANT_COLUMNS == [
+        "time_on_task_s",
+        "questionnaire_strategy",
+        "questionnaire_difficulty",
+        "questionnaire_comments",
+        "blur_events",
+        "focus_events",
+        "hidden_events",
+        "hidden_s",
+    ]
     with sessions(app)() as s:
         pseudonym = {pid: ps for pid, ps in s.execute(select(Participant.id, Participant.pseudonym))}
     mine = raw[raw["participant"] == pseudonym[watcher.pid]]
@@ -311,7 +353,11 @@ def test_exports_carry_questionnaire_and_focus_events(app, admin, tmp_path):
     assert set(mine["time_on_task_s"]) == {"340.0"}
     other = raw[raw["participant"] == pseudonym[quiet.pid]]
     assert len(other) == 1 and other.iloc[0][EVENT_COUNTS + ["hidden_s"]].tolist() == ["0", "0", "0", "0.0"]
-    assert other.iloc[0][["time_on_task_s", "questionnaire_strategy", "questionnaire_comments"]].tolist() == ["", "", ""]
+    assert other.iloc[0][["time_on_task_s", "questionnaire_strategy", "questionnaire_comments"]].tolist() == [
+        "",
+        "",
+        "",
+    ]
 
     # ... and analysis/ reads back exactly what was sent, from CSV and Parquet alike.
     (tmp_path / "e.csv").write_bytes(r.data)
@@ -351,6 +397,7 @@ def test_trust_export_has_the_participant_columns(app, admin):
 
 # --- 6. error pages -----------------------------------------------------------------------------
 
+
 def _is_page(r, status: int) -> str:
     assert r.status_code == status and r.mimetype == "text/html", (r.status_code, r.mimetype)
     page = r.get_data(as_text=True)
@@ -385,10 +432,17 @@ def test_error_pages_are_html_in_the_study_style(app, admin):
     _is_page(app.test_client().post(f"/s/{slug}/consent", data={"x": "y" * 100_000}), 413)
     # The JSON API keeps JSON errors.
     someone = Person(app, slug)
-    for r, status in [(client.get(f"/api/s/{slug}/nope"), 404), (client.get(f"/api/s/{slug}/answers"), 405),
-                      (client.get("/api/s/c%00d/plan"), 400),
-                      (someone.client.post(f"/api/s/{slug}/answers", data="[" * 100_000,
-                                           headers={**someone.h, "Content-Type": "application/json"}), 413)]:
+    for r, status in [
+        (client.get(f"/api/s/{slug}/nope"), 404),
+        (client.get(f"/api/s/{slug}/answers"), 405),
+        (client.get("/api/s/c%00d/plan"), 400),
+        (
+            someone.client.post(
+                f"/api/s/{slug}/answers", data="[" * 100_000, headers={**someone.h, "Content-Type": "application/json"}
+            ),
+            413,
+        ),
+    ]:
         assert r.status_code == status and r.is_json and "error" in r.get_json(), (r.status_code, r.data[:100])
     # Data without a login stays a 401 JSON answer (scripts read it).
     r = app.test_client().get(f"/admin/s/{slug}/export.csv")
@@ -427,6 +481,7 @@ def test_database_unavailable_is_a_page_for_pages_and_json_for_the_api(app, monk
 
 
 # --- 7. the landing page ----------------------------------------------------------------------
+
 
 def test_landing_page_explains_and_lists_no_study(app, admin):
     Person(app, cd_slug(app)).answer(1)

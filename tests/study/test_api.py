@@ -25,8 +25,14 @@ def worker(n: int | None = None) -> dict:
     """The ids a recruitment platform adds to the link, for a new worker (each study reads
     only its own platform's: the test studies run on Prolific and MTurk)."""
     n = next(_workers) if n is None else n
-    return {"PROLIFIC_PID": f"w-{n}", "STUDY_ID": "st-1", "SESSION_ID": f"se-{n}",
-            "workerId": f"W{n}", "assignmentId": f"A{n}", "hitId": "H1"}
+    return {
+        "PROLIFIC_PID": f"w-{n}",
+        "STUDY_ID": "st-1",
+        "SESSION_ID": f"se-{n}",
+        "workerId": f"W{n}",
+        "assignmentId": f"A{n}",
+        "hitId": "H1",
+    }
 
 
 def enroll(client, slug, params=None):
@@ -62,7 +68,9 @@ def answer_all(client, app, slug):
     plan = client.get(f"/api/s/{slug}/plan", headers=h).get_json()
     for t in plan["trials"]:
         value = t["options"][0] if plan["task"] == "class_discrimination" else 1
-        r = client.post(f"/api/s/{slug}/answers", headers=h, json={"position": t["position"], "answer": value, "rt_ms": 850.5})
+        r = client.post(
+            f"/api/s/{slug}/answers", headers=h, json={"position": t["position"], "answer": value, "rt_ms": 850.5}
+        )
         assert r.status_code == 200, r.get_json()
     return plan
 
@@ -86,7 +94,9 @@ def test_full_class_discrimination_flow(app, client):
     debrief = client.get(f"/s/{slug}/debrief").get_data(as_text=True)
     assert ("DONE123" in debrief) != ("SCREEN9" in debrief) and 'name="strategy"' in debrief
     assert 'data-redirect=""' in debrief  # no automatic return while the optional questionnaire is offered
-    page = client.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/debrief"), "strategy": "<b>looked</b>"})
+    page = client.post(
+        f"/s/{slug}/questionnaire", data={"csrf_token": csrf(client, f"/s/{slug}/debrief"), "strategy": "<b>looked</b>"}
+    )
     assert page.status_code == 302 and page.headers["Location"].endswith(f"/s/{slug}/debrief?sent=1")
     debrief = client.get(f"/s/{slug}/debrief?sent=1").get_data(as_text=True)
     assert ("DONE123" in debrief) != ("SCREEN9" in debrief) and 'name="strategy"' not in debrief
@@ -139,12 +149,18 @@ def test_tokens_protect_other_participants(app, client):
     assert client.get(f"/api/s/{slug}/plan", headers={"X-Participant-Token": "forged"}).status_code in (200, 403)
     other = app.test_client()
     assert other.get(f"/api/s/{slug}/plan").status_code == 403
-    assert other.get(f"/api/s/{slug}/plan", headers={"X-Participant-Token": issue("wrong-secret", 1, 1)}).status_code == 403
+    assert (
+        other.get(f"/api/s/{slug}/plan", headers={"X-Participant-Token": issue("wrong-secret", 1, 1)}).status_code
+        == 403
+    )
     trust = app.config["STUDIES"]["trust"]
     assert client.get(f"/api/s/{trust}/plan", headers=headers(client, app, slug)).status_code == 403
     assert other.post("/api/s/nope/answers", json={}).status_code == 404
-    big = client.post(f"/api/s/{slug}/answers", data="x" * 20000,
-                      headers={**headers(client, app, slug), "Content-Type": "application/json"})
+    big = client.post(
+        f"/api/s/{slug}/answers",
+        data="x" * 20000,
+        headers={**headers(client, app, slug), "Content-Type": "application/json"},
+    )
     assert big.status_code == 413
 
 
@@ -158,8 +174,17 @@ def test_malformed_body(app, client):
 
 def test_trust_scores_are_resigned_for_the_stronger_model(app, client):
     slug = app.config["STUDIES"]["trust"]
-    enroll(client, slug, {"workerId": "W1", "assignmentId": "A1", "hitId": "H1",
-                          "turkSubmitTo": "https://workersandbox.mturk.com", **signed(app, slug, "sandbox")})
+    enroll(
+        client,
+        slug,
+        {
+            "workerId": "W1",
+            "assignmentId": "A1",
+            "hitId": "H1",
+            "turkSubmitTo": "https://workersandbox.mturk.com",
+            **signed(app, slug, "sandbox"),
+        },
+    )
     answer_all(client, app, slug)
     with app.extensions["camstudy.sessions"]() as s:
         p = s.query(Participant).one()
@@ -218,7 +243,9 @@ def test_one_participation_per_worker(app, client):
     with app.extensions["camstudy.sessions"]() as s:
         assert s.query(Participant).count() == 1
     # Not in a test mode either, even with a genuinely signed debug link.
-    r = again.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **signed(app, slug, "debug"), **PROLIFIC})
+    r = again.post(
+        f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **signed(app, slug, "debug"), **PROLIFIC}
+    )
     assert r.status_code == 409
 
 
@@ -268,8 +295,13 @@ def test_enrollment_is_rate_limited(app):
         c = app.test_client()
         who = worker()
         token = csrf(c, f"/s/{slug}/?PROLIFIC_PID={who['PROLIFIC_PID']}")
-        codes.append(c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **who},
-                            environ_base={"REMOTE_ADDR": "127.0.0.9"}).status_code)
+        codes.append(
+            c.post(
+                f"/s/{slug}/consent",
+                data={"csrf_token": token, "agree": "yes", **who},
+                environ_base={"REMOTE_ADDR": "127.0.0.9"},
+            ).status_code
+        )
     assert codes == [302, 302, 429]
 
 
@@ -282,8 +314,14 @@ def test_consent_needs_the_form_token(app, client):
 
 @pytest.mark.parametrize(
     "body, status",
-    [({"kind": "blur"}, 204), ({"kind": "focus", "position": 2}, 204), ({"kind": "hack"}, 400),
-     ({"kind": "blur", "position": -1}, 400), ({"kind": "blur", "detail": "x"}, 400), ([], 400)],
+    [
+        ({"kind": "blur"}, 204),
+        ({"kind": "focus", "position": 2}, 204),
+        ({"kind": "hack"}, 400),
+        ({"kind": "blur", "position": -1}, 400),
+        ({"kind": "blur", "detail": "x"}, 400),
+        ([], 400),
+    ],
 )
 def test_events(app, client, body, status):
     slug = app.config["STUDIES"]["class_discrimination"]

@@ -77,8 +77,13 @@ def _observe(client, url: str, url_2x: str) -> dict:
     fetches the 2x file instead)."""
     r, r2 = client.get(url), client.get(url_2x)
     assert r.status_code == 200 and r2.status_code == 200
-    return {"url": url, "headers": {k.lower(): v for k, v in r.headers.items()}, "size": len(r.get_data()),
-            "headers_2x": {k.lower(): v for k, v in r2.headers.items()}, "size_2x": len(r2.get_data())}
+    return {
+        "url": url,
+        "headers": {k.lower(): v for k, v in r.headers.items()},
+        "size": len(r.get_data()),
+        "headers_2x": {k.lower(): v for k, v in r2.headers.items()},
+        "size_2x": len(r2.get_data()),
+    }
 
 
 def _blob(obs: dict) -> str:
@@ -107,18 +112,28 @@ def _features_cd(obs: dict, options: list[str]) -> list[float]:
     first, second = sorted(options)
     blob = _blob(obs)
     n = _trailing_int(obs["url"])
-    return [float(blob.count(first) - blob.count(second)), n % 2 if n >= 0 else -1.0, n, float(obs["size"]),
-            float(obs["size_2x"]), _etag_number(obs["headers"].get("etag")), _http_date(obs["headers"].get("last-modified"))]
+    return [
+        float(blob.count(first) - blob.count(second)),
+        n % 2 if n >= 0 else -1.0,
+        n,
+        float(obs["size"]),
+        float(obs["size_2x"]),
+        _etag_number(obs["headers"].get("etag")),
+        _http_date(obs["headers"].get("last-modified")),
+    ]
 
 
 def _features_trust(left: dict, right: dict) -> list[float]:
     """Features of a trust trial, to predict whether the stronger model is on the left."""
     lb, rb = _blob(left), _blob(right)
     return [
-        float("stronger" in lb) - float("stronger" in rb), float("weaker" in lb) - float("weaker" in rb),
-        _trailing_int(left["url"]) - _trailing_int(right["url"]), float(left["size"] - right["size"]),
+        float("stronger" in lb) - float("stronger" in rb),
+        float("weaker" in lb) - float("weaker" in rb),
+        _trailing_int(left["url"]) - _trailing_int(right["url"]),
+        float(left["size"] - right["size"]),
         float(left["size_2x"] - right["size_2x"]),
-        float(left["url"] < right["url"]), float(len(left["url"]) - len(right["url"])),
+        float(left["url"] < right["url"]),
+        float(len(left["url"]) - len(right["url"])),
         _etag_number(left["headers"].get("etag")) - _etag_number(right["headers"].get("etag")),
         _http_date(left["headers"].get("last-modified")) - _http_date(right["headers"].get("last-modified")),
         float(left["headers"] != right["headers"]),
@@ -184,8 +199,10 @@ def _plans(app, slug: str, n: int):
             pid = s.query(Participant).order_by(Participant.id.desc()).first().id
             entries = {e.position: e for e in s.query(PlanEntry).filter_by(participant_id=pid)}
             roles = {st.stimulus_id: st.model_role for st in s.query(Stimulus)}
-            truth = {e.position: (e.item.correct_answer, e.layout, [roles[i] for i in e.layout["stimuli"]], e.item)
-                     for e in entries.values()}
+            truth = {
+                e.position: (e.item.correct_answer, e.layout, [roles[i] for i in e.layout["stimuli"]], e.item)
+                for e in entries.values()
+            }
         for t in plan["trials"]:
             assert t["images_2x"] == [f"{u}/2x" for u in t["images"]]
             obs = [_observe(c, u, u2) for u, u2 in zip(t["images"], t["images_2x"], strict=True)]
@@ -236,7 +253,10 @@ def test_image_urls_are_signed_for_their_participant(app):
     forged = [
         f"{body}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}",  # a changed signature
         token.replace(body, body[:-1] + ("A" if body[-1] != "A" else "B")),  # a changed payload
-        "1", "2", "-1", "WzEsImFiYyJd",  # guessed ids, an unsigned payload
+        "1",
+        "2",
+        "-1",
+        "WzEsImFiYyJd",  # guessed ids, an unsigned payload
     ]
     for f in forged:
         assert stranger.get(f"/s/{slug}/img/{f}").status_code == 404, f
@@ -276,8 +296,11 @@ def test_test_modes_never_show_the_live_code(app):
         h = headers(c, app, slug)
         plan = c.get(f"/api/s/{slug}/plan", headers=h).get_json()
         for t in plan["trials"]:
-            c.post(f"/api/s/{slug}/answers", headers=h, json={"position": t["position"], "answer": t["options"][0],
-                                                             "rt_ms": 900})
+            c.post(
+                f"/api/s/{slug}/answers",
+                headers=h,
+                json={"position": t["position"], "answer": t["options"][0], "rt_ms": 900},
+            )
         c.post(f"/api/s/{slug}/complete", headers=h, json={})
         c.post(f"/s/{slug}/questionnaire", data={"csrf_token": _csrf(c, f"/s/{slug}/debrief")})
         page = c.get(f"/s/{slug}/debrief").get_data(as_text=True)
@@ -287,4 +310,3 @@ def test_test_modes_never_show_the_live_code(app):
 def _csrf(client, path):
     html = client.get(path).get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-

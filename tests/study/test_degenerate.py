@@ -55,8 +55,12 @@ def test_a_degenerate_pair_is_refused_by_name(migrated, checker_dir, tmp_path, c
     assert main(["study", "create", str(path), "--stimuli", str(checker_dir), "--db", migrated]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "degenerate" in err
-    assert _create(migrated, checker_dir, tmp_path, CD_TOML.replace('slug = "cd"', 'slug = "cd2"')
-                   .replace("platform =", 'methods = ["gradcam"]\nplatform =')), "a study without them is made"
+    assert _create(
+        migrated,
+        checker_dir,
+        tmp_path,
+        CD_TOML.replace('slug = "cd"', 'slug = "cd2"').replace("platform =", 'methods = ["gradcam"]\nplatform ='),
+    ), "a study without them is made"
 
 
 def test_allow_degenerate_accepts_it(migrated, checker_dir, tmp_path):
@@ -87,7 +91,9 @@ def test_a_changed_2x_file_is_refused(migrated, checker_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(checker_dir, copy)
     items = json.loads((copy / "plan.json").read_text())["items"]
-    sid = next(it["stimulus_ids"][0] for it in items if it["task"] == "class_discrimination" and it["method"] == "gradcam")
+    sid = next(
+        it["stimulus_ids"][0] for it in items if it["task"] == "class_discrimination" and it["method"] == "gradcam"
+    )
     row = next(r for r in json.loads((copy / "manifest.json").read_text())["rows"] if r["stimulus_id"] == sid)
     (copy / row["file_2x"]).write_bytes(b"\x89PNG changed")
     body = CD_TOML.replace("platform =", 'methods = ["gradcam"]\nplatform =')

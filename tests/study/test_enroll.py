@@ -83,8 +83,13 @@ def test_plan_is_stored_and_counterbalanced(migrated, studies):
     with factory() as s:
         entries = s.scalars(select(PlanEntry).where(PlanEntry.participant_id == pid).order_by(PlanEntry.position)).all()
         cell = s.get(Participant, pid).condition
-        available = set(s.scalars(select(Item.image_id).where(Item.study_id == sid, Item.method == cell,
-                                                             Item.is_attention_check.is_(False))))
+        available = set(
+            s.scalars(
+                select(Item.image_id).where(
+                    Item.study_id == sid, Item.method == cell, Item.is_attention_check.is_(False)
+                )
+            )
+        )
         images = [e.item.image_id for e in entries if not e.item.is_attention_check]
         checks = [e.position for e in entries if e.item.is_attention_check]
         flips = [e.layout["options"] != e.item.options for e in entries]

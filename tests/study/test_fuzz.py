@@ -65,25 +65,60 @@ def fuzz(db_url: str, n: int):
         n = max(8, n // PG_SHARE)
     # CI (CAMSTUDY_FUZZ_DERANDOMIZE=1) runs a fixed set of examples, so a landing cannot
     # hinge on a lucky draw; local runs draw afresh each time and keep finding new inputs.
-    return settings(max_examples=n, deadline=None, database=None, print_blob=True, derandomize=DERANDOMIZE,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.large_base_example])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        derandomize=DERANDOMIZE,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
 
 
 # --- strategies ------------------------------------------------------------------------------
 
 NASTY = [
-    "", " ", "null", "NaN", "-0", "1e309", "0x10", "true",
-    "' OR '1'='1", "'; DROP TABLE answer; --", '" OR ""="', "1; DELETE FROM participant", "%' --",
-    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>', "{{7*7}}",
-    "${jndi:ldap://x}", "javascript:alert(1)", "../../../etc/passwd", "..%2f..%2fetc%2fpasswd",
-    "\x00", "a\x00b", "\ud800", "x\udfffy", "\ufeff", "\u202eevil", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ☃ 漢字", "\r\nSet-Cookie: x=1",
-    "\\", "%00", "%", "A" * 5000,
+    "",
+    " ",
+    "null",
+    "NaN",
+    "-0",
+    "1e309",
+    "0x10",
+    "true",
+    "' OR '1'='1",
+    "'; DROP TABLE answer; --",
+    '" OR ""="',
+    "1; DELETE FROM participant",
+    "%' --",
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '"><svg onload=alert(1)>',
+    "{{7*7}}",
+    "${jndi:ldap://x}",
+    "javascript:alert(1)",
+    "../../../etc/passwd",
+    "..%2f..%2fetc%2fpasswd",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "x\udfffy",
+    "\ufeff",
+    "\u202eevil",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ☃ 漢字",
+    "\r\nSet-Cookie: x=1",
+    "\\",
+    "%00",
+    "%",
+    "A" * 5000,
 ]
 CHARS = st.one_of(st.characters(), st.characters(categories=["Cs"]), st.sampled_from("\x00<>'\";&%\\/\r\n\t="))
 TEXT = st.one_of(st.sampled_from(NASTY), st.text(CHARS, max_size=24), st.text(CHARS, min_size=190, max_size=260))
-INTS = st.one_of(st.integers(-3, 8), st.integers(),
-                 st.sampled_from([2**31 - 1, 2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30, -1]))
+INTS = st.one_of(
+    st.integers(-3, 8),
+    st.integers(),
+    st.sampled_from([2**31 - 1, 2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30, -1]),
+)
 SCALARS = st.one_of(st.none(), st.booleans(), INTS, st.floats(), TEXT)
 
 
@@ -98,30 +133,53 @@ EXTRA = st.dictionaries(TEXT, JSON, max_size=2)
 def _answer_like(draw_answer):
     """Answers, mostly well-formed but for one or two fields, so that the checks past the
     first one are reached too."""
-    shown_at = st.one_of(st.sampled_from(["2024-05-01T12:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
-                                          "2024-13-01", "0001-01-01", "2024-05-01T12:00:00+23:59"]), TEXT, JSON)
-    fields = st.fixed_dictionaries({
-        "position": st.one_of(st.integers(0, 6), INTS, JSON),
-        "answer": st.one_of(draw_answer, JSON),
-        "rt_ms": st.one_of(st.floats(0.001, 3.6e6), st.integers(1, 3_600_000), st.floats(), JSON),
-    }, optional={"shown_at": shown_at, "client_time": JSON})
-    some_missing = fields.flatmap(lambda d: st.sets(st.sampled_from(sorted(d))).map(
-        lambda drop: {k: v for k, v in d.items() if k not in drop}))
+    shown_at = st.one_of(
+        st.sampled_from(
+            [
+                "2024-05-01T12:00:00Z",
+                "0001-01-01T00:00:00+01:00",
+                "9999-12-31T23:59:59-01:00",
+                "2024-13-01",
+                "0001-01-01",
+                "2024-05-01T12:00:00+23:59",
+            ]
+        ),
+        TEXT,
+        JSON,
+    )
+    fields = st.fixed_dictionaries(
+        {
+            "position": st.one_of(st.integers(0, 6), INTS, JSON),
+            "answer": st.one_of(draw_answer, JSON),
+            "rt_ms": st.one_of(st.floats(0.001, 3.6e6), st.integers(1, 3_600_000), st.floats(), JSON),
+        },
+        optional={"shown_at": shown_at, "client_time": JSON},
+    )
+    some_missing = fields.flatmap(
+        lambda d: st.sets(st.sampled_from(sorted(d))).map(lambda drop: {k: v for k, v in d.items() if k not in drop})
+    )
     return st.one_of(fields, some_missing, st.builds(lambda a, b: {**a, **b}, fields, EXTRA))
 
 
-EVENTS = st.fixed_dictionaries({"kind": st.one_of(st.sampled_from(EVENT_KINDS), TEXT, JSON)}, optional={
-    "position": st.one_of(INTS, JSON),
-    "detail": st.one_of(st.dictionaries(TEXT, JSON, max_size=4), JSON),
-})
+EVENTS = st.fixed_dictionaries(
+    {"kind": st.one_of(st.sampled_from(EVENT_KINDS), TEXT, JSON)},
+    optional={
+        "position": st.one_of(INTS, JSON),
+        "detail": st.one_of(st.dictionaries(TEXT, JSON, max_size=4), JSON),
+    },
+)
 
 
 @st.composite
 def bodies(draw, answers):
     """``(bytes, content type)`` of a request body: JSON, raw bytes, huge or deeply nested."""
     kind = draw(st.sampled_from(["answer", "answer", "event", "event", "json", "raw", "huge", "deep", "none"]))
-    ctype = draw(st.sampled_from(["application/json"] * 4 + ["application/json; charset=utf-8", "text/plain",
-                                                             "application/x-www-form-urlencoded", None]))
+    ctype = draw(
+        st.sampled_from(
+            ["application/json"] * 4
+            + ["application/json; charset=utf-8", "text/plain", "application/x-www-form-urlencoded", None]
+        )
+    )
     if kind == "answer":
         data = json.dumps(draw(_answer_like(answers))).encode()
     elif kind == "event":
@@ -153,8 +211,9 @@ def encode_pairs(pairs: list[tuple[str, str]]) -> str:
 def received(pairs: list[tuple[str, str]]) -> MultiDict:
     """The form the app reads from ``pairs`` sent through :func:`encode_pairs` (werkzeug's
     own decoding: invalid UTF-8 is kept as its percent escapes)."""
-    environ = EnvironBuilder(method="POST", data=encode_pairs(pairs),
-                             content_type="application/x-www-form-urlencoded").get_environ()
+    environ = EnvironBuilder(
+        method="POST", data=encode_pairs(pairs), content_type="application/x-www-form-urlencoded"
+    ).get_environ()
     return Request(environ).form
 
 
@@ -167,6 +226,7 @@ PARAMS = st.lists(st.tuples(st.one_of(st.sampled_from(RECRUITMENT), TEXT), TEXT)
 
 
 # --- the database and the people in it -------------------------------------------------------
+
 
 def snapshot(app) -> dict:
     """Every row of every table, by (table, id)."""
@@ -226,8 +286,11 @@ def world(app):
         pid = URLSafeSerializer("test-secret", salt=SALT).loads(token)["p"]
         people[name] = {"slug": slug, "token": token, "plan": plan, "pid": pid, "client": c}
     first = people["A"]["plan"]["trials"][0]
-    r = people["A"]["client"].post(f"/api/s/{cd}/answers", headers={"X-Participant-Token": people["A"]["token"]},
-                                   json={"position": 0, "answer": first["options"][0], "rt_ms": 640})
+    r = people["A"]["client"].post(
+        f"/api/s/{cd}/answers",
+        headers={"X-Participant-Token": people["A"]["token"]},
+        json={"position": 0, "answer": first["options"][0], "rt_ms": 640},
+    )
     assert r.status_code == 200
     with app.extensions["camstudy.sessions"]() as s:
         ids = {st_.slug: st_.id for st_ in s.query(Study)}
@@ -293,8 +356,11 @@ def test_api_bodies_fuzz(app, db_url, world):
     client = app.test_client()
 
     @fuzz(db_url, 200)
-    @given(route=st.sampled_from(API_ROUTES + [("POST", "answers")] * 2), who=st.sampled_from(["A", "A", "B", "C"]),
-           body=bodies(st.sampled_from(options_of(world))))
+    @given(
+        route=st.sampled_from(API_ROUTES + [("POST", "answers")] * 2),
+        who=st.sampled_from(["A", "A", "B", "C"]),
+        body=bodies(st.sampled_from(options_of(world))),
+    )
     def check(route, who, body):
         method, name = route
         owner = people[who]
@@ -318,8 +384,12 @@ def test_api_tokens_fuzz(app, db_url, world):
     client = app.test_client()
 
     @fuzz(db_url, 150)
-    @given(route=st.sampled_from(API_ROUTES + [("PUT", "answers"), ("DELETE", "plan"), ("PATCH", "events")]),
-           who=token, slug=slug, body=bodies(st.sampled_from(options_of(world))))
+    @given(
+        route=st.sampled_from(API_ROUTES + [("PUT", "answers"), ("DELETE", "plan"), ("PATCH", "events")]),
+        who=token,
+        slug=slug,
+        body=bodies(st.sampled_from(options_of(world))),
+    )
     def check(route, who, slug, body):
         method, name = route
         owner = people.get(who) if isinstance(who, str) else None
@@ -341,12 +411,17 @@ def test_tokens_never_cross_participants_or_studies(app, db_url, world):
     a, c = people["A"], people["C"]
     cases = [(cd, tok) for tok in forged.values()] + [(trust, a["token"]), (cd, c["token"])]
     for slug, token in cases:
-        for method, name, body in (("GET", "plan", None), ("POST", "answers", {"position": 1, "answer": 0, "rt_ms": 500}),
-                                   ("POST", "events", {"kind": "blur"}), ("POST", "complete", {})):
+        for method, name, body in (
+            ("GET", "plan", None),
+            ("POST", "answers", {"position": 1, "answer": 0, "rt_ms": 500}),
+            ("POST", "events", {"kind": "blur"}),
+            ("POST", "complete", {}),
+        ):
             before = snapshot(app)
             sent = token.encode("utf-8").decode("latin-1")
-            r = app.test_client().open(f"/api/s/{slug}/{name}", method=method, json=body,
-                                       headers={"X-Participant-Token": sent})
+            r = app.test_client().open(
+                f"/api/s/{slug}/{name}", method=method, json=body, headers={"X-Participant-Token": sent}
+            )
             assert r.status_code == 403 and not changes(before, snapshot(app)), (slug, token, name)
     # The same tokens in a session cookie, signed with the app's key or a wrong one: the
     # pages treat the visitor as a stranger and send them to the consent page.
@@ -366,6 +441,7 @@ def test_tokens_never_cross_participants_or_studies(app, db_url, world):
 
 # --- the participant's pages -----------------------------------------------------------------
 
+
 def test_pages_fuzz(app, db_url, world):
     """GET pages and images with random slugs, query strings and cookies: never a 5xx, and
     a GET writes nothing."""
@@ -373,11 +449,32 @@ def test_pages_fuzz(app, db_url, world):
     cookies = st.sampled_from(["none", "A", "C", "forged", "foreign"])
 
     @fuzz(db_url, 150)
-    @given(slug=st.one_of(st.sampled_from([world["cd"], world["trust"]]), TEXT),
-           page=st.one_of(st.sampled_from(["", "task", "questionnaire", "debrief", "consent", "img/1", "img/0",
-                                           "img/-1", f"img/{2**31}", f"img/{2**64}", "img/99999999999999999999999999",
-                                           "img/1.5", "static/../../etc/passwd"]), TEXT.map(path_part)),
-           params=PARAMS, cookie=cookies, method=st.sampled_from(["GET", "GET", "HEAD", "DELETE"]))
+    @given(
+        slug=st.one_of(st.sampled_from([world["cd"], world["trust"]]), TEXT),
+        page=st.one_of(
+            st.sampled_from(
+                [
+                    "",
+                    "task",
+                    "questionnaire",
+                    "debrief",
+                    "consent",
+                    "img/1",
+                    "img/0",
+                    "img/-1",
+                    f"img/{2**31}",
+                    f"img/{2**64}",
+                    "img/99999999999999999999999999",
+                    "img/1.5",
+                    "static/../../etc/passwd",
+                ]
+            ),
+            TEXT.map(path_part),
+        ),
+        params=PARAMS,
+        cookie=cookies,
+        method=st.sampled_from(["GET", "GET", "HEAD", "DELETE"]),
+    )
     def check(slug, page, params, cookie, method):
         browser = app.test_client()
         if cookie in ("A", "C"):
@@ -421,12 +518,17 @@ def test_consent_fuzz(app, db_url, world):
     token = csrf(browser, f"/s/{world['cd']}/?PROLIFIC_PID=x")
 
     @fuzz(db_url, 120)
-    @given(slug=st.one_of(st.sampled_from([world["cd"], world["trust"]]), TEXT), form=consent_forms(token),
-           agent=st.one_of(st.none(), TEXT))
+    @given(
+        slug=st.one_of(st.sampled_from([world["cd"], world["trust"]]), TEXT),
+        form=consent_forms(token),
+        agent=st.one_of(st.none(), TEXT),
+    )
     def check(slug, form, agent):
         hdrs = {"Content-Type": "application/x-www-form-urlencoded"}
         if agent is not None:
-            hdrs["User-Agent"] = agent.encode("utf-8", "surrogatepass").decode("latin-1").replace("\r", "").replace("\n", "")
+            hdrs["User-Agent"] = (
+                agent.encode("utf-8", "surrogatepass").decode("latin-1").replace("\r", "").replace("\n", "")
+            )
         before = snapshot(app)
         r = browser.post(f"/s/{path_part(slug)}/consent", data=encode_pairs(form), headers=hdrs)
         after = snapshot(app)
@@ -463,14 +565,18 @@ def test_questionnaire_fuzz(app, db_url, world):
     q = world["people"]["B"]
     h = {"X-Participant-Token": q["token"]}
     for i, t in enumerate(q["plan"]["trials"]):
-        r = q["client"].post(f"/api/s/{cd}/answers", headers=h, json={"position": i, "answer": t["options"][0], "rt_ms": 700})
+        r = q["client"].post(
+            f"/api/s/{cd}/answers", headers=h, json={"position": i, "answer": t["options"][0], "rt_ms": 700}
+        )
         assert r.status_code == 200
     assert q["client"].post(f"/api/s/{cd}/complete", headers=h, json={}).status_code == 200
     browser = q["client"]
     token = csrf(browser, f"/s/{cd}/debrief")
     sessions = app.extensions["camstudy.sessions"]
-    fields = st.lists(st.tuples(st.one_of(st.sampled_from(["strategy", "difficulty", "comments", "csrf_token"]), TEXT),
-                                TEXT), max_size=6)
+    fields = st.lists(
+        st.tuples(st.one_of(st.sampled_from(["strategy", "difficulty", "comments", "csrf_token"]), TEXT), TEXT),
+        max_size=6,
+    )
 
     @fuzz(db_url, 90)
     @given(csrf_choice=st.sampled_from(["valid", "valid", "missing", "forged"]), pairs=fields)
@@ -482,8 +588,11 @@ def test_questionnaire_fuzz(app, db_url, world):
             form = [("csrf_token", token[:-1] + "!")]
         form += [(k, v) for k, v in pairs if k != "csrf_token"]
         before = snapshot(app)
-        r = browser.post(f"/s/{cd}/questionnaire", data=encode_pairs(form),
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = browser.post(
+            f"/s/{cd}/questionnaire",
+            data=encode_pairs(form),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         changed = changes(before, snapshot(app))
         assert r.status_code < 500, (r.status_code, r.get_data()[:300])
         if r.status_code >= 400:
@@ -503,6 +612,7 @@ def test_questionnaire_fuzz(app, db_url, world):
 
 # --- the admin area --------------------------------------------------------------------------
 
+
 def test_admin_fuzz(app, db_url, world, admin):
     """Login, logout, the pages and the exports with random input, logged in or not: never
     a 5xx, the database never changes, and without a login nothing is served."""
@@ -515,14 +625,23 @@ def test_admin_fuzz(app, db_url, world, admin):
         tokens[name] = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
     slugs = st.one_of(st.sampled_from([world["cd"], world["trust"], "nope"]), TEXT)
     requests = st.one_of(
-        st.tuples(st.just("login"), st.lists(st.tuples(st.one_of(
-            st.sampled_from(["csrf_token", "username", "password", "next"]), TEXT), TEXT), max_size=5),
-            st.sampled_from(["valid", "missing", "forged"])),
+        st.tuples(
+            st.just("login"),
+            st.lists(
+                st.tuples(st.one_of(st.sampled_from(["csrf_token", "username", "password", "next"]), TEXT), TEXT),
+                max_size=5,
+            ),
+            st.sampled_from(["valid", "missing", "forged"]),
+        ),
         st.tuples(st.just("login-get"), TEXT),
         st.tuples(st.just("logout"), TEXT, st.sampled_from(["missing", "forged", "other"])),
         st.tuples(st.just("study"), slugs),
-        st.tuples(st.just("export"), slugs, st.sampled_from(["csv", "parquet", "xlsx"]),
-                  st.one_of(st.sampled_from(["live", "all", "debug"]), TEXT)),
+        st.tuples(
+            st.just("export"),
+            slugs,
+            st.sampled_from(["csv", "parquet", "xlsx"]),
+            st.one_of(st.sampled_from(["live", "all", "debug"]), TEXT),
+        ),
         st.tuples(st.just("path"), TEXT, st.sampled_from(["GET", "POST", "PUT", "DELETE"])),
     )
 
@@ -574,6 +693,7 @@ def test_admin_fuzz(app, db_url, world, admin):
 
 # --- every route -----------------------------------------------------------------------------
 
+
 def _fill(rule, draw):
     """A URL for ``rule`` with hostile values for its variables."""
     values = {}
@@ -597,9 +717,13 @@ def test_every_route_fuzz(app, db_url, world, admin):
     clients = {"anon": app.test_client(), "participant": world["people"]["A"]["client"], "staff": staff}
 
     @fuzz(db_url, 150)
-    @given(data=st.data(), rule=st.sampled_from(rules), who=st.sampled_from(sorted(clients)),
-           method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
-           body=bodies(st.just("x")))
+    @given(
+        data=st.data(),
+        rule=st.sampled_from(rules),
+        who=st.sampled_from(sorted(clients)),
+        method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+        body=bodies(st.just("x")),
+    )
     def check(data, rule, who, method, body):
         url = _fill(rule, data.draw)
         payload, ctype = body
@@ -615,8 +739,13 @@ def test_every_route_fuzz(app, db_url, world, admin):
 
 # --- worker ids with markup ------------------------------------------------------------------
 
-MARKUP = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg/onload=alert(1)>',
-          "</td><script>alert(document.cookie)</script>", "<b>bold</b>"]
+MARKUP = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '"><svg/onload=alert(1)>',
+    "</td><script>alert(document.cookie)</script>",
+    "<b>bold</b>",
+]
 
 
 def test_worker_ids_with_markup(app, db_url, world, admin):
@@ -635,15 +764,22 @@ def test_worker_ids_with_markup(app, db_url, world, admin):
         sent.append(wid)
         # Each study reads its own platform's ids: cd runs on Prolific, trust on MTurk.
         slug = cd if platform == "prolific" else trust
-        params = ({"PROLIFIC_PID": wid, "STUDY_ID": payload, "SESSION_ID": "s"} if platform == "prolific"
-                  else {"workerId": wid, "assignmentId": payload, "hitId": "h"})
+        params = (
+            {"PROLIFIC_PID": wid, "STUDY_ID": payload, "SESSION_ID": "s"}
+            if platform == "prolific"
+            else {"workerId": wid, "assignmentId": payload, "hitId": "h"}
+        )
         c = app.test_client()
         enroll(c, slug, params)
         h = {"X-Participant-Token": participant_token(c)}
         t = c.get(f"/api/s/{slug}/plan", headers=h).get_json()["trials"][0]
         answer = t["options"][0] if slug == cd else 0
-        assert c.post(f"/api/s/{slug}/answers", headers=h, json={"position": 0, "answer": answer,
-                                                                  "rt_ms": 500}).status_code == 200
+        assert (
+            c.post(
+                f"/api/s/{slug}/answers", headers=h, json={"position": 0, "answer": answer, "rt_ms": 500}
+            ).status_code
+            == 200
+        )
         html = staff.get(f"/admin/s/{slug}").get_data(as_text=True)
         assert str(markupsafe.escape(wid)) in html and wid not in html and payload not in html
         download = staff.get(f"/admin/s/{slug}/export.csv").get_data(as_text=True)
@@ -661,6 +797,7 @@ def test_worker_ids_with_markup(app, db_url, world, admin):
 
 
 # --- the inputs that broke the app once ------------------------------------------------------
+
 
 def test_known_hostile_inputs(app, world, admin):
     """Each input a fuzz test above once turned into a 500 (or a database error), with the
@@ -682,21 +819,50 @@ def test_known_hostile_inputs(app, world, admin):
     cases = [
         # JSON nested deeper than the parser's recursion limit, yet under the size limit (was: RecursionError)
         (stranger, "POST", f"/api/s/{cd}/answers", {"data": deep(b"[", b"]", 5000), "headers": api}, {400}),
-        (stranger, "POST", f"/api/s/{cd}/events", {"data": b'{"kind": "blur", "detail": '
-                                                   + deep(b'{"a":', b"}", 2000) + b"}", "headers": api}, {400}),
+        (
+            stranger,
+            "POST",
+            f"/api/s/{cd}/events",
+            {"data": b'{"kind": "blur", "detail": ' + deep(b'{"a":', b"}", 2000) + b"}", "headers": api},
+            {400},
+        ),
         # positions past the integer column (was: OverflowError on SQLite, "integer out of range" on PostgreSQL)
-        *[(stranger, "POST", f"/api/s/{cd}/answers",
-           {"json": {"position": n, "answer": option, "rt_ms": 500}, "headers": api}, {422})
-          for n in (2**31, 2**63, 2**64, 10**30)],
-        *[(stranger, "POST", f"/api/s/{cd}/events", {"json": {"kind": "blur", "position": n}, "headers": api}, {400})
-          for n in (2**31, 2**63, 2**64)],
+        *[
+            (
+                stranger,
+                "POST",
+                f"/api/s/{cd}/answers",
+                {"json": {"position": n, "answer": option, "rt_ms": 500}, "headers": api},
+                {422},
+            )
+            for n in (2**31, 2**63, 2**64, 10**30)
+        ],
+        *[
+            (stranger, "POST", f"/api/s/{cd}/events", {"json": {"kind": "blur", "position": n}, "headers": api}, {400})
+            for n in (2**31, 2**63, 2**64)
+        ],
         # a time at the calendar's edge moved past it by its offset (was: OverflowError)
-        *[(stranger, "POST", f"/api/s/{cd}/answers",
-           {"json": {"position": 1, "answer": option, "rt_ms": 500, "shown_at": t}, "headers": api}, {422})
-          for t in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")],
+        *[
+            (
+                stranger,
+                "POST",
+                f"/api/s/{cd}/answers",
+                {"json": {"position": 1, "answer": option, "rt_ms": 500, "shown_at": t}, "headers": api},
+                {422},
+            )
+            for t in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+        ],
         # NaN and Infinity in an event's detail (was: PostgreSQL's json refused them)
-        *[(stranger, "POST", f"/api/s/{cd}/events", {"data": b'{"kind": "blur", "detail": {"x": ' + v + b"}}",
-                                                    "headers": api}, {400}) for v in (b"NaN", b"Infinity", b"1e999")],
+        *[
+            (
+                stranger,
+                "POST",
+                f"/api/s/{cd}/events",
+                {"data": b'{"kind": "blur", "detail": {"x": ' + v + b"}}", "headers": api},
+                {400},
+            )
+            for v in (b"NaN", b"Infinity", b"1e999")
+        ],
         # a CSRF token with non-ASCII characters (was: TypeError in secrets.compare_digest)
         (browser, "POST", f"/s/{cd}/consent", {"data": "csrf_token=%C2%80&agree=yes", "headers": form}, {400}),
         (stranger, "POST", "/admin/logout", {"data": "csrf_token=%C3%A9", "headers": form}, {400}),
@@ -707,16 +873,36 @@ def test_known_hostile_inputs(app, world, admin):
         (stranger, "GET", "/api/s/c%00d/plan", {"headers": api}, {400}),
         (stranger, "GET", "/s/c%00d/", {}, {400}),
         (stranger, "GET", f"/s/{cd}/?PROLIFIC_PID=a%00b", {}, {400}),
-        (browser, "POST", f"/s/{cd}/consent", {"data": f"csrf_token={token}&agree=yes&PROLIFIC_PID=a%00b",
-                                               "headers": form}, {400}),
-        (browser, "POST", f"/s/{cd}/consent", {"data": f"csrf_token={token}&agree=yes&workerId=w&hitId=%00",
-                                               "headers": form}, {400}),
-        (browser, "POST", f"/s/{cd}/consent", {"data": f"csrf_token={token}&agree=yes",
-                                               "headers": {**form, "User-Agent": "bot\x00"}}, {400}),
+        (
+            browser,
+            "POST",
+            f"/s/{cd}/consent",
+            {"data": f"csrf_token={token}&agree=yes&PROLIFIC_PID=a%00b", "headers": form},
+            {400},
+        ),
+        (
+            browser,
+            "POST",
+            f"/s/{cd}/consent",
+            {"data": f"csrf_token={token}&agree=yes&workerId=w&hitId=%00", "headers": form},
+            {400},
+        ),
+        (
+            browser,
+            "POST",
+            f"/s/{cd}/consent",
+            {"data": f"csrf_token={token}&agree=yes", "headers": {**form, "User-Agent": "bot\x00"}},
+            {400},
+        ),
         (staff, "GET", "/admin/s/c%00d", {}, {400}),
         (staff, "GET", f"/admin/s/{cd}/export.csv?mode=live%00", {}, {400}),
-        (stranger, "POST", "/admin/login", {"data": f"csrf_token={csrf(stranger, '/admin/login')}&username=ada%00"
-                                            "&password=x", "headers": form}, {400}),
+        (
+            stranger,
+            "POST",
+            "/admin/login",
+            {"data": f"csrf_token={csrf(stranger, '/admin/login')}&username=ada%00&password=x", "headers": form},
+            {400},
+        ),
         # the 413 for bodies over the limit, on every kind of route
         (stranger, "POST", f"/api/s/{trust}/answers", {"data": b"[" * 3_000_000, "headers": api}, {403, 413}),
         (stranger, "POST", f"/api/s/{cd}/answers", {"data": b"[" * 3_000_000, "headers": api}, {413}),

@@ -31,8 +31,9 @@ def _consent(app, slug: str, params: dict, remote: str = "127.0.0.1"):
     if page.status_code != 200 or 'name="agree"' not in page.get_data(as_text=True):
         return page  # refused, or no consent form (a finished worker gets their code again)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    return c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params},
-                  environ_base={"REMOTE_ADDR": remote})
+    return c.post(
+        f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params}, environ_base={"REMOTE_ADDR": remote}
+    )
 
 
 def _finish(app, slug: str, params: dict, fail_checks: bool = False) -> str:
@@ -50,8 +51,12 @@ def _finish(app, slug: str, params: dict, fail_checks: bool = False) -> str:
         value = t["options"][0] if "options" in t else 0
         if fail_checks and item.is_attention_check:
             value = next(o for o in t["options"] if o != item.correct_answer) if "options" in t else 2
-        assert c.post(f"/api/s/{slug}/answers", headers=h,
-                      json={"position": t["position"], "answer": value, "rt_ms": 800}).status_code == 200
+        assert (
+            c.post(
+                f"/api/s/{slug}/answers", headers=h, json={"position": t["position"], "answer": value, "rt_ms": 800}
+            ).status_code
+            == 200
+        )
     assert c.post(f"/api/s/{slug}/complete", headers=h, json={}).status_code == 200
     c.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(c, f"/s/{slug}/debrief")})
     with app.extensions["camstudy.sessions"]() as s:
@@ -60,14 +65,18 @@ def _finish(app, slug: str, params: dict, fail_checks: bool = False) -> str:
 
 # --- one participation per person ------------------------------------------------------------
 
-@pytest.mark.parametrize("platform, raw, variant", [
-    ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "5F1A2B3C4D5E6F7A8B9C0D1E"),
-    ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "  5f1a2b3c4d5e6f7a8b9c0d1e "),
-    ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "\u200b5f1a2b3c4d5e6f7a8b9c0d1e\u200d"),
-    ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "\uff15f1a2b3c4d5e6f7a8b9c0d1e"),  # a full-width digit
-    ("mturk", "A1B2C3D4E5F6G7", "a1b2c3d4e5f6g7"),
-    ("mturk", "A1B2C3D4E5F6G7", "A1B2C3D4E5F6G7\ufeff"),
-])
+
+@pytest.mark.parametrize(
+    "platform, raw, variant",
+    [
+        ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "5F1A2B3C4D5E6F7A8B9C0D1E"),
+        ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "  5f1a2b3c4d5e6f7a8b9c0d1e "),
+        ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "\u200b5f1a2b3c4d5e6f7a8b9c0d1e\u200d"),
+        ("prolific", "5f1a2b3c4d5e6f7a8b9c0d1e", "\uff15f1a2b3c4d5e6f7a8b9c0d1e"),  # a full-width digit
+        ("mturk", "A1B2C3D4E5F6G7", "a1b2c3d4e5f6g7"),
+        ("mturk", "A1B2C3D4E5F6G7", "A1B2C3D4E5F6G7\ufeff"),
+    ],
+)
 def test_worker_id_spellings_are_one_person(platform, raw, variant):
     assert worker_key(platform, raw) == worker_key(platform, variant)
     assert worker_key(platform, "\u200b \t") is None  # nothing visible: no id
@@ -107,8 +116,13 @@ def test_a_screened_out_worker_cannot_start_again_in_any_mode(app):
     slug = app.config["STUDIES"]["class_discrimination"]
     who = {"PROLIFIC_PID": "careless-worker"}
     assert _finish(app, slug, who, fail_checks=True) == "screened_out"
-    for params in ({}, signed(app, slug, "sandbox"), signed(app, slug, "debug"), {"mode": "debug"},
-                   {"PROLIFIC_PID": "CARELESS-WORKER"}):
+    for params in (
+        {},
+        signed(app, slug, "sandbox"),
+        signed(app, slug, "debug"),
+        {"mode": "debug"},
+        {"PROLIFIC_PID": "CARELESS-WORKER"},
+    ):
         r = _consent(app, slug, {**who, **params})
         page = r.get_data(as_text=True)
         if r.status_code == 200:  # the live link again: the screened-out code, never the completion code
@@ -132,14 +146,16 @@ def test_a_platform_study_refuses_links_without_its_ids(app, tmp_path, stimuli_d
     from study.setup import create_study
     from tests.study.conftest import CD_TOML, write_config
 
-    body = CD_TOML.replace('slug = "cd"', 'slug = "cd-plain"').replace('platform = "prolific"',
-                                                                       'platform = "prolific"\nallow_plain_links = true')
+    body = CD_TOML.replace('slug = "cd"', 'slug = "cd-plain"').replace(
+        'platform = "prolific"', 'platform = "prolific"\nallow_plain_links = true'
+    )
     with transaction(app.extensions["camstudy.sessions"]) as s:
         create_study(s, load_study_config(write_config(tmp_path, "plain", body)), stimuli_dir)
     assert _consent(app, "cd-plain", {}).status_code == 302
 
 
 # --- the server behind a proxy ---------------------------------------------------------------
+
 
 def _cookie_attrs(resp, name: str) -> str:
     return next(v for v in resp.headers.getlist("Set-Cookie") if v.startswith(f"{name}="))
@@ -171,7 +187,9 @@ def test_an_mturk_study_may_be_framed_by_mturk_only_and_admin_never(app):
     assert "frame-ancestors https://www.mturk.com https://workersandbox.mturk.com" in csp
     assert "X-Frame-Options" not in preview.headers
     for r in (c.get(f"/s/{cd}/?PROLIFIC_PID=x"), c.get("/admin/login")):
-        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"] and r.headers["X-Frame-Options"] == "DENY"
+        assert (
+            "frame-ancestors 'none'" in r.headers["Content-Security-Policy"] and r.headers["X-Frame-Options"] == "DENY"
+        )
 
 
 def test_unknown_hosts_are_refused_and_nothing_redirects_by_the_host_header(app):
@@ -189,13 +207,15 @@ def test_unknown_hosts_are_refused_and_nothing_redirects_by_the_host_header(app)
 
 # --- events and limits -----------------------------------------------------------------------
 
+
 def test_events_are_capped_and_end_with_the_participation(app):
     slug = app.config["STUDIES"]["class_discrimination"]
     c = app.test_client()
     enroll(c, slug)
     h = headers(c, app, slug)
-    codes = [c.post(f"/api/s/{slug}/events", headers=h, json={"kind": "blur"}).status_code
-             for _ in range(MAX_EVENTS + 20)]
+    codes = [
+        c.post(f"/api/s/{slug}/events", headers=h, json={"kind": "blur"}).status_code for _ in range(MAX_EVENTS + 20)
+    ]
     assert codes[:MAX_EVENTS] == [204] * MAX_EVENTS and set(codes[MAX_EVENTS:]) == {429}
     big = {"kind": "resize", "detail": {"x": "y" * 1900}}
     other = app.test_client()
@@ -210,8 +230,11 @@ def test_events_are_capped_and_end_with_the_participation(app):
     enroll(done, slug)
     dh = headers(done, app, slug)
     for t in done.get(f"/api/s/{slug}/plan", headers=dh).get_json()["trials"]:
-        done.post(f"/api/s/{slug}/answers", headers=dh, json={"position": t["position"], "answer": t["options"][0],
-                                                               "rt_ms": 700})
+        done.post(
+            f"/api/s/{slug}/answers",
+            headers=dh,
+            json={"position": t["position"], "answer": t["options"][0], "rt_ms": 700},
+        )
     done.post(f"/api/s/{slug}/complete", headers=dh, json={})
     done.post(f"/s/{slug}/questionnaire", data={"csrf_token": csrf(done, f"/s/{slug}/debrief")})
     assert done.post(f"/api/s/{slug}/events", headers=dh, json={"kind": "blur"}).status_code == 409
@@ -251,7 +274,7 @@ def test_enrollment_limits_are_shared_by_every_worker(app, migrated):
 
 # --- exports ---------------------------------------------------------------------------------
 
-HOSTILE_IDS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "'quoted"]
+HOSTILE_IDS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "'quoted"]
 
 
 def test_csv_exports_neutralise_formulas_and_round_trip(app, migrated, tmp_path):
@@ -293,7 +316,9 @@ def test_one_person_enrolling_twice_at_once_gets_one_participation(app, migrated
                 page = c.get(f"/s/{slug}/?{urlencode(params)}")
                 token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
                 gate.wait()
-                codes.append(c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params}).status_code)
+                codes.append(
+                    c.post(f"/s/{slug}/consent", data={"csrf_token": token, "agree": "yes", **params}).status_code
+                )
 
             threads = [threading.Thread(target=go, args=s) for s in spellings]
             for t in threads:

@@ -28,7 +28,9 @@ def test_a_study_that_can_run_live_needs_every_consent_field(tmp_path):
     with pytest.raises(UserError, match=r"consent\.minutes: must be an integer from 1 to 600"):
         load_study_config(write_config(tmp_path, "zero", CD_TOML.replace("minutes = 5", "minutes = 0")))
     with pytest.raises(UserError, match="blank_ms"):
-        load_study_config(write_config(tmp_path, "blank", CD_TOML.replace("[completion]", "blank_ms = -1\n[completion]", 1)))
+        load_study_config(
+            write_config(tmp_path, "blank", CD_TOML.replace("[completion]", "blank_ms = -1\n[completion]", 1))
+        )
     cfg = load_study_config(write_config(tmp_path, "pilot", PILOT.replace(CONSENT_TOML, "")))
     assert cfg.pilot and cfg.consent.missing() == list(CONSENT_FIELDS)
 
@@ -36,14 +38,23 @@ def test_a_study_that_can_run_live_needs_every_consent_field(tmp_path):
 def test_the_consent_page_says_who_what_and_for_how_much(app, client):
     slug = app.config["STUDIES"]["class_discrimination"]
     page = client.get(f"/s/{slug}/?PROLIFIC_PID=p-consent").get_data(as_text=True)
-    for text in ("Dr Test Researcher", "Test University", "researcher@example.org", "TEST-ETHICS-1", "USD 1.00",
-                 "about 5 minutes", "Kept for the test run only."):
+    for text in (
+        "Dr Test Researcher",
+        "Test University",
+        "researcher@example.org",
+        "TEST-ETHICS-1",
+        "USD 1.00",
+        "about 5 minutes",
+        "Kept for the test run only.",
+    ):
         assert text in page, text
 
 
 def test_a_pilot_refuses_its_live_link_and_takes_its_test_links(app, tmp_path, stimuli_dir):
     with transaction(app.extensions["camstudy.sessions"]) as s:
-        create_study(s, load_study_config(write_config(tmp_path, "pilot", PILOT.replace(CONSENT_TOML, ""))), stimuli_dir)
+        create_study(
+            s, load_study_config(write_config(tmp_path, "pilot", PILOT.replace(CONSENT_TOML, ""))), stimuli_dir
+        )
     c = app.test_client()
     r = c.get("/s/cd-pilot/?PROLIFIC_PID=p-1")
     assert r.status_code == 400 and "pilot" in r.get_data(as_text=True)
@@ -66,7 +77,9 @@ def test_the_worked_example_and_the_practice_are_real_items_of_the_method_outsid
         with app.extensions["camstudy.sessions"]() as s:
             p = s.query(Participant).order_by(Participant.id.desc()).first()
             planned = {e.item_pk for e in s.query(PlanEntry).filter_by(participant_id=p.id)}
-            methods = {it.method for it in s.query(Item).filter(Item.id.in_(planned), Item.is_attention_check.is_(False))}
+            methods = {
+                it.method for it in s.query(Item).filter(Item.id.in_(planned), Item.is_attention_check.is_(False))
+            }
             from study.models import Study
             from study.teaching import teaching_items
 

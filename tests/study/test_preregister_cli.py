@@ -80,8 +80,9 @@ def test_a_plan_is_frozen_once_and_cannot_change(app, client, admin, tmp_path, c
     # A different plan is refused, in one line; the stored one stays.
     changed = tmp_path / "changed.toml"
     changed.write_text(plan_for(app, slug, alpha=0.01))
-    rc, _, err = run(capsys, "preregister", slug, "--plan", str(changed), "--out", str(tmp_path / "x.json"),
-                     "--db", url)
+    rc, _, err = run(
+        capsys, "preregister", slug, "--plan", str(changed), "--out", str(tmp_path / "x.json"), "--db", url
+    )
     assert rc == 2 and err.count("\n") == 1
     assert f"study {slug!r} already has a frozen plan sha256 {sha}" in err and "a frozen plan cannot change" in err
     assert stored(app, slug) == (sha, body, frozen_at) and not (tmp_path / "x.json").exists()
@@ -116,8 +117,10 @@ def test_freezing_after_live_answers_is_refused(app, tmp_path, capsys):
 def test_analyze_judges_the_study_against_its_frozen_plan(app, tmp_path, capsys):
     url, slug = app.config["DATABASE_URL"], cd_slug(app)
     # The plan's rules are laxer than the study's (0, 300 ms, complete), and it plans many workers.
-    extra = ("[exclusions]\nmax_failed_attention_checks = 5\nmin_median_rt_ms = 0\nrequire_complete = false\n"
-             "[power]\np1 = 0.55\np2 = 0.5\nanswers_per_worker = 1\ngroups = 1\n")
+    extra = (
+        "[exclusions]\nmax_failed_attention_checks = 5\nmin_median_rt_ms = 0\nrequire_complete = false\n"
+        "[power]\np1 = 0.55\np2 = 0.5\nanswers_per_worker = 1\ngroups = 1\n"
+    )
     plan = tmp_path / "plan.toml"
     plan.write_text(plan_for(app, slug, extra=extra))
     frozen = tmp_path / "frozen.json"
@@ -150,8 +153,9 @@ def test_analyze_judges_the_study_against_its_frozen_plan(app, tmp_path, capsys)
     export = tmp_path / "cd.csv"
     assert main(["export", slug, "--out", str(export), "--db", url]) == 0
     capsys.readouterr()
-    rc, stdout, err = run(capsys, "analyze", str(export), "--plan", str(frozen), "--out", str(tmp_path / "r2"),
-                          "--n-boot", "20")
+    rc, stdout, err = run(
+        capsys, "analyze", str(export), "--plan", str(frozen), "--out", str(tmp_path / "r2"), "--n-boot", "20"
+    )
     assert rc == 0, err
     html = (tmp_path / "r2" / "report.html").read_text(encoding="utf-8")
     assert (tmp_path / "r2" / "preregistration.json").read_bytes() == frozen.read_bytes()
@@ -163,8 +167,9 @@ def test_analyze_judges_the_study_against_its_frozen_plan(app, tmp_path, capsys)
     edited.write_text(json.dumps(json.loads(frozen.read_text()), indent=1))
     rc, _, err = run(capsys, "analyze", str(export), "--plan", str(edited), "--out", str(tmp_path / "r3"))
     assert rc == 2 and err.count("\n") == 1 and "the frozen plan was edited" in err
-    rc, _, err = run(capsys, "analyze", slug, "--db", url, "--plan", str(tmp_path / "nope.json"),
-                     "--out", str(tmp_path / "r3"))
+    rc, _, err = run(
+        capsys, "analyze", slug, "--db", url, "--plan", str(tmp_path / "nope.json"), "--out", str(tmp_path / "r3")
+    )
     assert rc == 2 and "frozen plan not found" in err
     with transaction(app.extensions["camstudy.sessions"]) as s:
         st = s.scalar(select(Study).where(Study.slug == slug))
@@ -197,9 +202,13 @@ def test_0004_adds_the_preregistration_columns_and_drops_them_again(db_url):
     command.upgrade(cfg, "0003")
     engine = make_engine(db_url)
     with engine.begin() as c:
-        c.execute(text("INSERT INTO study (id, slug, title, kind, config_toml, config_sha256, settings, stimuli_dir, "
-                       "manifest_sha256, secret, enrollments, created_at) VALUES (1, 's', 't', 'trust', '', '', '{}', "
-                       "'', '', 'k', 0, CURRENT_TIMESTAMP)"))
+        c.execute(
+            text(
+                "INSERT INTO study (id, slug, title, kind, config_toml, config_sha256, settings, stimuli_dir, "
+                "manifest_sha256, secret, enrollments, created_at) VALUES (1, 's', 't', 'trust', '', '', '{}', "
+                "'', '', 'k', 0, CURRENT_TIMESTAMP)"
+            )
+        )
     command.upgrade(cfg, "head")
     columns = {col["name"] for col in inspect(engine).get_columns("study")}
     assert {"prereg_sha256", "prereg_json", "prereg_frozen_at"} <= columns
@@ -208,7 +217,8 @@ def test_0004_adds_the_preregistration_columns_and_drops_them_again(db_url):
         assert (st.prereg_sha256, st.prereg_json, st.prereg_frozen_at) == (None, None, None)
     command.downgrade(cfg, "0003")
     assert not {"prereg_sha256", "prereg_json", "prereg_frozen_at"} & {
-        col["name"] for col in inspect(engine).get_columns("study")}
+        col["name"] for col in inspect(engine).get_columns("study")
+    }
     with engine.connect() as c:
         assert c.execute(text("SELECT slug FROM study")).scalar() == "s"
     engine.dispose()

@@ -21,8 +21,13 @@ def test_serve_runs_gunicorn_workers(migrated, studies, tmp_path):
     port = free_port()
     env = {**os.environ, "CAMSTUDY_DATABASE_URL": migrated, "CAMSTUDY_INSTANCE": str(tmp_path / "instance")}
     camstudy = Path(sys.executable).with_name("camstudy")
-    proc = subprocess.Popen([str(camstudy), "serve", "--port", str(port), "--workers", "2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(camstudy), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/s/{studies['class_discrimination']}/?PROLIFIC_PID=w1"
         deadline = time.monotonic() + 30
@@ -47,9 +52,13 @@ def test_serve_runs_gunicorn_workers(migrated, studies, tmp_path):
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path):
-    env = {**os.environ, "CAMSTUDY_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}",
-           "CAMSTUDY_INSTANCE": str(tmp_path / "instance")}
+    env = {
+        **os.environ,
+        "CAMSTUDY_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}",
+        "CAMSTUDY_INSTANCE": str(tmp_path / "instance"),
+    }
     camstudy = Path(sys.executable).with_name("camstudy")
-    r = subprocess.run([str(camstudy), "serve", "--port", str(free_port())], env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [str(camstudy), "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "camstudy db upgrade" in r.stderr and "Traceback" not in r.stderr

@@ -81,34 +81,44 @@ def _backfill() -> None:
         attempt = None
         if key is not None:
             attempt = seen[(study_id, key)] = seen.get((study_id, key), 0) + 1
-        conn.execute(sa.text("UPDATE participant SET worker_key = :k, attempt = COALESCE(:a, attempt) WHERE id = :id"),
-                     {"k": key, "a": attempt, "id": pid})
+        conn.execute(
+            sa.text("UPDATE participant SET worker_key = :k, attempt = COALESCE(:a, attempt) WHERE id = :id"),
+            {"k": key, "a": attempt, "id": pid},
+        )
     for (study_id,) in conn.execute(sa.text("SELECT id FROM study")).all():
         tally: dict = {}
-        for mode, cond, n in conn.execute(sa.text(
-                "SELECT mode, condition, count(*) FROM participant WHERE study_id = :s GROUP BY mode, condition"),
-                {"s": study_id}):
+        for mode, cond, n in conn.execute(
+            sa.text("SELECT mode, condition, count(*) FROM participant WHERE study_id = :s GROUP BY mode, condition"),
+            {"s": study_id},
+        ):
             tally.setdefault(mode, {"c": {}, "i": {}})["c"][cond] = n
-        for mode, item_pk, n in conn.execute(sa.text(
+        for mode, item_pk, n in conn.execute(
+            sa.text(
                 "SELECT p.mode, e.item_pk, count(*) FROM plan_entry e JOIN participant p ON p.id = e.participant_id "
-                "WHERE p.study_id = :s GROUP BY p.mode, e.item_pk"), {"s": study_id}):
+                "WHERE p.study_id = :s GROUP BY p.mode, e.item_pk"
+            ),
+            {"s": study_id},
+        ):
             tally.setdefault(mode, {"c": {}, "i": {}})["i"][str(item_pk)] = n
-        conn.execute(sa.text("UPDATE study SET tally = :t WHERE id = :s"),
-                     {"t": json.dumps(tally), "s": study_id})
+        conn.execute(sa.text("UPDATE study SET tally = :t WHERE id = :s"), {"t": json.dumps(tally), "s": study_id})
     for study_id, folder in conn.execute(sa.text("SELECT id, stimuli_dir FROM study")).all():
-        stimuli = conn.execute(sa.text("SELECT id, stimulus_id, file FROM stimulus WHERE study_id = :s"),
-                               {"s": study_id}).all()
+        stimuli = conn.execute(
+            sa.text("SELECT id, stimulus_id, file FROM stimulus WHERE study_id = :s"), {"s": study_id}
+        ).all()
         sizes = {}
         for _pk, stimulus_id, file in stimuli:
             path = Path(folder) / file
             if path.is_file():
                 sizes[stimulus_id] = path.stat().st_size
-        groups = [_json_list(v) for (v,) in conn.execute(
-            sa.text("SELECT stimulus_ids FROM item WHERE study_id = :s"), {"s": study_id})]
+        groups = [
+            _json_list(v)
+            for (v,) in conn.execute(sa.text("SELECT stimulus_ids FROM item WHERE study_id = :s"), {"s": study_id})
+        ]
         padded = served_sizes(sizes, groups)
         for pk, stimulus_id, _file in stimuli:
-            conn.execute(sa.text("UPDATE stimulus SET served_size = :n WHERE id = :id"),
-                         {"n": padded.get(stimulus_id), "id": pk})
+            conn.execute(
+                sa.text("UPDATE stimulus SET served_size = :n WHERE id = :id"), {"n": padded.get(stimulus_id), "id": pk}
+            )
 
 
 def _json_list(value) -> list:
