@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from bots.client import RETRY_STATUSES, Client, Response, ServerError, recruitment_params
 from bots.database import StudyKey, Truth
-from bots.profiles import TRUST_SCALE, Profile, trust_distribution
-from camstudy.contracts import TaskKind
+from bots.profiles import Profile
+from camstudy.kinds import kind_of
 from study.tokens import participant_of
 
 
@@ -122,23 +122,11 @@ class Bot:
         p = self.profile
         truth = self.truth.get(trial["position"]) if self.profile.needs_oracle else None
         rt = math.exp(math.log(p.rt_median_ms) + p.rt_sigma * self.rng.gauss(0, 1))
+        study_kind = kind_of(kind)  # how this kind's answers are drawn (camstudy.kinds)
         if truth is None:  # the random profile: chance
-            answer = (
-                self.rng.choice(trial["options"])
-                if kind == TaskKind.CLASS_DISCRIMINATION
-                else self.rng.choice(TRUST_SCALE)
-            )
-            return answer, rt
+            return study_kind.random_answer(trial, self.rng), rt
         draw = self.stream("attention-check" if truth.attention_check else truth.method)
-        if kind == "class_discrimination":
-            acc = 1 - p.attention_failure if truth.attention_check else p.accuracy.get(truth.method, p.default_accuracy)
-            wrong = [o for o in trial["options"] if o != truth.correct]
-            return (truth.correct if draw.random() < acc or not wrong else draw.choice(wrong)), rt
-        if truth.attention_check:  # the same explanation on both sides: the answer is 0
-            return (0 if draw.random() >= p.attention_failure else draw.choice((-2, -1, 1, 2))), rt
-        probs = trust_distribution(p.trust_mean.get(truth.method, p.default_trust_mean))
-        score = draw.choices(TRUST_SCALE, weights=probs)[0]
-        return (score if truth.stronger_first else -score), rt
+        return study_kind.bot_answer(trial, truth, p, draw), rt
 
     def answer(self, position: int, answer, rt: float) -> dict:
         body = {

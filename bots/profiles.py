@@ -4,10 +4,10 @@ trust-score distribution of a given mean."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from camstudy.contracts import TRUST_VALUES
+from camstudy.kinds import tilted_distribution
 
 TRUST_SCALE = TRUST_VALUES
 
@@ -91,18 +91,5 @@ PROFILES = {
 
 def trust_distribution(mean: float) -> list[float]:
     """Probabilities over -2..2 with the given mean: the maximum-entropy (exponentially
-    tilted) distribution, found by bisection on the tilt."""
-    mean = min(max(mean, -1.99), 1.99)
-
-    def probs(beta: float) -> list[float]:
-        w = [math.exp(beta * s) for s in TRUST_SCALE]
-        return [x / sum(w) for x in w]
-
-    lo, hi = -20.0, 20.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        if sum(p * s for p, s in zip(probs(mid), TRUST_SCALE, strict=True)) < mean:
-            lo = mid
-        else:
-            hi = mid
-    return probs((lo + hi) / 2)
+    tilted) distribution (:func:`camstudy.kinds.tilted_distribution` on the trust scale)."""
+    return tilted_distribution(TRUST_SCALE, mean)

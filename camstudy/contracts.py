@@ -62,6 +62,37 @@ class Method(StrEnum):
 PHOTO = Method.PHOTO
 
 
+def explanation_id(image_id: str, role: str, method: str, category: str) -> str:
+    """The stimulus id of one model's explanation of one category of an image."""
+    return f"{image_id}__{role}__{method}__{category}"
+
+
+# An explanation's target is a labelled category (its best class in the model's logits) or
+# a rank of the model's own prediction: "top1" is the predicted class, "top4" the fourth.
+RANK_TARGET_PREFIX = "top"
+MAX_RANK = 5  # the predictions keep the top five
+
+
+def rank_target(k: int) -> str:
+    """The target name of the model's k-th most probable class (1-based)."""
+    if not 1 <= k <= MAX_RANK:
+        raise ValueError(f"a rank target is 1 to {MAX_RANK}, got {k}")
+    return f"{RANK_TARGET_PREFIX}{k}"
+
+
+def rank_of(target: str) -> int | None:
+    """The rank a target names (``"top2"`` -> 2), or None for a category."""
+    if target.startswith(RANK_TARGET_PREFIX) and target[len(RANK_TARGET_PREFIX) :].isdigit():
+        k = int(target[len(RANK_TARGET_PREFIX) :])
+        return k if 1 <= k <= MAX_RANK else None
+    return None
+
+
+def photo_id(image_id: str) -> str:
+    """The stimulus id of an image shown as a plain photo."""
+    return f"{image_id}__{PHOTO}"
+
+
 # ------------------------------------------------------------------------------ scales
 
 

@@ -32,9 +32,10 @@ The run, for shard ``I`` of ``N``:
    SiLU network: ``Explanation.guided_rectifiers == 0``), recorded as ``guided_rectifiers``
    and ``plain_gradient`` in ``build.json`` and the manifest.
 
-When ``[tasks.trust] max_images`` is below the number of trust-eligible images, explaining
-every candidate would spend engine calls on images the cap drops: then a prediction pass
-over the trust-eligible images plans first, and only planned images are explained.
+When a kind caps its images once the predictions are known (trust's ``max_images``:
+:meth:`camstudy.kinds.StudyKind.cap_after_predictions`) below the number of candidates,
+explaining every candidate would spend engine calls on images the cap drops: then a
+prediction pass over the candidates plans first, and only planned images are explained.
 
 Resumable: a batch is skipped when its stimuli all exist, 1x and 2x, with their recorded
 sha256 and every manifest field of this version (the predictions come back from their
@@ -62,6 +63,7 @@ from pathlib import Path
 import torch
 
 from camstudy.errors import UserError
+from camstudy.kinds import KINDS
 from camstudy.version import code_version
 from gradcam import GUIDED_METHODS, PlainGradientWarning, explain
 from stimuli import manifest as mf
@@ -125,12 +127,12 @@ def prepare(cfg: StimulusConfig) -> Stage:
         raise UserError("source: no images")
     by_id = {r.id: r for r in records}
     stage = Stage(cfg, device, models, maps, by_id, candidates(cfg, records, maps))
-    if cfg.trust is not None and cfg.trust.max_images:
-        eligible = [by_id[i] for i in stage.candidates]  # with trust planned, every candidate is eligible
-        if len(eligible) > cfg.trust.max_images:  # the cap drops images: predict, plan, then explain
-            stage.predictions = predict(models, maps, eligible, cfg.batch_size, device)
-            stage.plan = plan_trials(cfg, records, stage.predictions, maps)
-            stage.candidates = stage.plan.explanations
+    caps = [KINDS[name].cap_after_predictions(task) for name, task in cfg.tasks.items()]
+    if any(0 < cap < len(stage.candidates) for cap in caps):  # a cap drops images: predict, plan, then explain
+        eligible = [by_id[i] for i in stage.candidates]
+        stage.predictions = predict(models, maps, eligible, cfg.batch_size, device)
+        stage.plan = plan_trials(cfg, records, stage.predictions, maps)
+        stage.candidates = stage.plan.explanations
     return stage
 
 
@@ -344,7 +346,7 @@ def final_rows(out: Path) -> list[dict]:
 
 def _write_plan_report(out: Path, plan: Plan) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["image_id", "categories", "class_discrimination", "trust"], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=["image_id", "categories", *KINDS], lineterminator="\n")
     w.writeheader()
     w.writerows(plan.decisions)
     mf.write_atomic(out / mf.PLAN_REPORT, buf.getvalue().encode())

@@ -43,13 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camstudy.contracts import MAX_RANK, rank_of
 from camstudy.errors import UserError
+from camstudy.kinds import KINDS
+from camstudy.kinds.class_discrimination import ClassDiscriminationConfig
+from camstudy.kinds.trust import TrustConfig
 from camstudy.tomlconfig import Fields, load_toml, show
 from gradcam import ALL_METHODS, is_captum
 
 DEFAULT_METHODS = ("guided_backprop", "guided_gradcam", "deconvnet", "deconv_gradcam", "gradcam")
 ROLES = ("stronger", "weaker")
-DEFAULT_ABSURD = ("airplane", "pizza", "submarine", "volcano", "violin", "lighthouse", "cactus", "tractor")
 
 
 @dataclass(frozen=True)
@@ -59,21 +62,6 @@ class ModelConfig:
     weights: str | None = None
     layer: str | None = None
     categories: dict[str, list] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ClassDiscriminationConfig:
-    attention_checks: int = 4
-    max_images: int = 0  # 0: all eligible images
-    balance_categories: bool = True
-    absurd_categories: tuple[str, ...] = DEFAULT_ABSURD
-
-
-@dataclass(frozen=True)
-class TrustConfig:
-    attention_checks: int = 4
-    max_images: int = 0
-    baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,10 +84,17 @@ class StimulusConfig:
     models: dict[str, ModelConfig]
     source: dict[str, Any]
     categories: dict[str, list]
-    class_discrimination: ClassDiscriminationConfig | None
-    trust: TrustConfig | None
+    tasks: dict[str, Any]  # kind name -> its config (camstudy.kinds), for the kinds planned
     render: RenderConfig
     sha256: str
+
+    @property
+    def class_discrimination(self) -> ClassDiscriminationConfig | None:
+        return self.tasks.get("class_discrimination")
+
+    @property
+    def trust(self) -> TrustConfig | None:
+        return self.tasks.get("trust")
 
     def categories_for(self, role: str) -> dict[str, list]:
         """The global category map with the model's own entries on top."""
@@ -141,13 +136,19 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
     for name, spec in categories.items():
         if not isinstance(spec, list):
             raise UserError(f"categories.{name}: must be a list of class indices or 'a-b' ranges, got {show(spec)}")
+        if rank_of(name) is not None:
+            raise UserError(f"categories.{name}: reserved: top1 to top{MAX_RANK} name a model's own ranked classes")
 
     tasks = Fields(top.table_of("tasks"), "tasks")
-    cd = _class_discrimination(tasks.table_of("class_discrimination", None))
-    trust = _trust(tasks.table_of("trust", None))
+    planned = {}
+    for name, kind in KINDS.items():
+        task_cfg = kind.parse_config(tasks.table_of(kind.config_table, None))
+        if task_cfg is not None:
+            planned[name] = task_cfg
     tasks.done()
-    if cd is None and trust is None:
-        raise UserError("tasks: plan at least one of [tasks.class_discrimination] and [tasks.trust]")
+    if not planned:
+        tables = " and ".join(f"[tasks.{k.config_table}]" for k in KINDS.values())
+        raise UserError(f"tasks: plan at least one of {tables}")
 
     render_t = Fields(top.table_of("render", {}), "render")
     render = RenderConfig(
@@ -167,8 +168,7 @@ def parse_config(raw: dict, path: Path) -> StimulusConfig:
         models=models,
         source=source,
         categories=categories,
-        class_discrimination=cd,
-        trust=trust,
+        tasks=planned,
         render=render,
         sha256=_fingerprint(raw),
     )
@@ -196,45 +196,6 @@ def _model(table: dict, role: str) -> ModelConfig:
         weights=f.get("weights", str, None),
         layer=f.get("layer", str, None),
         categories=f.table_of("categories", {}),
-    )
-    f.done()
-    return cfg
-
-
-def _class_discrimination(table: dict | None) -> ClassDiscriminationConfig | None:
-    if table is None:
-        return None
-    f = Fields(table, "tasks.class_discrimination")
-    if "baseline" in f.table:
-        raise UserError(
-            "tasks.class_discrimination.baseline: not available: both categories are visible "
-            "in a photo-only item, so it has no correct answer; use it under [tasks.trust]"
-        )
-    absurd = f.get(
-        "absurd_categories",
-        list,
-        list(DEFAULT_ABSURD),
-        lambda v: len(v) > 0 and all(isinstance(s, str) for s in v),
-        "must be a non-empty list of names",
-    )
-    cfg = ClassDiscriminationConfig(
-        attention_checks=f.get("attention_checks", int, 4, _non_negative, "must be an integer >= 0"),
-        max_images=f.get("max_images", int, 0, _non_negative, "must be an integer >= 0 (0: all)"),
-        balance_categories=f.get("balance_categories", bool, True),
-        absurd_categories=tuple(absurd),
-    )
-    f.done()
-    return cfg
-
-
-def _trust(table: dict | None) -> TrustConfig | None:
-    if table is None:
-        return None
-    f = Fields(table, "tasks.trust")
-    cfg = TrustConfig(
-        attention_checks=f.get("attention_checks", int, 4, _non_negative, "must be an integer >= 0"),
-        max_images=f.get("max_images", int, 0, _non_negative, "must be an integer >= 0 (0: all)"),
-        baseline=f.get("baseline", bool, False),
     )
     f.done()
     return cfg

@@ -89,7 +89,7 @@ def _r(v: float) -> float | str:
 
 def _evaluate_chunk(model, chunk, preds, cfg, device, patch, stride, fill, seed, acc) -> None:
     x = torch.stack([model.preprocess(r.load()) for r, _ in chunk]).to(device)
-    targets = torch.tensor([preds[r.id].best_class[c] for r, c in chunk], device=device)
+    targets = torch.tensor([preds[r.id].class_for(c) for r, c in chunk], device=device)
     methods = tuple(dict.fromkeys((*cfg.methods, "gradcam")))
     ex = explain(model.module, x, targets, layer=model.layer, methods=methods)
     occ = M.occlusion_map(model.module, x, targets, patch=patch, stride=stride, fill=fill)

@@ -173,7 +173,7 @@ def batch_jobs(stage: Stage, out: Path, batch: list[str], inputs: Inputs, need: 
         def scores(logits: torch.Tensor, role: str = role, seen: dict = seen, fixed: dict = fixed) -> torch.Tensor:
             if "index" not in fixed:  # the first call: the batch's own logits
                 seen.update(predictions_of(logits.detach().float().cpu(), recs, stage.maps[role]))
-                index = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
+                index = [[seen[i].class_for(c) for c in cs] for i, cs in zip(batch, cats, strict=True)]
                 fixed["index"] = torch.tensor(index, device=logits.device)
             return logits.gather(1, fixed["index"])
 
@@ -189,7 +189,7 @@ def batch_jobs(stage: Stage, out: Path, batch: list[str], inputs: Inputs, need: 
             got = stats["guided_rectifiers"]
             got[role] = min(got.get(role, ex.guided_rectifiers), ex.guided_rectifiers)
         preds[role].update(seen)
-        targets = [[seen[i].best_class[c] for c in cs] for i, cs in zip(batch, cats, strict=True)]
+        targets = [[seen[i].class_for(c) for c in cs] for i, cs in zip(batch, cats, strict=True)]
         for method in cfg.methods:
             yield lambda role=role, method=method, ex=ex, seen=seen, targets=targets: _write_explanations(
                 stage, out, role, method, batch, cats, ex, inputs, targets, seen, need
