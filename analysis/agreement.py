@@ -44,6 +44,8 @@ from analysis.agreement_kernels import (
     _value_counts,
     fleiss_z,
 )
+from analysis.kinds import known
+from camstudy.kinds import Outcome
 
 __all__ = [
     "LEVELS",
@@ -380,25 +382,31 @@ def _study_kind(df: pd.DataFrame) -> str | None:
 
 
 def _default_level(df: pd.DataFrame) -> str:
-    return "ordinal" if _study_kind(df) == "trust" else "nominal"
+    """The kind's level of measurement (``analysis.agreement_level``); nominal for no kind."""
+    kind = known(_study_kind(df))
+    return kind.analysis.agreement_level if kind is not None else "nominal"
 
 
 def _default_column(df: pd.DataFrame, level: str) -> str:
     """The rating agreement is computed on when ``column`` is not given.
 
-    Class discrimination: ``correct``, i.e. which of the item's own two options was chosen.
-    Every item offers a different pair of categories, so the category name pooled over items
-    would take chance from the pooled name frequencies (many names, each item allowing two)
-    and read coin flips as agreement. Trust (non-nominal level): ``score_stronger``, the
-    answer re-signed so that positive favours the stronger model, since left/right sides are
-    randomised per participant and two raters' raw ``answer`` is then not on the same scale.
+    A kind scored right or wrong (class discrimination): ``correct``, i.e. which of the
+    item's own options was chosen. Every item offers a different pair of categories, so the
+    category name pooled over items would take chance from the pooled name frequencies (many
+    names, each item allowing two) and read coin flips as agreement. A scale kind (trust) at
+    a non-nominal level: its ``analysis.score_column`` (``score_stronger``, the answer
+    re-signed so that positive favours the stronger model, since left/right sides are
+    randomised per participant and two raters' raw ``answer`` is then not on the same scale).
     Otherwise ``answer``.
     """
-    kind = _study_kind(df)
-    if kind == "class_discrimination" and "correct" in df:
+    kind = known(_study_kind(df))
+    if kind is None:
+        return "answer"
+    analysis = kind.analysis
+    if analysis.outcome is Outcome.ACCURACY and "correct" in df:
         return "correct"
-    if level != "nominal" and kind == "trust" and "score_stronger" in df:
-        return "score_stronger"
+    if level != "nominal" and analysis.outcome is Outcome.SCALE and analysis.score_column in df:
+        return str(analysis.score_column)
     return "answer"
 
 
@@ -407,18 +415,20 @@ _VARIABLE_WORDS = {
     "correct": "option chosen within the item (correct vs incorrect)",
     "score_stronger": "trust score, re-signed to favour the stronger model (-2..2)",
 }
-_ANSWER_WORDS = {
-    "class_discrimination": "category name chosen, pooled over items (chance not from the item's own options)",
-    "trust": "trust score as answered on screen (sides randomised per participant, not re-signed)",
-}
+# The raw ``answer`` of a kind scored right or wrong: the option's name (a scale kind's is
+# its ``analysis.agreement_variable``).
+_OPTION_WORDS = "category name chosen, pooled over items (chance not from the item's own options)"
 
 
 def _variable_words(column: str, kind: str | None) -> str:
     """The rated variable of ``column`` in words."""
     if column in _VARIABLE_WORDS:
         return _VARIABLE_WORDS[column]
-    if column == "answer" and kind in _ANSWER_WORDS:
-        return _ANSWER_WORDS[kind]
+    study_kind = known(kind)
+    if column == "answer" and study_kind is not None:
+        if study_kind.analysis.outcome is Outcome.ACCURACY:
+            return _OPTION_WORDS
+        return study_kind.analysis.agreement_variable
     return f"column {column}"
 
 
@@ -459,8 +469,9 @@ def agreement_table(
     - otherwise ``answer``. A boolean column is coded 0/1.
 
     ``level`` (Krippendorff's alpha and Cohen's weights): "nominal" (categories unordered),
-    "ordinal", "interval" or "ratio"; None: ordinal when ``study_kind`` is "trust"
-    throughout, else nominal (class discrimination: two unordered options per item).
+    "ordinal", "interval" or "ratio"; None: the level of the one ``study_kind`` throughout
+    (its ``analysis.agreement_level``: ordinal for trust, nominal for class discrimination,
+    two unordered options per item), else nominal.
 
     Per method, one row with:
 

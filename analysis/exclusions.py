@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.kinds import is_scale
 from camstudy.errors import UserError
 from study.settings import Exclusions
 
@@ -59,8 +60,7 @@ def as_rules(rules: Exclusions | Mapping[str, Any] | None) -> Exclusions:
 def failed_checks(df: pd.DataFrame) -> pd.Series:
     """Per row: True where the row is a failed attention check (see the module doc)."""
     checks = df["is_attention_check"].astype(bool)
-    kind = df["study_kind"].iloc[0] if len(df) else "class_discrimination"
-    if kind == "trust":
+    if len(df) and is_scale(df["study_kind"].iloc[0]):  # a scale kind's check expects 0, the middle
         answer = pd.array(df["answer"], dtype="Int64")
         failed = (answer != 0).fillna(True)
     else:

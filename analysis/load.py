@@ -32,11 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from camstudy.contracts import TaskKind
+from analysis.kinds import kind_from_columns, score_columns
 from camstudy.errors import UserError
+from camstudy.kinds import KINDS as STUDY_KINDS
+from camstudy.kinds import Outcome, kind_of
 from study.export import ESCAPE, EVENT_COUNTS, columns
 
-KINDS = tuple(str(k) for k in TaskKind)
+KINDS = tuple(STUDY_KINDS)
 BOOL_TEXT = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 DATETIME_COLUMNS = ("shown_at", "answered_at")
 DATETIME_DTYPE = "datetime64[us, UTC]"
@@ -114,7 +116,7 @@ def study_kind(df: pd.DataFrame, source: str = "the answers") -> str:
             if kinds[0] not in KINDS:
                 raise UserError(f"{source}: unknown study_kind {kinds[0]!r} (expected {' or '.join(KINDS)})")
             return kinds[0]
-    return "trust" if "score_stronger" in df.columns else "class_discrimination"
+    return kind_from_columns(df.columns)
 
 
 def required_columns(kind: str) -> list[str]:
@@ -138,18 +140,19 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
     if len(df) == 0:
         raise UserError(f"{source}: no answers")
     out = df.copy(deep=False)  # columns are replaced, never written into
+    analysis = kind_of(kind).analysis
     text = set(out.columns) - {
         "position",
         "is_attention_check",
         "correct",
         "answer",
-        "score_stronger",
+        *score_columns(),
         "rt_ms",
         *DATETIME_COLUMNS,
         *SECONDS_COLUMNS,
         *EVENT_COUNTS,
     }
-    if kind == "class_discrimination":
+    if analysis.outcome is Outcome.ACCURACY:  # the answer is an option's text
         text.add("answer")
     for c in text:
         s = out[c] if out[c].dtype == "str" else out[c].astype("str")
@@ -158,9 +161,12 @@ def normalize(df: pd.DataFrame, source: str = "the answers") -> pd.DataFrame:
     out["position"] = _integers(out["position"], "position", source, nullable=False)
     out["is_attention_check"] = _booleans(out["is_attention_check"], "is_attention_check", source, nullable=False)
     out["correct"] = _booleans(out["correct"], "correct", source, nullable=True)
-    if kind == "trust":
+    if analysis.outcome is Outcome.SCALE:  # the answer and its score are points on the scale
         out["answer"] = _integers(out["answer"], "answer", source, nullable=True)
-        out["score_stronger"] = _integers(out["score_stronger"], "score_stronger", source, nullable=True)
+        if analysis.score_column:
+            out[analysis.score_column] = _integers(
+                out[analysis.score_column], analysis.score_column, source, nullable=True
+            )
     out["rt_ms"] = _numbers(out["rt_ms"], "rt_ms", source)
     for c in DATETIME_COLUMNS:
         out[c] = _datetimes(out[c], c, source)

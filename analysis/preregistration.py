@@ -66,12 +66,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from analysis.kinds import chance_level, known
 from camstudy.errors import UserError
+from camstudy.kinds import KINDS, Outcome
 from camstudy.tomlconfig import Fields
 
 FORMAT = "camstudy-preregistration/1"
-CD = "class_discrimination"
-TRUST = "trust"
 DIRECTIONS = ("greater", "less", "two-sided")
 SUPPORTED, NOT_SUPPORTED, NOT_COMPUTABLE = "supported", "not supported", "not computable"
 # The exclusion rules by the flow's names (analysis.exclusions.RULES) and whether a value
@@ -85,28 +85,40 @@ RULE_KEYS = {
 
 @dataclass(frozen=True)
 class Test:
-    """A test a hypothesis can name: the report table it is judged on, the study kind it
-    needs, whether it compares two methods, and its own options (name -> allowed values,
-    the first the default)."""
+    """A test a hypothesis can name: the report table it is judged on, the outcome of the
+    study kinds it fits (:attr:`camstudy.kinds.Analysis.outcome`: the report computes that
+    table for every kind of the outcome), whether it compares two methods, and its own
+    options (name -> allowed values, the first the default)."""
 
     table: str
-    kind: str
+    outcome: Outcome
     comparison: bool
     description: str
     options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The study kind the test is for, in words of its messages and for a plan that names
+        no study: the first kind of its outcome (class discrimination, trust)."""
+        return next(str(k.name) for k in KINDS.values() if k.analysis.outcome is self.outcome)
+
+    def fits(self, kind: str | None) -> bool:
+        """Whether a study of ``kind`` gets the test's table: a kind of the test's outcome."""
+        study_kind = known(kind)
+        return study_kind is not None and study_kind.analysis.outcome is self.outcome
 
 
 TESTS: dict[str, Test] = {
     "accuracy_vs_chance": Test(
         "accuracy_by_method",
-        CD,
+        Outcome.ACCURACY,
         False,
-        "the method's accuracy against chance (0.5): the clustered score test (two-way worker x image "
-        "design effect, t reference), p_value of accuracy_by_method",
+        "the method's accuracy against chance (the report's: 0.5 for two options per item): the clustered "
+        "score test (two-way worker x image design effect, t reference), p_value of accuracy_by_method",
     ),
     "gee_comparison": Test(
         "significance_gee_method_comparisons",
-        CD,
+        Outcome.ACCURACY,
         True,
         "method vs versus: GEE logistic model clustered by worker, the pair's Holm-adjusted p "
         '(adjust = "none": its unadjusted p) and odds ratio',
@@ -114,7 +126,7 @@ TESTS: dict[str, Test] = {
     ),
     "trust_mean": Test(
         "trust_by_method",
-        TRUST,
+        Outcome.SCALE,
         False,
         "the mean of the per-worker trust scores against 0: one-sample t-test (statistic = "
         '"wilcoxon": Wilcoxon signed-rank) of trust_by_method',
@@ -122,7 +134,7 @@ TESTS: dict[str, Test] = {
     ),
     "ordinal_method": Test(
         "significance_trust_ordinal",
-        TRUST,
+        Outcome.SCALE,
         True,
         "method vs versus in the ordinal (proportional-odds) trust model, cluster-robust by worker; "
         "versus must be the model's reference method",
@@ -201,11 +213,11 @@ def _plan(raw: dict, study: StudyFacts | None) -> dict[str, Any]:
     kinds = {TESTS[h["test"]].kind for h in parsed}
     kind = study.kind if study is not None else (kinds.pop() if len(kinds) == 1 else None)
     for h in parsed:
-        need = TESTS[h["test"]].kind
+        test = TESTS[h["test"]]
         if kind is None:
             raise UserError("hypotheses: the tests mix class-discrimination and trust studies")
-        if need != kind:
-            raise UserError(f"hypothesis {h['id']!r}: test {h['test']} is for {need} studies; the study is {kind}")
+        if not test.fits(kind):
+            raise UserError(f"hypothesis {h['id']!r}: test {h['test']} is for {test.kind} studies; the study is {kind}")
     exclusions = _exclusion_rules(f.table_of("exclusions", None))
     power = _power(f.table_of("power", None), alpha, kind, study)
     f.done()
@@ -289,7 +301,10 @@ def _power(table: dict | None, alpha: float, kind: str | None, study: StudyFacts
     if table is None:
         return None
     f = Fields(table, "power")
-    default = {CD: "accuracy", TRUST: "trust"}.get(kind or "", ...)
+    # The power analysis of the study's outcome: accuracy (p1 vs p2), or a scale's mean
+    # (the "trust" inputs: mean, sd); required where the kind is not known.
+    study_kind = known(kind)
+    default = ... if study_kind is None else "accuracy" if study_kind.analysis.outcome is Outcome.ACCURACY else "trust"
     what = f.get("kind", str, default, lambda v: v in ("accuracy", "trust"), "must be accuracy or trust")
     level = (lambda v: _number(v) and 0 < v < 1, "must be in (0, 1)")
     inputs: dict[str, Any] = {"kind": what}
@@ -466,7 +481,9 @@ def preregistration_hook(frozen: FrozenPlan, *, answers: Any = None, mode: str |
 def evaluate(
     frozen: FrozenPlan, context: Mapping[str, Any], *, answers: Any = None, mode: str | None = None
 ) -> dict[str, Any]:
-    """The hook's answer for ``context`` (``kind``, ``flow``, ``rules``, ``tables``):
+    """The hook's answer for ``context`` (``kind``, ``flow``, ``rules``, ``tables``; and
+    ``chance``, where given: the accuracy of guessing the report tested against, else see
+    :func:`_chance`):
     ``sha256``, ``frozen_at``, ``hypotheses`` (each with ``status`` and ``outcome``),
     ``deviations`` (one sentence each) and ``deviation_records`` (``kind``, ``text`` and
     details), ``table_status``, ``alpha``, ``planned_n``, ``analysed_n``."""
@@ -517,10 +534,11 @@ def evaluate(
             analysis=int(analysed),
         )
 
+    chance = _chance(context.get("chance"), kind, answers)
     hypotheses = []
     for h in plan["hypotheses"]:
         table = tables.get(h["table"])
-        if TESTS[h["test"]].kind != kind:
+        if not TESTS[h["test"]].fits(kind):
             status, outcome = NOT_COMPUTABLE, f"the test {h['test']} needs a {TESTS[h['test']].kind} study"
         elif table is None:
             status, outcome = NOT_COMPUTABLE, f"table {h['table']} was not computed"
@@ -531,7 +549,7 @@ def evaluate(
                 table=h["table"],
             )
         else:
-            status, outcome = JUDGES[h["test"]](h, table, float(plan["alpha"]))
+            status, outcome = JUDGES[h["test"]]({**h, "chance": chance}, table, float(plan["alpha"]))
         hypotheses.append(
             {
                 "id": h["id"],
@@ -667,13 +685,30 @@ def _row(table: Any, column: str, value: str) -> Any:
     return rows.iloc[0] if len(rows) else None
 
 
+def _chance(given: Any, kind: str | None, answers: Any = None) -> float:
+    """The chance level an accuracy test was run against: ``given`` (the report's), else the
+    kind's declared ``analysis.chance``, else one over the options of the ``answers``' items
+    (:func:`analysis.kinds.chance_level`), else 0.5 (two options per item, as in class
+    discrimination)."""
+    if _number(given) and 0 < given < 1:
+        return float(given)
+    study_kind = known(kind)
+    if study_kind is not None and study_kind.analysis.chance is not None:
+        return float(study_kind.analysis.chance)
+    if study_kind is not None and answers is not None and hasattr(answers, "columns"):
+        level = chance_level(str(kind), answers)
+        if 0 < level < 1:
+            return level
+    return 0.5
+
+
 def _accuracy_vs_chance(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str, str]:
     row = _row(table, "method", h["method"])
     if row is None:
         return NOT_COMPUTABLE, f"no analysed answers of method {h['method']}"
     if not _finite(row["p_value"], row["accuracy"]):
         return NOT_COMPUTABLE, f"the test of {h['method']} gave no p-value"
-    acc, chance = float(row["accuracy"]), 0.5
+    acc, chance = float(row["accuracy"]), float(h.get("chance", 0.5))
     status, words = _verdict(float(row["p_value"]), acc - chance, h["direction"], alpha)
     return status, (
         f"accuracy of {h['method']} {acc:.3f} ({int(row['k'])} of {int(row['n'])} answers) "

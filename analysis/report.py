@@ -44,6 +44,7 @@ import pandas as pd
 from analysis.accuracy import class_discrimination_accuracy, trust_summary
 from analysis.agreement import agreement_table
 from analysis.exclusions import apply_exclusions, as_rules, flow_table
+from analysis.kinds import chance_level, is_accuracy
 from analysis.load import study_kind
 from analysis.report_figures import SCORES, draw_figures
 from analysis.report_models import model_tables, sample_codes, trials, with_samples
@@ -79,16 +80,17 @@ def analyze(
     rules_source: str = "given by the caller",
     n_boot: int = 1000,
     seed: int = 0,
-    chance: float = 0.5,
+    chance: float | None = None,
 ) -> dict[str, Any]:
     """Analyse the answers ``df`` (a normalized export) and write the report into ``out_dir``.
 
     ``rules``: the exclusion rules (:class:`study.settings.Exclusions` or a dict; None = the
     defaults); ``rules_source`` says in the report where they came from. ``title``: the
     report's title; ``source``: where the answers came from (a file, a study). ``n_boot``,
-    ``seed``: the bootstrap of Krippendorff's alpha. ``chance``: the accuracy of guessing
-    (two options per class-discrimination item: 0.5). ``significance``, ``preregistration``:
-    the hooks of the module doc.
+    ``seed``: the bootstrap of Krippendorff's alpha. ``chance``: the accuracy of guessing;
+    None: the kind's (``analysis.chance``, or one over each item's number of options, see
+    :func:`analysis.kinds.chance_level`: 0.5 for class discrimination's two options per
+    item). ``significance``, ``preregistration``: the hooks of the module doc.
 
     Returns a dict: ``kind``, ``flow`` (the exclusion flow dict), ``rules`` (as a dict),
     ``tables`` (name -> DataFrame, every one also written as ``<name>.csv``, ``.md`` and
@@ -114,7 +116,14 @@ def analyze(
 
     tables: dict[str, pd.DataFrame] = {"exclusion_flow": flow_table(flow)}
     t = time.perf_counter()
-    if kind == "class_discrimination":
+    if chance is None:
+        chance = chance_level(kind, kept)
+        if is_accuracy(kind) and not 0 < chance < 1:
+            raise UserError(
+                f"{source}: no chance level in (0, 1) to test the accuracy against "
+                f"(from the items' options: {chance:g}); give chance"
+            )
+    if is_accuracy(kind):
         acc = class_discrimination_accuracy(kept, chance=chance)
         answered, codes = None, None
         for name, by in (

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.kinds import is_accuracy
 from analysis.report_tables import NOT_COMPUTABLE, method_name
 from analysis.words import trust_estimate
 
@@ -40,7 +41,7 @@ def draw_figures(
 ) -> dict[str, tuple[Path, str]]:
     """name -> (PNG path, caption); every caption names the CSV the figure was drawn from."""
     figs: dict[str, tuple[Path, str]] = {}
-    if kind == "class_discrimination":
+    if is_accuracy(kind):
         acc = tables["accuracy_by_method"]
         interval = (
             "clustered 95% intervals (by worker and image)"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.kinds import is_accuracy, known
 from analysis.report_tables import (
     NOT_COMPUTABLE,
     Display,
@@ -26,6 +27,7 @@ from analysis.report_tables import (
     method_name,
     parts,
 )
+from camstudy.kinds import kind_of
 
 SignificanceHook = Callable[[pd.DataFrame], Mapping[str, pd.DataFrame]]
 PreregistrationHook = Callable[[dict], dict]
@@ -36,9 +38,6 @@ RULE_LABELS = {
     "min_median_rt_ms": "Least median reaction time (ms)",
     "require_complete": "Must have completed the study",
 }
-
-
-KIND_WORDS = {"class_discrimination": "class discrimination", "trust": "trust"}
 
 
 def status_of(name: str, status: Mapping[str, str]) -> str:
@@ -119,6 +118,7 @@ def _counts(kind: str, df: pd.DataFrame, kept: pd.DataFrame, flow: Mapping[str, 
         return sorted({str(v) for v in frame[column].unique() if not pd.isna(v)})
 
     methods = sorted((method_name(m) for m in distinct("method", kept)), key=str.lower)
+    study_kind = known(kind)
     counts = pd.DataFrame(
         {
             "quantity": [
@@ -133,7 +133,7 @@ def _counts(kind: str, df: pd.DataFrame, kept: pd.DataFrame, flow: Mapping[str, 
                 "Methods (analysed)",
             ],
             "value": [
-                KIND_WORDS.get(kind, kind),
+                study_kind.words if study_kind is not None else kind,
                 ", ".join(distinct("study")),
                 ", ".join(distinct("mode")),
                 f"{flow['enrolled']:,}",
@@ -213,11 +213,7 @@ def render_html(
 ) -> str:
     """The report page (the template ``analysis/templates/report.html.j2``)."""
     rules_df = pd.DataFrame({"rule": [RULE_LABELS.get(k, k) for k in rules], "value": [str(v) for v in rules.values()]})
-    results = (
-        ["accuracy_by_method", "accuracy_by_model_role", "accuracy_by_method_model_role"]
-        if kind == "class_discrimination"
-        else ["trust_by_method", "trust_score_shares"]
-    ) + ["rt_by_method"]
+    results = [*kind_of(kind).analysis.tables, "rt_by_method"]
     figs = [
         {
             "name": name,
@@ -280,7 +276,7 @@ def assumptions(
 ) -> list[str]:
     """The "Tests and assumptions" list: how each table's numbers were computed."""
     items = []
-    if kind == "class_discrimination":
+    if is_accuracy(kind):
         acc = tables["accuracy_by_method"]
         if "ci_method" in acc.columns:
             ci = acc["ci_method"].dropna().astype(str).unique()

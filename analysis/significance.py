@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.accuracy import trust_summary
+from analysis.kinds import is_scale
 from analysis.stats import holm
 from camstudy.errors import UserError
 
@@ -766,12 +767,12 @@ def _ordinal_reference(
 def report_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The clustered tables the report shows, for the task of ``df`` (the analysed answers).
 
-    Class discrimination: GEE pairwise method comparisons (clustered by worker, Holm) and
-    the crossed worker x image mixed model. Trust: one-sample and paired tests per method
-    (Holm) and the ordinal model with the stronger model's side.
+    A kind scored right or wrong (class discrimination): GEE pairwise method comparisons
+    (clustered by worker, Holm) and the crossed worker x image mixed model. A scale kind
+    (trust): one-sample and paired tests per method (Holm) and the ordinal model with the
+    stronger model's side.
     """
-    kind = str(df["study_kind"].iloc[0]) if len(df) else ""
-    if kind == "trust":
+    if len(df) and is_scale(df["study_kind"].iloc[0]):
         tests = trust_tests(df)
         return {
             "trust_one_sample": tests["one_sample"],

@@ -49,10 +49,12 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import optimize, special
 from scipy.stats import norm
 
+from camstudy.contracts import TaskKind
 from study.export import columns
 
-CD = "class_discrimination"
-TRUST = "trust"
+# The kinds of the exports the two simulators write.
+CD = str(TaskKind.CLASS_DISCRIMINATION)
+TRUST = str(TaskKind.TRUST)
 ROLES = ("stronger", "weaker")
 CATEGORIES = (
     "aeroplane",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from analysis.kinds import is_accuracy
 from analysis.report_tables import method_name, table_kind
 
 ALPHA = 0.05
@@ -118,8 +119,9 @@ def significance_of(tables: Mapping[str, pd.DataFrame], kind: str) -> pd.DataFra
 def results_in_words(
     kind: str, tables: Mapping[str, pd.DataFrame], chance: float = 0.5, alpha: float = ALPHA
 ) -> list[str]:
-    """The "Results in words" paragraphs of a study of ``kind`` from the report's ``tables``."""
-    if kind == "class_discrimination":
+    """The "Results in words" paragraphs of a study of ``kind`` from the report's ``tables``:
+    accuracy against chance for a kind scored right or wrong, the scale's words otherwise."""
+    if is_accuracy(kind):
         return class_discrimination_words(tables, chance, alpha)
     return trust_words(tables, alpha)
 

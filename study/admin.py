@@ -45,6 +45,7 @@ from flask import (
 from sqlalchemy import delete, func, select
 from werkzeug.security import check_password_hash
 
+from camstudy.kinds import kind_of
 from study import throttle
 from study.admin_auth import (
     DEFAULTS,
@@ -234,6 +235,7 @@ def study_page(slug: str):
     return render_template(
         "admin_study.html",
         study=study,
+        kind=kind_of(study.kind),
         progress=progress,
         modes=MODES,
         links=links,

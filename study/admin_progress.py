@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, case, func, select
 
+from camstudy.kinds import Outcome, kind_of
 from study.models import MODES, STATUSES, Answer, Item, Participant, PlanEntry, Stimulus, Study
 
 RECENT = 50  # participants listed per mode on a study's page
@@ -112,6 +113,7 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
         .where(Participant.study_id == study.id)
         .group_by(Participant.mode, Item.method, Item.model_role, Item.is_attention_check)
     ).all()
+    accuracy = kind_of(study.kind).analysis.outcome is Outcome.ACCURACY  # else a scale: the mean score
     results: dict = defaultdict(lambda: {"n": 0, "correct": 0, "score_sum": 0.0, "score_n": 0, "by_model": {}})
     for mode, method, role, check, n, n_correct, n_decided, mean_score, n_score in groups:
         out[mode]["answers"] += n
@@ -125,7 +127,7 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
         if n_score:
             r["score_sum"] += float(mean_score) * n_score
             r["score_n"] += n_score
-        if study.kind != "trust" and role:
+        if accuracy and role:
             name = role_models.get(role, role)
             r["by_model"][f"{role} ({name})" if name != role else role] = {
                 "n": n,
@@ -135,8 +137,8 @@ def study_progress(s, study: Study) -> tuple[dict[str, dict], dict[str, str]]:
         out[mode]["results"].append(
             {
                 "method": method,
-                "n": r["n"] if study.kind != "trust" else r["score_n"],
-                "accuracy": r["correct"] / r["n"] if study.kind != "trust" and r["n"] else None,
+                "n": r["n"] if accuracy else r["score_n"],
+                "accuracy": r["correct"] / r["n"] if accuracy and r["n"] else None,
                 "mean_score_stronger": r["score_sum"] / r["score_n"] if r["score_n"] else None,
                 "by_model": dict(sorted(r["by_model"].items())),
             }

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, bindparam, cast, func, select
 
 from camstudy.contracts import TRUST_VALUES
+from camstudy.kinds import AnswerRejected, kind_of
 from study.models import Answer, Item, Participant, PlanEntry, utcnow
 
 MAX_RT_MS = 60 * 60 * 1000  # an hour on one trial is not a reaction time
-TRUST_SCALE = TRUST_VALUES
+TRUST_SCALE = TRUST_VALUES  # the trust scale's values (tests/contracts checks the server uses the contract's)
 MAX_POSITION = 2**31 - 1  # the column's range (SQLite binds no int past 2**63 at all)
 
 
@@ -62,17 +63,17 @@ def _parse_shown_at(value) -> datetime | None:
 
 def _score(trial: Trial, answer) -> tuple[str, bool | None, int | None]:
     """Validate ``answer`` for the trial; return (stored text, correct, score for stronger)."""
-    if trial.task == "trust":
-        if isinstance(answer, bool) or not isinstance(answer, int) or answer not in TRUST_SCALE:
-            raise AnswerError(422, "a trust answer is an integer from -2 to 2")
-        if trial.is_attention_check:
-            return str(answer), answer == (trial.expected_answer or 0), None
-        # The answer rates Model 1 against Model 2; re-sign it to favour the stronger model.
-        score = answer if trial.layout["model_1"] == "stronger" else -answer
-        return str(answer), None, score
-    if not isinstance(answer, str) or answer not in trial.layout["options"]:
-        raise AnswerError(422, "the answer must be one of the trial's options")
-    return answer, answer == trial.correct_answer, None
+    try:
+        scored = kind_of(trial.task).score(
+            trial.layout,
+            answer,
+            is_attention_check=trial.is_attention_check,
+            correct_answer=trial.correct_answer,
+            expected_answer=trial.expected_answer,
+        )
+    except AnswerRejected as e:
+        raise AnswerError(422, str(e)) from None
+    return scored.text, scored.correct, scored.score
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from flask import Blueprint, current_app, jsonify, request, session
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from camstudy.contracts import TRUST_SCALE, TaskKind
+from camstudy.kinds import kind_of
 from study import completion
 from study.answers import ANSWERED, AnswerError, is_position, record
 from study.blinding import PRACTICE, image_token
@@ -128,19 +128,18 @@ def plan(slug: str):
     with reads()() as s:
         hi = has_2x(s, study)
         example, practice = _teaching(s, study, pid, hi) if study.settings.get("practice") else (None, None)
+    kind = kind_of(study.kind)
     trials = []
     for position in sorted(entries):
         layout = entries[position].layout
-        trial = {
-            "position": position,
-            "task": study.kind,
-            **image_urls(study, pid, position, len(layout["stimuli"]), hi),
-        }
-        if study.kind == TaskKind.CLASS_DISCRIMINATION:
-            trial["options"] = layout["options"]
-        elif layout.get("object"):  # trust; plans drawn before it was stored have none
-            trial["object"] = layout["object"]
-        trials.append(trial)
+        trials.append(
+            {
+                "position": position,
+                "task": study.kind,
+                **image_urls(study, pid, position, len(layout["stimuli"]), hi),
+                **kind.trial_fields(layout),
+            }
+        )
     return jsonify(
         study=study.slug,
         task=study.kind,
@@ -148,22 +147,18 @@ def plan(slug: str):
         next=done,
         total=total,
         trials=trials,
-        question=QUESTIONS[study.kind],
+        question=kind.question,  # asked above every trial (and the practice): no one has to remember it
         blank_ms=study.settings.get("blank_ms", 300),
         example=example,
         practice=practice,
-        scale=SCALES.get(study.kind),
+        # The answer scale of a kind that has one (None: options): the page draws its buttons from it.
+        scale=None if kind.widget.scale is None else kind.widget.scale.as_json(),
+        display=kind.display.as_json(),
+        widget=kind.widget.as_json(),
     )
 
 
 _STATUS = select(Participant.status, ANSWERED.scalar_subquery()).where(Participant.id == bindparam("pid"))
-# Asked above every trial (and the practice), so no one has to remember the instructions.
-QUESTIONS = {
-    TaskKind.CLASS_DISCRIMINATION: "Which object does the visible evidence show?",
-    TaskKind.TRUST: TRUST_SCALE.question,
-}
-# The answer scale of a kind that has one: the page draws its buttons from this.
-SCALES = {TaskKind.TRUST: TRUST_SCALE.as_json()}
 
 
 def _teaching(s, study: Study, pid: int, hi: bool) -> tuple[dict | None, dict | None]:
@@ -183,9 +178,8 @@ def _teaching(s, study: Study, pid: int, hi: bool) -> tuple[dict | None, dict | 
             **image_urls(study, pid, PRACTICE, len(it.stimulus_ids), hi),
             "options": it.options,
             **practice_feedback(study, it),
+            **kind_of(study.kind).practice_fields(it),
         }
-        if study.kind == TaskKind.TRUST:
-            practice["object"] = it.category
     return example, practice
 
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from camstudy.kinds import kind_of
 from study import throttle
 from study.models import Item, Participant, PlanEntry, Study, Throttle, utcnow
 from study.recruitment import Recruitment
@@ -329,15 +330,5 @@ def _least_rated(pool: list[Item], counts: Counter, n: int, rng: random.Random, 
 
 
 def _layout(item: Item, flip: bool) -> dict:
-    if item.task == "trust":
-        stronger, weaker = item.stimulus_ids
-        first = "weaker" if flip else "stronger"
-        # "object": the class both models predicted, named on the trial as in the paper's
-        # trust study ("both robots predicted ..."); it is the same for either side.
-        return {
-            "model_1": first,
-            "stimuli": [weaker, stronger] if flip else [stronger, weaker],
-            "object": item.category,
-        }
-    options = list(item.options or [])
-    return {"options": options[::-1] if flip else options, "stimuli": list(item.stimulus_ids)}
+    """The trial's counterbalanced layout, as the item's study kind arranges it."""
+    return kind_of(item.task).layout(item, flip)

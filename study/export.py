@@ -1,6 +1,6 @@
 """The export: a study's answers in long format, one row per answer (what analysis/ reads).
 
-Columns, in order (``study.kind`` decides the task-specific ones):
+Columns, in order (the study kind's ``columns`` are the task-specific ones):
 
 - every study: ``study, study_kind, mode, participant`` (the stored pseudonym, an HMAC of the
   worker id with the study's secret; ``worker_id`` follows it only with ``raw_ids=True``),
@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 
 from camstudy.contracts import ROLES as CONTRACT_ROLES
 from camstudy.errors import UserError
+from camstudy.kinds import WidgetType, kind_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,8 +80,6 @@ HEAD = [
     "image_id",
     "method",
 ]
-CD_COLUMNS = ["model", "model_role", "stimulus_ids", "options", "correct_answer", "answer", "correct"]
-TRUST_COLUMNS = ["model_left", "model_right", "stimulus_ids", "answer", "correct", "score_stronger"]
 TAIL = ["rt_ms", "shown_at", "answered_at", "weights_sha256", "layer", "code_version", "participant_status"]
 QUESTIONNAIRE = ("strategy", "difficulty", "comments")  # the questionnaire's fields (study.participant)
 EVENT_COUNTS = ["blur_events", "focus_events", "hidden_events"]
@@ -92,7 +91,7 @@ def columns(kind: str, raw_ids: bool = False) -> list[str]:
     """The columns every export of a study of ``kind`` has, in order (what analysis/
     requires); :func:`export_columns` is what an export writes now."""
     head = HEAD[:4] + (["worker_id"] if raw_ids else []) + HEAD[4:]
-    return head + (TRUST_COLUMNS if kind == "trust" else CD_COLUMNS) + TAIL
+    return head + list(kind_of(kind).columns) + TAIL
 
 
 def export_columns(kind: str, raw_ids: bool = False) -> list[str]:
@@ -148,7 +147,8 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
 
     study = find_study(session, study)
     modes = _modes(mode)
-    trust = study.kind == "trust"
+    kind = kind_of(study.kind)
+    scale = kind.widget.type is WidgetType.SCALE  # an answer is a point of the scale: an integer
     stimuli = {s.stimulus_id: s for s in session.scalars(select(Stimulus).where(Stimulus.study_id == study.id))}
     role_models = {s.model_role: s.model for s in stimuli.values() if s.model_role in ROLES}
     mode_order = case({m: i for i, m in enumerate(MODES)}, value=Participant.mode)
@@ -209,22 +209,10 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
             "participant_status": r.status,
             **people[r.pid],
         }
-        if trust:
-            left_role = r.layout.get("model_1", "stronger")
-            sides = (left_role, "weaker" if left_role == "stronger" else "stronger")
-            names = [_side(rows[i] if i < len(rows) else None, sides[i], role_models) for i in range(2)]
-            values.update(
-                model_left=names[0], model_right=names[1], answer=_int(r.answer), score_stronger=r.score_stronger
-            )
-        else:
-            first = rows[0] if rows else None
-            values.update(
-                model=first.model if first else None,
-                model_role=first.model_role if first else None,
-                options=";".join(r.layout.get("options") or []),
-                correct_answer=r.correct_answer,
-                answer=r.answer,
-            )
+        values["answer"] = _int(r.answer) if scale else r.answer
+        for c in kind.columns:
+            if c not in values:
+                values[c] = ANSWER_COLUMNS[c](r, rows, role_models)
         for c in out:
             out[c].append(values[c])
     df = pd.DataFrame(out, columns=list(out))
@@ -236,9 +224,10 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
         df[c] = df[c].astype("float64")
     for c in EVENT_COUNTS:
         df[c] = df[c].astype("int64")
-    if trust:
+    if scale:
         df["answer"] = df["answer"].astype("Int64")
-        df["score_stronger"] = df["score_stronger"].astype("Int64")
+    if kind.analysis.score_column is not None:
+        df[kind.analysis.score_column] = df[kind.analysis.score_column].astype("Int64")
     return df
 
 
@@ -302,6 +291,33 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 
 def _aware(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _sides(r, rows: list, role_models: dict[str, str]) -> list[str]:
+    """ "ROLE:NAME" of the left and the right image (the layout's "Model 1" is on the left)."""
+    left_role = r.layout.get("model_1", "stronger")
+    sides = (left_role, "weaker" if left_role == "stronger" else "stronger")
+    return [_side(rows[i] if i < len(rows) else None, sides[i], role_models) for i in range(2)]
+
+
+def _shown(rows: list, attr: str) -> str | None:
+    """An attribute of the one stimulus shown (None: none, or not in the build)."""
+    first = rows[0] if rows else None
+    return getattr(first, attr) if first else None
+
+
+# How each kind-specific column (a kind's ``columns``, beside the shared ``stimulus_ids``,
+# ``answer`` and ``correct``) is filled: from an answer's query row ``r``, the stimuli shown
+# (in display order) and the model name per role.
+ANSWER_COLUMNS = {
+    "model": lambda r, rows, role_models: _shown(rows, "model"),
+    "model_role": lambda r, rows, role_models: _shown(rows, "model_role"),
+    "options": lambda r, rows, role_models: ";".join(r.layout.get("options") or []),
+    "correct_answer": lambda r, rows, role_models: r.correct_answer,
+    "model_left": lambda r, rows, role_models: _sides(r, rows, role_models)[0],
+    "model_right": lambda r, rows, role_models: _sides(r, rows, role_models)[1],
+    "score_stronger": lambda r, rows, role_models: r.score_stronger,
+}
 
 
 def _side(stim, layout_role: str, role_models: dict[str, str]) -> str:

@@ -32,7 +32,7 @@ from flask import (
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from camstudy.contracts import TRUST_SCALE
+from camstudy.kinds import kind_of
 from study import throttle
 from study.api import autocommit, current_participant_id, reads, sessions, study_by_slug
 from study.blinding import PRACTICE, pad_png, read_image_token
@@ -154,7 +154,7 @@ def entry(slug: str):
     study = _study_or_404(slug)
     who = recruitment_from_request(study)
     if who.platform == "mturk" and who.assignment_id == PREVIEW:
-        return render_template("preview.html", study=study)
+        return render_template("preview.html", study=study, kind=kind_of(study.kind))
     p = _participant(study)
     if p is not None and (who.worker_key is None or who.worker_key == p.worker_key):
         return redirect(url_for("participant.stage", slug=slug, stage=p.stage if p.stage != "consent" else "task"))
@@ -253,7 +253,7 @@ def stage(slug: str, stage: str):
         return redirect(url_for("participant.stage", slug=slug, stage=p.stage))
     if stage == "task":
         token = session[f"p{study.id}"]
-        return render_template("task.html", study=study, token=token, settings=study.settings, scale=TRUST_SCALE)
+        return render_template("task.html", study=study, kind=kind_of(study.kind), token=token, settings=study.settings)
     return debrief_page(study, p, sent=request.args.get("sent") == "1")
 
 

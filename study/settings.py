@@ -44,12 +44,12 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from camstudy.contracts import TaskKind
 from camstudy.errors import UserError
+from camstudy.kinds import KINDS, kind_of
 from camstudy.tomlconfig import Fields, load_toml
 from study.recruitment import PLATFORMS
 
-TASKS = tuple(str(k) for k in TaskKind)
+TASKS = tuple(KINDS)  # the study kinds, by name
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
         design=f.get(
             "design",
             str,
-            "between" if task == "class_discrimination" else "within",
+            kind_of(task).design,
             lambda s: s in ("between", "within"),
             "must be 'between' or 'within'",
         ),

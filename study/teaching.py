@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from camstudy.kinds import kind_of
 from study.blinding import PRACTICE
 from study.models import Item, Participant, PlanEntry, Study
 from study.setup import PHOTO
@@ -88,44 +89,10 @@ def teaching_items(s: Session, study: Study, pid: int) -> Teaching:
 
 
 def example_text(study: Study, item: Item) -> dict:
-    """The worked example's question, answer and explanation, in words."""
-    if study.kind == "class_discrimination":
-        other = next((o for o in item.options or [] if o != item.correct_answer), "the other category")
-        n = (item.options or []).index(item.correct_answer) + 1 if item.correct_answer in (item.options or []) else 1
-        return {
-            "answer": f"{n}. {item.correct_answer}",
-            "explanation": (
-                f"This photo shows both a {item.correct_answer} and a {other}. The model was asked for "
-                f"the evidence of \u201c{item.correct_answer}\u201d: the parts it kept visible are where it "
-                f"found that evidence. So the answer is \u201c{item.correct_answer}\u201d."
-            ),
-        }
-    return {
-        "object": item.category,
-        "explanation": (
-            f"Both models named the object in this photo \u201c{item.category}\u201d. Each image shows "
-            f"where one model looked to decide. Compare the two: a model that looked at the "
-            f"{item.category} itself seems more reliable than one that looked elsewhere. "
-            f"There is no right or wrong answer: rate what you see."
-        ),
-    }
+    """The worked example's question, answer and explanation, in words (the study kind's)."""
+    return kind_of(study.kind).example_text(item)
 
 
 def practice_feedback(study: Study, item: Item) -> dict:
-    """What the practice trial says after the participant's answer."""
-    if study.kind == "class_discrimination":
-        return {
-            "correct": item.correct_answer,
-            "right": "Correct! Now the real trials start.",
-            "wrong": (
-                f"Not quite: the model kept visible its evidence of \u201c{item.correct_answer}\u201d. "
-                f"Look at which object the visible parts belong to."
-            ),
-        }
-    return {
-        "correct": None,
-        "right": (
-            f"Thank you. Both models named this object \u201c{item.category}\u201d. In the real trials, too, "
-            f"there is no right answer: rate what you see. Now the real trials start."
-        ),
-    }
+    """What the practice trial says after the participant's answer (the study kind's)."""
+    return kind_of(study.kind).practice_feedback(item)

@@ -4,7 +4,7 @@
 // connection) and finishes only once the server has acknowledged every answer.
 
 const app = document.getElementById("app");
-const { slug, task, token } = app.dataset;
+const { slug, token } = app.dataset;
 const headers = { "Content-Type": "application/json", "X-Participant-Token": token };
 const api = (path) => `/api/s/${slug}${path}`;
 const QUEUE_KEY = `camstudy:${slug}:${token.slice(-24)}:queue`;
@@ -100,9 +100,12 @@ function event(kind, detail, position) {
 let plan = null;
 let current = 0;
 
-// The trust scale comes from the server (plan.scale, camstudy.contracts.TRUST_SCALE): one
-// row, left to right, anchored at both ends and the middle. The stored value keeps its
-// meaning: +2 is "Model 1 much more reliable", -2 "Model 2 much more".
+// What a trial shows and how it is answered come from the server (the study kind's
+// display and widget, camstudy.kinds): plan.display names the images ("{n}": the image's
+// 1-based place) and the trial's object ("{object}"); plan.widget.type is "options" (one
+// button per option of the trial) or "scale" (plan.scale: one row, left to right, anchored
+// at both ends and the middle; a stored value keeps its meaning, e.g. +2 is "Model 1 much
+// more reliable", -2 "Model 2 much more").
 const SPINNER_AFTER_MS = 150; // a spinner only where loading is noticeable
 
 function preload(trial) {
@@ -136,11 +139,16 @@ function image(src, srcset, alt) {
   return img;
 }
 
+// A template's "{name}"s filled from values (one pass: a filled-in value is not read again).
+const fill = (template, values) =>
+  template.replace(/\{(\w+)\}/g, (m, k) => (Object.hasOwn(values, k) ? String(values[k]) : m));
+const onScale = () => plan.widget.type === "scale";
+
 function answerButtons(trial, onAnswer) {
   // Disabled until the trial is on screen; none is focused or highlighted, so no option
   // stands out and Enter or Space cannot answer by accident.
   const box = $("answers");
-  const choices = task === "trust"
+  const choices = onScale()
     ? plan.scale.points.map((p, i) => ({ text: String(i + 1), aria: `${i + 1}: ${p.label}`, value: p.value }))
     : trial.options.map((o, i) => ({ text: `${i + 1}. ${o}`, aria: null, value: o }));
   const buttons = choices.map((c) => {
@@ -152,7 +160,7 @@ function answerButtons(trial, onAnswer) {
     b.addEventListener("click", () => onAnswer(c.value, b));
     return b;
   });
-  if (task === "trust") {
+  if (onScale()) {
     const row = document.createElement("div");
     row.className = "scale-points";
     row.setAttribute("role", "group");
@@ -176,31 +184,40 @@ function answerButtons(trial, onAnswer) {
   return { choices, buttons };
 }
 
-function figures(trial, alt) {
+function figures(trial, prefix = "") {
+  // Each image described by the display's alt text and captioned by its caption, if any.
+  const { alt, caption } = plan.display;
   return sources(trial).map(([src, srcset], i) => {
     const fig = document.createElement("figure");
-    fig.append(image(src, srcset, alt(i)));
-    if (task === "trust") {
+    fig.append(image(src, srcset, prefix + fill(alt, { n: i + 1 })));
+    if (caption) {
       const cap = document.createElement("figcaption");
-      cap.textContent = `Model ${i + 1}`;
+      cap.textContent = fill(caption, { n: i + 1 });
       fig.append(cap);
     }
     return fig;
   });
 }
 
+function objectLine(trial) {
+  // The display's line naming the trial's object ("" where it has none, or the trial no object).
+  const line = plan.display.object_line;
+  return line && trial.object ? fill(line, { object: trial.object }) : "";
+}
+
 async function showImages(trial) {
   // Decode before showing, so the trial appears whole; a spinner while that takes long.
-  const figs = figures(trial, (i) => (task === "trust" ? `Model ${i + 1}'s explanation` : "the visible evidence"));
+  const figs = figures(trial);
   const spin = setTimeout(() => { $("spinner").hidden = false; }, SPINNER_AFTER_MS);
   await Promise.all(figs.map((f) => f.querySelector("img").decode().catch(() => {})));
   figs.forEach((f) => noUpscale(f.querySelector("img")));
   clearTimeout(spin);
   $("spinner").hidden = true;
   $("images").replaceChildren(...figs);
-  // A trust trial names the object both models predicted, shown with its images.
-  $("object").textContent = trial.object ? `Both models named the object: ${trial.object}.` : "";
-  $("object").hidden = !trial.object;
+  // A trial with an object (e.g. the one both models predicted) names it with its images.
+  const line = objectLine(trial);
+  $("object").textContent = line;
+  $("object").hidden = !line;
 }
 
 const nextFrame = () => new Promise((r) => {
@@ -325,15 +342,14 @@ async function run() {
 function showExample(example) {
   // The instructions' worked example: a real item of the participant's method (never one
   // of their trials), with its answer explained.
-  const figs = figures(example, (i) => (
-    task === "trust" ? `example: Model ${i + 1}'s explanation` : "example: the visible evidence"));
+  const figs = figures(example, "example: ");
   figs.forEach((f) => {
     const img = f.querySelector("img");
     img.decode().then(() => noUpscale(img)).catch(() => {});
   });
   $("example-images").replaceChildren(...figs);
-  $("example-answer").textContent = task === "trust"
-    ? `Both models named the object: ${example.object}.`
+  $("example-answer").textContent = plan.display.object_line
+    ? fill(plan.display.object_line, { object: example.object })
     : `Options: ${example.options.map((o, i) => `${i + 1}. ${o}`).join("   ")}. The answer: ${example.answer}.`;
   $("example-explanation").textContent = example.explanation;
   $("example").hidden = false;
