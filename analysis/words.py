@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.kinds import is_accuracy
 from analysis.report_tables import method_name, table_kind
+from camstudy.kinds import kind_of
 
 ALPHA = 0.05
 
@@ -122,12 +123,15 @@ def results_in_words(
     """The "Results in words" paragraphs of a study of ``kind`` from the report's ``tables``:
     accuracy against chance for a kind scored right or wrong, the scale's words otherwise."""
     if is_accuracy(kind):
-        return class_discrimination_words(tables, chance, alpha)
+        return class_discrimination_words(tables, chance, alpha, kind_of(kind).analysis.right_answer)
     return trust_words(tables, alpha)
 
 
 def class_discrimination_words(
-    tables: Mapping[str, pd.DataFrame], chance: float = 0.5, alpha: float = ALPHA
+    tables: Mapping[str, pd.DataFrame],
+    chance: float = 0.5,
+    alpha: float = ALPHA,
+    right_answer: str = "chose the right category",
 ) -> list[str]:
     """Accuracy per method with its interval and sample, the test against chance, and the
     GEE comparisons with every less accurate method; then the model roles, the mixed model
@@ -141,7 +145,7 @@ def class_discrimination_words(
     for i, row in enumerate(order.to_dict("records")):
         m = str(row["method"])
         s = (
-            f"With {method_name(m)}, workers chose the right category in {pct(row['accuracy'])} of trials "
+            f"With {method_name(m)}, workers {right_answer} in {pct(row['accuracy'])} of trials "
             f"({ci_pct(row['ci_low'], row['ci_high'])}; "
             f"{_sample(row['n'], row.get('n_workers'), row.get('n_images'))})"
         )
@@ -163,7 +167,7 @@ def class_discrimination_words(
             f"({ci_pct(r['ci_low'], r['ci_high'])}; {_count(r['n'])} answers)"
             for r in roles.to_dict("records")
         ]
-        extra.append("Over all methods, workers chose the right category " + _join(parts) + ".")
+        extra.append(f"Over all methods, workers {right_answer} " + _join(parts) + ".")
     mixed = significance_of(tables, "mixed")
     if mixed is not None and len(mixed):
         ref = method_name(_constant(mixed, "reference") or mixed.attrs.get("reference", "the reference"))

@@ -18,6 +18,8 @@ class Profile:
 
     ``accuracy``: probability of the correct option per method (class discrimination);
     ``trust_mean``: mean score in favour of the stronger model per method (-2..2);
+    ``kind_accuracy``: kind name -> method -> probability of the right option, for the kinds
+    after the paper (a kind or method without an entry answers at chance);
     reaction times are log-normal around ``rt_median_ms``; each attention check is failed
     with ``attention_failure``; ``dropout`` of the participants stop before the end and
     ``reload`` of them reload the task page once on the way; with ``reload_after_error`` a
@@ -30,6 +32,7 @@ class Profile:
     default_accuracy: float = 0.5
     trust_mean: dict[str, float] = field(default_factory=dict)
     default_trust_mean: float = 0.0
+    kind_accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
     rt_median_ms: float = 2500.0
     rt_sigma: float = 0.5
     attention_failure: float = 0.0
@@ -60,6 +63,9 @@ PROFILES = {
             "deconv_gradcam": 0.8,
             "photo": 0.0,
         },
+        # HIVE distinction (chance 25%): configured values, not published ones; a simulated
+        # study checks that the report recovers them.
+        kind_accuracy={"hive_distinction": {"gradcam": 0.55, "guided_gradcam": 0.45, "guided_backprop": 0.35}},
         attention_failure=0.02,
         dropout=0.05,
         reload=0.1,

@@ -24,6 +24,7 @@ class TaskKind(StrEnum):
 
     CLASS_DISCRIMINATION = "class_discrimination"
     TRUST = "trust"
+    HIVE_DISTINCTION = "hive_distinction"  # HIVE (Kim et al. 2022): pick the real prediction among four
 
 
 class Mode(StrEnum):

@@ -3,7 +3,8 @@
 1. the explanation sheet of the offline stronger/weaker pair (``stimuli.demo``);
 2. the demo study's stimuli (the shipped example ``demo.toml``, see :mod:`camstudy.examples`);
 3. a SQLite database, migrated to the head;
-4. the paper's two studies (the examples ``class-discrimination.toml`` and ``trust.toml``)
+4. the studies of the examples ``class-discrimination.toml``, ``trust.toml`` (the paper's two) and
+   ``hive-distinction.toml``
    and an admin user whose generated password is printed once;
 5. the server (gunicorn) on 127.0.0.1:5000 with the participant and admin links, until
    Ctrl-C; with ``--simulate N`` first N simulated participants per study and the analysis
@@ -28,7 +29,7 @@ from camstudy import examples
 from camstudy.errors import UserError
 from camstudy.processes import StopSignals, free_port, stop, wait_listening
 
-STUDIES = ("class-discrimination.toml", "trust.toml")
+STUDIES = ("class-discrimination.toml", "trust.toml", "hive-distinction.toml")
 ADMIN = "admin"
 
 

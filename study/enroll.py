@@ -309,7 +309,9 @@ def draw_plan(session: Session, study: Study, mode: str, cell: str, seed: int, c
     order = list(trials)
     for check in chosen_checks:
         order.insert(rng.randint(1, len(order)) if order else 0, check)
-    flips = [i % 2 == 1 for i in range(len(order))]
+    # Each of the kind's arrangements equally often (the paper's kinds: two), in random order.
+    arrangements = kind_of(study.kind).arrangements
+    flips = [i % arrangements for i in range(len(order))]
     rng.shuffle(flips)
     return [(it, _layout(it, flip)) for it, flip in zip(order, flips, strict=True)]
 
@@ -329,6 +331,6 @@ def _least_rated(pool: list[Item], counts: Counter, n: int, rng: random.Random, 
     return chosen
 
 
-def _layout(item: Item, flip: bool) -> dict:
+def _layout(item: Item, flip: int) -> dict:
     """The trial's counterbalanced layout, as the item's study kind arranges it."""
     return kind_of(item.task).layout(item, flip)

@@ -3,6 +3,7 @@
 * ``demo.toml``: the demo study's stimuli (the offline stronger/weaker pair on the bundled
   photos);
 * ``class-discrimination.toml`` and ``trust.toml``: the paper's two studies over them;
+* ``hive-distinction.toml``: HIVE's distinction study (Kim et al. 2022) over them;
 * ``paper.toml``: VGG-16 vs AlexNet on PASCAL VOC 2007 val, for a machine that has both.
 
 They are package data, read with :mod:`importlib.resources`, so an installed wheel has
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from camstudy.errors import UserError
 
-NAMES = ("demo.toml", "class-discrimination.toml", "trust.toml", "paper.toml")
+NAMES = ("demo.toml", "class-discrimination.toml", "trust.toml", "hive-distinction.toml", "paper.toml")
 
 
 @contextmanager

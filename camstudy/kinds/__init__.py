@@ -18,10 +18,11 @@ from camstudy.kinds.base import (
     tilted_distribution,
 )
 from camstudy.kinds.class_discrimination import KIND as CLASS_DISCRIMINATION
+from camstudy.kinds.hive_distinction import KIND as HIVE_DISTINCTION
 from camstudy.kinds.trust import KIND as TRUST
 
 # In planning order: the plans' seeded draws happen in this order, so a new kind goes last.
-KINDS: dict[str, StudyKind] = {str(k.name): k for k in (CLASS_DISCRIMINATION, TRUST)}
+KINDS: dict[str, StudyKind] = {str(k.name): k for k in (CLASS_DISCRIMINATION, TRUST, HIVE_DISTINCTION)}
 
 
 def kind_of(name: str) -> StudyKind:
@@ -34,6 +35,7 @@ def kind_of(name: str) -> StudyKind:
 
 __all__ = [
     "CLASS_DISCRIMINATION",
+    "HIVE_DISTINCTION",
     "KINDS",
     "TRUST",
     "Analysis",

@@ -83,7 +83,9 @@ class Analysis:
     ``outcome``: accuracy (the ``correct`` column, against ``chance``; None: one over the
     item's number of options) or scale (``score_column``, against 0). ``agreement_level``
     and ``agreement_variable``: the level of measurement and the variable, in words, that
-    inter-rater agreement uses. ``tables``: the report's summary tables for the kind."""
+    inter-rater agreement uses. ``tables``: the report's summary tables for the kind.
+    ``right_answer``: what a right answer is, as "Results in words" says it ("workers ...
+    in 61.2% of trials")."""
 
     outcome: Outcome
     tables: tuple[str, ...]
@@ -91,6 +93,7 @@ class Analysis:
     agreement_variable: str
     chance: float | None = None
     score_column: str | None = None
+    right_answer: str = "chose the right category"
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class StudyKind:
     widget: ClassVar[Widget]
     question: ClassVar[str]  # asked above every trial
     design: ClassVar[str]  # the default design: "between" (one method per worker) or "within"
+    arrangements: ClassVar[int] = 2  # counterbalanced layouts (see layout), drawn equally often
     columns: ClassVar[tuple[str, ...]]  # the export's columns between the shared head and tail
     analysis: ClassVar[Analysis]
 
@@ -155,9 +159,15 @@ class StudyKind:
 
     # -------------------------------------------------------------- the study server
 
-    def layout(self, item: Any, flip: bool) -> dict:
+    def instructions_html(self) -> str:
+        """The instructions above the worked example, as HTML written here (trusted: no
+        user input). A ``<p class="keys">`` paragraph names the number keys; a phone hides it."""
+        raise NotImplementedError
+
+    def layout(self, item: Any, flip: int) -> dict:
         """A drawn trial's fixed layout (``stimuli`` in display order and what else the page
-        and the scoring need), one of two counterbalanced arrangements chosen by ``flip``."""
+        and the scoring need): arrangement ``flip`` (0 to ``arrangements - 1``; the paper's
+        kinds have two, so a bool reads as one) of the kind's counterbalanced arrangements."""
         return {"stimuli": list(item.stimulus_ids)}
 
     def trial_fields(self, layout: Mapping[str, Any]) -> dict:

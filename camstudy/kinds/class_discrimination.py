@@ -192,6 +192,15 @@ class ClassDiscrimination(StudyKind):
 
     # -------------------------------------------------------------- the study server
 
+    def instructions_html(self) -> str:
+        return (
+            "<p>A computer model looked at a photo that shows two kinds of object and was asked for its evidence of\n"
+            "    <em>one</em> of them. Each trial shows only that evidence: the parts of the photo the model used stay "
+            "visible\n    (or are coloured), the rest is hidden or faded.</p>\n"
+            "    <p><strong>Your task:</strong> say which of the two objects the visible evidence shows.</p>\n"
+            '    <p class="keys">You can click an option or press its number key (<kbd>1</kbd> or <kbd>2</kbd>).</p>'
+        )
+
     def layout(self, item, flip: bool) -> dict:
         # Counterbalancing: the two options in one order or the other.
         options = list(item.options or [])

@@ -173,6 +173,21 @@ class Trust(StudyKind):
 
     # -------------------------------------------------------------- the study server
 
+    def instructions_html(self) -> str:
+        from html import escape
+
+        anchors = TRUST_SCALE.anchors
+        return (
+            '<p>Two computer models, "Model 1" and "Model 2", looked at the same photo and both named the same '
+            "object.\n    Each trial shows, side by side, where each model looked to decide: the coloured or visible "
+            "parts are what it used.</p>\n"
+            "    <p><strong>Your task:</strong> from what they looked at, rate which model seems more reliable, on a "
+            f'scale from\n    "{escape(anchors[0])}" (left) to "{escape(anchors[-1])}" (right); the middle means '
+            f"{escape(anchors[1].lower())}.</p>\n"
+            '    <p class="keys">You can click a point of the scale or press its number key (<kbd>1</kbd> to '
+            f"<kbd>{len(TRUST_SCALE.points)}</kbd>, left to right).</p>"
+        )
+
     def layout(self, item, flip: bool) -> dict:
         # Counterbalancing: the stronger model is "Model 1" on half of the trials. "object":
         # the class both models predicted, named on the trial as in the paper's trust study;

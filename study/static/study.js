@@ -189,10 +189,12 @@ function figures(trial, prefix = "") {
   const { alt, caption } = plan.display;
   return sources(trial).map(([src, srcset], i) => {
     const fig = document.createElement("figure");
-    fig.append(image(src, srcset, prefix + fill(alt, { n: i + 1 })));
+    // "{option}": the option shown with this image (a choice among images).
+    const values = { n: i + 1, option: trial.options?.[i] ?? "" };
+    fig.append(image(src, srcset, prefix + fill(alt, values)));
     if (caption) {
       const cap = document.createElement("figcaption");
-      cap.textContent = fill(caption, { n: i + 1 });
+      cap.textContent = fill(caption, values);
       fig.append(cap);
     }
     return fig;
@@ -214,6 +216,7 @@ async function showImages(trial) {
   clearTimeout(spin);
   $("spinner").hidden = true;
   $("images").replaceChildren(...figs);
+  $("images").dataset.count = String(figs.length); // the layout of four images differs (study.css)
   // A trial with an object (e.g. the one both models predicted) names it with its images.
   const line = objectLine(trial);
   $("object").textContent = line;
@@ -348,6 +351,7 @@ function showExample(example) {
     img.decode().then(() => noUpscale(img)).catch(() => {});
   });
   $("example-images").replaceChildren(...figs);
+  $("example-images").dataset.count = String(figs.length);
   $("example-answer").textContent = plan.display.object_line
     ? fill(plan.display.object_line, { object: example.object })
     : `Options: ${example.options.map((o, i) => `${i + 1}. ${o}`).join("   ")}. The answer: ${example.answer}.`;

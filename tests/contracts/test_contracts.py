@@ -20,6 +20,7 @@ def test_enums_are_their_strings():
 
 def test_every_stage_uses_the_contract_not_a_copy():
     from analysis.load import KINDS
+    from camstudy.kinds import KINDS as DECLARED
     from stimuli.manifest import FIELDS, JSON_FIELDS, MANIFEST_JSON, PLAN
     from stimuli.plan import CD, PHOTO, TRUST
     from study.answers import TRUST_SCALE
@@ -27,7 +28,8 @@ def test_every_stage_uses_the_contract_not_a_copy():
     from study.settings import TASKS
     from study.setup import PHOTO as STUDY_PHOTO
 
-    assert TASKS == KINDS == tuple(C.TaskKind) and (CD, TRUST) == tuple(C.TaskKind)
+    # Every task kind is a declared study kind, in the planning order (the paper's two first).
+    assert TASKS == KINDS == tuple(C.TaskKind) == tuple(DECLARED) and (CD, TRUST) == tuple(C.TaskKind)[:2]
     assert MODES == tuple(C.Mode)
     assert PHOTO == STUDY_PHOTO == C.PHOTO
     assert TRUST_SCALE == C.TRUST_VALUES == (-2, -1, 0, 1, 2)

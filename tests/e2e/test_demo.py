@@ -35,6 +35,7 @@ from tests.e2e.servers import wait_until
 
 pytest.importorskip("efficientnet_lite_pytorch", reason="the offline demo pair is not installed")
 CAMSTUDY = str(Path(sys.executable).with_name("camstudy"))
+SLUGS = ("class-discrimination", "trust", "hive-distinction")  # the demo's studies, in its order
 
 
 def test_first_run_builds_everything_and_analyses_the_bots(demo_out):
@@ -43,8 +44,9 @@ def test_first_run_builds_everything_and_analyses_the_bots(demo_out):
     assert (demo_out / "stimuli" / "manifest.json").exists()
     assert re.search(r"admin user 'admin', password \S{12,}", text)
     assert "study 'class-discrimination' (class_discrimination" in text and "study 'trust' (trust" in text
-    assert text.count("0 lost, 0 duplicated, 0 changed") == 2
-    for slug in ("class-discrimination", "trust"):
+    assert "study 'hive-distinction' (hive_distinction" in text
+    assert text.count("0 lost, 0 duplicated, 0 changed") == len(SLUGS)
+    for slug in SLUGS:
         assert (demo_out / "analysis" / slug / "report.html").stat().st_size > 10_000
 
 
@@ -64,10 +66,10 @@ def test_second_run_reuses_serves_and_stops_on_ctrl_c(demo_out):
             assert line, "the demo exited early:\n" + "".join(lines)
             lines.append(line)
         text = "".join(lines)
-        assert "(reused)" in text and "301 stimuli, reused" in text and text.count("reused)") >= 4
+        assert "(reused)" in text and "589 stimuli, reused" in text and text.count("reused)") >= 4
         assert "password" not in text.replace("its password was printed", "")  # printed once only
         links = re.findall(rf"http://127\.0\.0\.1:{port}/s/\S+", text)
-        assert [re.search(r"/s/([\w-]+)/", u).group(1) for u in links] == ["class-discrimination", "trust"]
+        assert [re.search(r"/s/([\w-]+)/", u).group(1) for u in links] == list(SLUGS)
         for url in [*links, f"http://127.0.0.1:{port}/admin/login"]:
             with urllib.request.urlopen(url, timeout=10) as r:  # the signed debug links open the consent page
                 assert r.status == 200, url

@@ -1,4 +1,4 @@
-"""The demo's two studies as a participant sees them, in Chromium, on the real offline
+"""The demo's studies as a participant sees them, in Chromium, on the real offline
 models' stimuli: consent text from the config, the worked example, the practice and a
 trial, on a desktop and on a phone. Every stimulus shown must be a file of the build that
 the build scored as not degenerate (see stimuli.structure), and a phone must get the 2x
@@ -31,6 +31,7 @@ from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, MISSING, REQUIRE, Se
 pytest.importorskip("efficientnet_lite_pytorch", reason="the offline demo pair is not installed")
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRE, reason=f"{MISSING}")
 SHOTS = os.environ.get("CAMSTUDY_E2E_SHOTS")
+SHORT = {"class_discrimination": "cd", "trust": "trust", "hive_distinction": "hive"}  # screenshot names
 SIZES = {
     "desktop": {"viewport": {"width": 1366, "height": 768}},
     "phone": {
@@ -98,14 +99,14 @@ def shot(page, name: str) -> None:
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("kind", ["class_discrimination", "trust"])
+@pytest.mark.parametrize("kind", ["class_discrimination", "trust", "hive_distinction"])
 def test_the_demo_studies_as_a_participant_sees_them(demo_server, built, kind, size):
     from playwright.sync_api import expect, sync_playwright
 
     if MISSING is not None:
         pytest.fail(f"CAMSTUDY_REQUIRE_BROWSER=1 but the browser is missing: {MISSING}")
     srv, links = demo_server
-    name = f"{'cd' if kind == 'class_discrimination' else 'trust'}-{size}"
+    name = f"{SHORT[kind]}-{size}"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

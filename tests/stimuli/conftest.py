@@ -24,11 +24,12 @@ def study(tmp_path):
     return make_study(tmp_path)
 
 
-def make_study(tmp_path: Path, weaker: str = "weak", methods: list[str] | None = None) -> Path:
+def make_study(tmp_path: Path, weaker: str = "weak", methods: list[str] | None = None, hive: bool = False) -> Path:
     """Write the tiny study (images, CSV, config) into ``tmp_path``; return the config path.
 
     ``weaker``: the factory in tiny_models of the weaker model (``"checker"``: Deconvnet
-    checkerboards); ``methods``: the config's methods (default: all of the default ones)."""
+    checkerboards); ``methods``: the config's methods (default: all of the default ones);
+    ``hive``: also plan HIVE distinction (the tiny models have exactly four classes)."""
     imgs = tmp_path / "images"
     imgs.mkdir()
     rows = ["path,labels,boxes"]
@@ -63,5 +64,6 @@ attention_checks = 2
 attention_checks = 2
 baseline = true
 """.replace("WEAKER", weaker)
+        + ("[tasks.hive_distinction]\nattention_checks = 2\n" if hive else "")
     )
     return config

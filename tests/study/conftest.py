@@ -77,6 +77,19 @@ def stimuli_dir(tmp_path_factory) -> Path:
     return cfg.out
 
 
+@pytest.fixture(scope="session")
+def hive_stimuli_dir(tmp_path_factory) -> Path:
+    """The tiny colour study's build with HIVE distinction planned as well."""
+    from stimuli.build import build
+    from stimuli.config import load_config
+    from tests.stimuli.conftest import make_study
+
+    root = tmp_path_factory.mktemp("hive-stimuli")
+    cfg = load_config(make_study(root, methods=["gradcam", "guided_backprop", "guided_gradcam"], hive=True))
+    build(cfg, cfg.out, progress=False)
+    return cfg.out
+
+
 def _fresh_postgres(url: str) -> str:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
