@@ -24,7 +24,6 @@ is printed at the end. About a minute on 2 CPU threads.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import pytest
@@ -34,6 +33,7 @@ from torch import nn
 
 from gradcam import explain
 from tests.conftest import rel_err
+from tests.gradcam.sweep_table import sweep_table
 from tests.gradcam.test_torchvision_sweep import top1
 
 timm = pytest.importorskip("timm")
@@ -168,23 +168,7 @@ def _hand_reference(model, layer, x, target, layout, tokens, grid):
 
 @pytest.fixture(scope="module", autouse=True)
 def _timing_table(request):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    start = time.perf_counter()
-    yield
-    torch.set_num_threads(threads)
-    total = time.perf_counter() - start
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not TIMES:
-        return
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    # output captured during a fixture's teardown would be lost: write past the capture
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        reporter.write_line("")
-        reporter.write_line(f"{'model':32s} {'layer':38s} {'layout':15s} {'grid':6s} {'rel err':>8s} {'s':>5s}")
-        for row in TIMES:
-            reporter.write_line("{:32s} {:38s} {:15s} {:6s} {:>8s} {:5.1f}".format(*row))
-        reporter.write_line(f"{len(TIMES)} timm models in {total:.0f} s")
+    yield from sweep_table(request, TIMES, "timm models", (32, 38))
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

@@ -28,6 +28,7 @@ from captum.attr import LayerGradCam
 
 from gradcam import explain
 from tests.conftest import rel_err
+from tests.gradcam.sweep_table import sweep_table
 
 # Too large for a 2-core CPU in this test's budget (each would take 30 s or more alone,
 # most of it building and initialising the weights, or need several GB of memory).
@@ -102,20 +103,7 @@ def _token_reference(model, layer, x, target, layout):
 
 @pytest.fixture(scope="module", autouse=True)
 def _timing_table(request):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    start = time.perf_counter()
-    yield
-    torch.set_num_threads(threads)
-    total = time.perf_counter() - start
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not TIMES:
-        return
-    reporter.write_line("")
-    reporter.write_line(f"{'model':22s} {'layer':42s} {'layout':15s} {'grid':6s} {'rel err':>8s} {'s':>6s}")
-    for row in TIMES:
-        reporter.write_line("{:22s} {:42s} {:15s} {:6s} {:>8s} {:6.1f}".format(*row))
-    reporter.write_line(f"{len(TIMES)} models in {total:.0f} s; skipped: {', '.join(sorted(SKIPPED))}")
+    yield from sweep_table(request, TIMES, "models", (22, 42), f"skipped: {', '.join(sorted(SKIPPED))}")
 
 
 @pytest.mark.parametrize("name", ALL)
