@@ -13,9 +13,12 @@ Cameron, Gelbach & Miller 2011, with CR1 factors and t(min(workers, images) - 1)
   they treat every answer as independent and are too narrow / too small when workers or
   images differ.
 - trust: the mean score over answers with the two-way clustered t interval (``ci_low,
-  ci_high``); the t interval of the per-worker means (``worker_t_low, worker_t_high``) and
-  the Wilcoxon and t tests of the per-worker means against 0 stay as they were (they treat
-  workers as independent and ignore the images).
+  ci_high``) and the matching t test against 0 (``p_value``: the same standard error and
+  degrees of freedom, so it rejects at ``alpha`` exactly when the interval excludes 0); the
+  t interval of the per-worker means (``worker_t_low, worker_t_high``) and the Wilcoxon and
+  t tests of the per-worker means against 0 (``wilcoxon_p``, ``t_p``) stay as they were
+  (they treat workers as independent and ignore the images, so they are liberal when
+  images differ).
 
 ``docs/analysis.md`` ("Why this interval") gives the coverage measured on simulated studies.
 The method comparisons (GEE, mixed and ordinal models) live in ``analysis/significance.py``.
@@ -185,6 +188,7 @@ TRUST_COLUMNS = [
     "worker_sd",
     "ci_low",
     "ci_high",
+    "p_value",
     "worker_t_low",
     "worker_t_high",
     "n_nonzero",
@@ -208,10 +212,14 @@ def trust_summary(df: pd.DataFrame, by: str | Sequence[str] = "method", alpha: f
       (:func:`analysis.clustered.group_variance`; at least the independent-answers
       ``sd^2 / n``) and q the t quantile with ``min(n_workers, n_images) - 1`` df;
       ``ci_method`` says what was clustered on (one worker or image leaves the other);
+    - ``p_value``: the matching two-sided t test of ``mean = 0``, ``T = mean / sqrt(V)`` (the
+      same standard error) referred to t with the same df: below ``alpha`` exactly when the
+      interval excludes 0; NaN where the interval is;
     - ``worker_t_low, worker_t_high``: the t interval of the mean of the per-worker means
       (workers independent; ignores the images);
 
-    and the tests against 0 of the per-worker means (the worker is the independent unit):
+    and the tests against 0 of the per-worker means (the worker is the independent unit; they
+    ignore the clustering by image, so they reject too often when images differ):
 
     - Wilcoxon signed-rank (``scipy.stats.wilcoxon``, two-sided) with zero_method="wilcox":
       workers whose mean is exactly 0 are dropped before ranking, the classical test
@@ -251,12 +259,23 @@ def trust_summary(df: pd.DataFrame, by: str | Sequence[str] = "method", alpha: f
         ok = (v.n > 1) & (v.df >= 1)
         out["ci_low"] = np.where(ok, v.mean - q * se, np.nan)
         out["ci_high"] = np.where(ok, v.mean + q * se, np.nan)
+        out["p_value"] = np.where(ok, _t_test_p(v.mean, se, np.maximum(v.df, 1)), np.nan)
         out["ci_method"] = [TRUST_CI_METHODS[h] for h in v.how]
     else:
         out["ci_method"] = pd.Series(dtype=object)
     return out.astype(
         {"n_answers": "int64", "n_workers": "int64", "n_nonzero": "int64", **({"n_images": "int64"} if extra else {})}
     )
+
+
+def _t_test_p(mean: np.ndarray, se: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Two-sided p of ``mean = 0`` with standard error ``se`` against t(``df``): the test
+    whose acceptance region is the interval ``mean +- t_(1 - alpha/2, df) se``. A zero
+    ``se`` (every score alike) gives p 1 at a mean of 0 and 0 elsewhere, as that interval says."""
+    mean, se = np.asarray(mean, dtype=float), np.asarray(se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, np.abs(mean) / se, np.where(mean == 0, 0.0, np.inf))
+    return np.minimum(2 * stats.t.sf(t, df), 1.0)
 
 
 def _trust_stats(scores: np.ndarray, per_worker: np.ndarray, alpha: float) -> dict[str, float]:
@@ -271,6 +290,7 @@ def _trust_stats(scores: np.ndarray, per_worker: np.ndarray, alpha: float) -> di
         "worker_sd": float(per_worker.std(ddof=1)) if n > 1 else nan,
         "ci_low": nan,
         "ci_high": nan,
+        "p_value": nan,
         "worker_t_low": nan,
         "worker_t_high": nan,
         "n_nonzero": int(np.count_nonzero(per_worker)),

@@ -128,9 +128,12 @@ TESTS: dict[str, Test] = {
         "trust_by_method",
         Outcome.SCALE,
         False,
-        "the mean of the per-worker trust scores against 0: one-sample t-test (statistic = "
-        '"wilcoxon": Wilcoxon signed-rank) of trust_by_method',
-        {"statistic": ("t", "wilcoxon")},
+        'the mean trust score against 0: by default (statistic = "clustered") the two-way (worker x '
+        "image) cluster-robust t-test, the test of the clustered 95% CI (p_value of trust_by_method; a "
+        'table without it: the one-sample t-test of the per-worker means, t_p); statistic = "t": the '
+        'one-sample t-test of the per-worker means (t_p); statistic = "wilcoxon": the Wilcoxon '
+        "signed-rank test of the per-worker means (wilcoxon_p); both of these ignore the clustering by image",
+        {"statistic": ("clustered", "t", "wilcoxon")},
     ),
     "ordinal_method": Test(
         "significance_trust_ordinal",
@@ -738,16 +741,32 @@ def _gee_comparison(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str
 
 
 def _trust_mean(h: Mapping[str, Any], table: Any, alpha: float) -> tuple[str, str]:
+    """The mean against 0: the clustered t-test of ``mean`` (``p_value``) where the table has
+    it and the plan did not ask for the Wilcoxon test; otherwise a test of the per-worker
+    means (``t_p``, ``wilcoxon_p``), which ignores the clustering by image."""
     row = _row(table, "method", h["method"])
     if row is None:
         return NOT_COMPUTABLE, f"no analysed trust scores of method {h['method']}"
+    # A plan that names "t" or "wilcoxon" gets the test it declared, clustered or not.
+    if h.get("statistic", "clustered") == "clustered" and "p_value" in table.columns:
+        name = "two-way cluster-robust (worker and image) t-test"
+        if not _finite(row["p_value"], row["mean"]):
+            return NOT_COMPUTABLE, f"the {name} of {h['method']} gave no p-value"
+        mean = float(row["mean"])
+        status, words = _verdict(float(row["p_value"]), mean, h["direction"], alpha)
+        images = f" on {int(row['n_images'])} images" if _finite(row.get("n_images")) else ""
+        return status, (
+            f"mean score for {h['method']} {mean:.2f} over {int(row['n_answers'])} answers from "
+            f"{int(row['n_workers'])} workers{images} against 0, {name} {words}"
+        )
     column, name = ("wilcoxon_p", "Wilcoxon signed-rank") if h.get("statistic") == "wilcoxon" else ("t_p", "t-test")
     if not _finite(row[column], row["worker_mean"]):
         return NOT_COMPUTABLE, f"the {name} of {h['method']} gave no p-value"
     mean = float(row["worker_mean"])
     status, words = _verdict(float(row[column]), mean, h["direction"], alpha)
     return status, (
-        f"mean of {int(row['n_workers'])} per-worker mean scores for {h['method']} {mean:.2f} against 0, {name} {words}"
+        f"mean of {int(row['n_workers'])} per-worker mean scores for {h['method']} {mean:.2f} against 0, "
+        f"{name} (ignores the clustering by image) {words}"
     )
 
 

@@ -65,6 +65,7 @@ COLUMN_LABELS = {
     "wilson_low": "Wilson 95% CI low (ignores clustering)",
     "wilson_high": "Wilson 95% CI high (ignores clustering)",
     "p_value": "p",
+    "p_value_holm": "p (Holm)",
     "p_holm": "p (Holm)",
     "binom_p": "Exact binomial p (ignores clustering)",
     "significant": "Significant (Holm, α = .05)",
@@ -142,6 +143,17 @@ COLUMN_LABELS = {
     "model": "Model",
 }
 
+# The trust tests against 0: the clustered one (the test of the 95% CI) and the per-worker
+# ones, which ignore that workers rated the same images.
+TRUST_TEST_LABELS = {
+    "p_value": "p vs 0 (clustered)",
+    "p_value_holm": "p vs 0 (clustered, Holm)",
+    "wilcoxon_p": "Wilcoxon p (ignores image clustering)",
+    "wilcoxon_p_holm": "Wilcoxon p (Holm; ignores image clustering)",
+    "t_p": "t-test p (ignores image clustering)",
+    "t_p_holm": "t-test p (Holm; ignores image clustering)",
+}
+
 KIND_LABELS: dict[str, dict[str, str]] = {
     "accuracy": {"ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p vs chance"},
     "gee": {"ci_low": "Odds ratio 95% CI low", "ci_high": "Odds ratio 95% CI high"},
@@ -161,7 +173,8 @@ KIND_LABELS: dict[str, dict[str, str]] = {
         "ci_high": "Difference 95% CI high",
         "n_workers": "Workers (rated both)",
     },
-    "trust_summary": {"mean": "Mean score (answers)"},
+    "trust_summary": {"mean": "Mean score (answers)", **TRUST_TEST_LABELS},
+    "trust_one_sample": TRUST_TEST_LABELS,
     "score_shares": {"n": "Answers"},
     "flow": {"count": "Count", "step": "Step id (CSV)"},
 }
@@ -236,6 +249,7 @@ KIND_ORDER: dict[str, list[str]] = {
         "mean",
         "ci_low",
         "ci_high",
+        "p_value",
         "sd",
         "worker_mean",
         "worker_sd",
@@ -251,6 +265,8 @@ KIND_ORDER: dict[str, list[str]] = {
         "mean",
         "ci_low",
         "ci_high",
+        "p_value",
+        "p_value_holm",
         "sd",
         "worker_mean",
         "worker_sd",
@@ -584,8 +600,10 @@ def display(
 # The most columns one HTML table shows; wider tables are shown as two (the CSV, Markdown and
 # LaTeX files keep one), so that none needs horizontal scrolling at 1200 px.
 MAX_COLUMNS = 13
-# Where a wide table of a kind is split: the tests against 0 start a second table.
-KIND_SPLIT = {"trust_summary": "n_nonzero", "trust_one_sample": "n_nonzero", "agreement": "alpha"}
+# Where a wide table of a kind is split. Trust: the mean over answers with its clustered
+# interval and test in the first table, the per-worker means and their tests (which ignore
+# the images) in the second.
+KIND_SPLIT = {"trust_summary": "worker_mean", "trust_one_sample": "worker_mean", "agreement": "alpha"}
 
 
 def parts(d: Display, max_columns: int = MAX_COLUMNS) -> list[Display]:

@@ -330,6 +330,12 @@ def assumptions(
                 "interval of the mean of the per-worker means is shown beside it; it treats workers as "
                 "independent and ignores the images."
             )
+            if "p_value" in summary.columns:
+                items.append(
+                    "p vs 0 (clustered): the two-sided t test of mean = 0 with the same two-way cluster-robust "
+                    "standard error and the same t reference as the 95% CI, so it respects the clustering by "
+                    "worker and image and p < .05 exactly when the interval excludes 0."
+                )
         else:
             items.append(
                 "95% CI: t interval of the mean of the per-worker means (assumes the per-worker means "
@@ -339,8 +345,9 @@ def assumptions(
             "Wilcoxon: signed-rank test of the per-worker means against 0 (scipy.stats.wilcoxon, two-sided, "
             "zero_method='wilcox': exact zeros dropped; assumes symmetry about the median). t-test: "
             "one-sample t-test of the per-worker means against 0 (scipy.stats.ttest_1samp).",
-            "These ignore the clustering by image (items), and the ordinal nature of the scale; the "
-            "ordinal model is in 'Clustered comparisons' when run.",
+            "These ignore the clustering by image (items): workers who rated the same images share the "
+            "images' effects, so they reject too often when images differ; they also ignore the ordinal "
+            "nature of the scale. The ordinal model is in 'Clustered comparisons' when run.",
         ]
     items += [
         "Reaction times (rt_by_method.csv, rt_histogram.csv): descriptive only, no test.",

@@ -11,9 +11,11 @@ Class discrimination (binary ``correct``; non-check answers with a result):
 
 Trust (``score_stronger``: -2..2, positive favours the stronger model):
 
-- :func:`trust_tests`: per method, the tests of the per-worker mean score against 0 (from
-  :func:`analysis.accuracy.trust_summary`), and paired comparisons between every two methods
-  over the workers who rated both, Holm-adjusted across the pairs.
+- :func:`trust_tests`: per method, the tests of the mean score against 0 (from
+  :func:`analysis.accuracy.trust_summary`: the two-way cluster-robust t test, and the
+  Wilcoxon and t tests of the per-worker means, which ignore the images), and paired
+  comparisons between every two methods over the workers who rated both, Holm-adjusted
+  across the pairs.
 - :func:`trust_ordinal`: a proportional-odds (ordinal logit) model of the score on the method
   and the side the stronger model was shown on; the side coefficient checks counterbalancing.
 
@@ -563,11 +565,14 @@ PAIR_COLUMNS = [
 def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame]:
     """Trust scores per method against 0, and every two methods against each other.
 
-    The worker is the independent unit: every test runs on per-worker mean ``score_stronger``.
+    Except the one-sample ``p_value`` (the two-way clustered test of the mean over answers),
+    the worker is the independent unit: the tests run on per-worker mean ``score_stronger``.
 
-    - ``"one_sample"``: :func:`analysis.accuracy.trust_summary` by method (per-worker means;
-      Wilcoxon signed-rank with zero_method="wilcox" and the one-sample t-test against 0),
-      plus ``wilcoxon_p_holm`` and ``t_p_holm``: Holm across the methods.
+    - ``"one_sample"``: :func:`analysis.accuracy.trust_summary` by method (``p_value``: the
+      two-way (worker, image) cluster-robust t test of the mean against 0, the test of its
+      interval; on per-worker means, ignoring the images: Wilcoxon signed-rank with
+      zero_method="wilcox" and the one-sample t-test against 0), plus ``p_value_holm``,
+      ``wilcoxon_p_holm`` and ``t_p_holm``: Holm across the methods.
     - ``"pairwise"``: for every two methods (``method_a`` before ``method_b`` in name order)
       the workers who rated both; ``mean_diff`` is the mean over them of (worker's mean for
       a - worker's mean for b); Wilcoxon signed-rank on those differences (``scipy.stats.
@@ -582,7 +587,7 @@ def trust_tests(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, pd.DataFrame
         raise UserError("trust_tests: no trust answers with a score")
     rows = rows.assign(mode=rows["mode"] if "mode" in rows.columns else "")
     one = trust_summary(rows, "method", alpha=alpha)
-    _add_holm(one, ("wilcoxon_p", "t_p"), alpha)
+    _add_holm(one, ("p_value", "wilcoxon_p", "t_p"), alpha)
 
     means = rows.assign(worker=_worker_key(rows), score=rows["score_stronger"].astype("float64")).pivot_table(
         index="worker", columns="method", values="score", aggfunc="mean"

@@ -272,12 +272,17 @@ def trust_estimate(summary: pd.DataFrame) -> str:
 
 def trust_words(tables: Mapping[str, pd.DataFrame], alpha: float = ALPHA) -> list[str]:
     """The mean score per method in favour of the stronger model with its interval, sample and
-    tests against 0; the paired differences between methods; the ordinal model."""
+    tests against 0; the paired differences between methods; the ordinal model.
+
+    The verdict against 0 follows the clustered test (``p_value``: the two-way cluster-robust
+    t test of the interval, Holm-adjusted where the one-sample table has ``p_value_holm``)
+    when the summary has it, else the Wilcoxon signed-rank test of the per-worker means."""
     summary = tables["trust_by_method"]
     one = significance_of(tables, "trust_one_sample")
     est = trust_estimate(summary)
     order = summary.sort_values([est, "method"], ascending=[False, True], kind="stable")
     holm_rows = one.set_index("method") if one is not None and "method" in one.columns else None
+    clustered = "p_value" in summary.columns
     sentences = []
     any_holm = False
     for row in order.to_dict("records"):
@@ -285,21 +290,30 @@ def trust_words(tables: Mapping[str, pd.DataFrame], alpha: float = ALPHA) -> lis
         tests = dict(row)
         if holm_rows is not None and m in holm_rows.index:
             tests.update(holm_rows.loc[m].to_dict())
+        p_c, holm_c = _p_of(tests, "p_value_holm", "p_value")
         p_w, holm_w = _p_of(tests, "wilcoxon_p_holm", "wilcoxon_p")
         p_t, holm_t = _p_of(tests, "t_p_holm", "t_p")
-        any_holm |= holm_w or holm_t
+        any_holm |= holm_c or holm_w or holm_t
         value = float(row[est])
-        if _significant(p_w, alpha):
+        if _significant(p_c if clustered else p_w, alpha):
             verdict = "reliably above zero" if value > 0 else "reliably below zero (in favour of the weaker model)"
         else:
             verdict = "not reliably different from zero"
         df_t = int(tests["t_df"]) if "t_df" in tests and pd.notna(tests.get("t_df")) else int(row["n_workers"]) - 1
+        worker_tests = (
+            f"Wilcoxon signed-rank W = {_stat(row['wilcoxon_stat'])}, {apa_p(p_w)}; "
+            f"t({df_t}) = {_f2(row['t_stat'])}, {apa_p(p_t)}"
+        )
+        tests_said = (
+            f"clustered t test, {apa_p(p_c)}; per-worker means, ignoring the images: {worker_tests}"
+            if clustered
+            else worker_tests
+        )
         sentences.append(
             f"With {method_name(m)}, the mean score in favour of the stronger model was {_f2(value)} "
             f"({ci2(row['ci_low'], row['ci_high'])}; "
             f"{_sample(row['n_answers'], row['n_workers'], row.get('n_images'))}), {verdict} "
-            f"(Wilcoxon signed-rank W = {_stat(row['wilcoxon_stat'])}, {apa_p(p_w)}; "
-            f"t({df_t}) = {_f2(row['t_stat'])}, {apa_p(p_t)})."
+            f"({tests_said})."
         )
     paragraphs = [" ".join(sentences)]
 
@@ -325,18 +339,36 @@ def trust_words(tables: Mapping[str, pd.DataFrame], alpha: float = ALPHA) -> lis
         if "ci_method" in summary.columns
         else "t intervals over the per-worker mean scores"
     )
-    extra.append(
-        "Scores run from -2 (the weaker model's explanation is more trustworthy) to +2 (the "
-        f"stronger model's); the intervals are {ci_words}; the Wilcoxon signed-rank and t tests "
-        "compare the per-worker mean scores with 0 (the worker is the independent unit"
-        + ("; the tests ignore the clustering by image)" if "ci_method" in summary.columns else ")")
-        + (
-            "; their p-values are Holm-adjusted across the methods"
-            if any_holm
-            else "; their p-values are not adjusted for multiple comparisons"
+    if clustered:
+        extra.append(
+            "Scores run from -2 (the weaker model's explanation is more trustworthy) to +2 (the "
+            f"stronger model's); the intervals are {ci_words}; the clustered test of each mean against 0 "
+            "uses the same standard error and t reference, so it respects the clustering of answers by "
+            "worker and image and rejects exactly when the interval excludes 0"
+            + (" (before the Holm adjustment)" if any_holm else "")
+            + "; the Wilcoxon signed-rank and t tests beside it compare the per-worker mean scores with 0 "
+            "(the worker is the independent unit; they ignore the clustering by image, so they reject too "
+            "often when images differ)"
+            + (
+                "; the p-values are Holm-adjusted across the methods (the 95% CIs are not)"
+                if any_holm
+                else "; the p-values are not adjusted for multiple comparisons"
+            )
+            + "."
         )
-        + "."
-    )
+    else:
+        extra.append(
+            "Scores run from -2 (the weaker model's explanation is more trustworthy) to +2 (the "
+            f"stronger model's); the intervals are {ci_words}; the Wilcoxon signed-rank and t tests "
+            "compare the per-worker mean scores with 0 (the worker is the independent unit"
+            + ("; the tests ignore the clustering by image)" if "ci_method" in summary.columns else ")")
+            + (
+                "; their p-values are Holm-adjusted across the methods"
+                if any_holm
+                else "; their p-values are not adjusted for multiple comparisons"
+            )
+            + "."
+        )
     if pairs is None and ordinal is None:
         extra.append("No clustered comparison between methods was run, so no method is said to differ from another.")
     paragraphs.append(" ".join(extra))

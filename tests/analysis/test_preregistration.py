@@ -360,7 +360,9 @@ def test_trust_hypotheses(trust_run):
     _, frozen, result = trust_run
     answer = result["preregistration"]
     by_id = {h["id"]: h for h in answer["hypotheses"]}
-    assert by_id["T1"]["status"] == "supported" and "t-test" in by_id["T1"]["outcome"]
+    assert by_id["T1"]["status"] == "supported"
+    assert "two-way cluster-robust (worker and image) t-test" in by_id["T1"]["outcome"]
+    assert result["tables"]["trust_by_method"].set_index("method").loc["guided_gradcam", "p_value"] < 0.05
     assert (
         by_id["T2"]["status"] == "supported"
         and "log odds ratio guided_gradcam vs guided_backprop" in by_id["T2"]["outcome"]
@@ -378,6 +380,45 @@ def test_trust_hypotheses(trust_run):
         f"Analysed N = 40 workers; the plan's power analysis planned N = {planned} "
         f"({abs(40 - planned)} {words} than planned)."
     ]
+
+
+def test_trust_mean_is_judged_on_the_clustered_test_where_the_table_has_it():
+    from analysis.preregistration import JUDGES
+
+    judge = JUDGES["trust_mean"]
+    # The per-worker tests (which ignore the images) reject, the clustered test does not.
+    table = pd.DataFrame(
+        [
+            {
+                "method": "gradcam",
+                "n_answers": 400,
+                "n_workers": 40,
+                "n_images": 20,
+                "mean": 0.3,
+                "worker_mean": 0.31,
+                "p_value": 0.2,
+                "wilcoxon_p": 0.002,
+                "t_p": 0.001,
+            }
+        ]
+    )
+    h = {"method": "gradcam", "direction": "greater", "statistic": "clustered"}
+    status, words = judge(h, table, 0.05)
+    assert status == "not supported"
+    assert words == (
+        "mean score for gradcam 0.30 over 400 answers from 40 workers on 20 images against 0, two-way "
+        "cluster-robust (worker and image) t-test p = 0.200, not below alpha 0.05"
+    )
+    # A plan that asked for the Wilcoxon test or the per-worker t-test gets it.
+    status, words = judge({**h, "statistic": "t"}, table, 0.05)
+    assert status == "supported" and "0.31 against 0, t-test (ignores the clustering by image) p = 0.001" in words
+    status, words = judge({**h, "statistic": "wilcoxon"}, table, 0.05)
+    assert status == "supported" and "0.31 against 0, Wilcoxon signed-rank (ignores the clustering by image) p" in words
+    # A table without the clustered test (an older one): the t-test of the per-worker means.
+    status, words = judge(h, table.drop(columns="p_value"), 0.05)
+    assert status == "supported" and "0.31 against 0, t-test (ignores the clustering by image) p = 0.001" in words
+    status, words = judge(h, table.assign(p_value=float("nan")), 0.05)
+    assert status == "not computable" and "gave no p-value" in words
 
 
 # --- the hook: deviations ----------------------------------------------------------------

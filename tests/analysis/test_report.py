@@ -519,7 +519,12 @@ def test_report_uses_the_clustered_accuracy_columns(tmp_path):
     text = html.unescape(trust["html"].read_text(encoding="utf-8"))
     assert "t 95% CI high (worker means)" in text
     assert "the intervals are two-way cluster-robust" in trust["words"][-1]
-    assert "the tests ignore the clustering by image" in trust["words"][-1]
+    assert "respects the clustering of answers by worker and image" in trust["words"][-1]
+    assert "they ignore the clustering by image" in trust["words"][-1]
+    assert "p vs 0 (clustered)" in text and "Wilcoxon p (Holm; ignores image clustering)" in text
+    # The clustered test of the mean is the test of its interval.
+    excludes = (summary["ci_low"] > 0) | (summary["ci_high"] < 0)
+    assert (excludes == (summary["p_value"] < 0.05)).all()
     _assert_fits(
         {"cd-clustered": cd["html"], "trust-clustered": trust["html"]}, shots=os.environ.get("CAMSTUDY_REPORT_SHOTS")
     )

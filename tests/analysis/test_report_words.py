@@ -145,7 +145,8 @@ SENTENCE_TRUST = re.compile(
     r"With (?P<method>[^,]+), the mean score in favour of the stronger model was (?P<mean>-?\d+\.\d\d) "
     r"\(95% CI \[(?P<lo>-?\d+\.\d\d), (?P<hi>-?\d+\.\d\d)\]; (?P<n>[\d,]+) answers from (?P<w>\d+) workers on "
     r"(?P<i>\d+) images\), (?P<verdict>reliably above zero|reliably below zero \(in favour of the weaker "
-    r"model\)|not reliably different from zero) \(Wilcoxon signed-rank W = (?P<W>[\d.]+), "
+    rf"model\)|not reliably different from zero) \(clustered t test, (?P<pc>{P}); per-worker means, ignoring "
+    r"the images: Wilcoxon signed-rank W = (?P<W>[\d.]+), "
     rf"(?P<pw>{P}); t\((?P<df>\d+)\) = (?P<t>-?\d+\.\d\d), (?P<pt>{P})\)\.$"
 )
 SENTENCE_PAIR = re.compile(
@@ -176,12 +177,15 @@ def test_trust_sentences_match_the_tables(trust):
             row["n_workers"],
             row["n_images"],
         )
+        assert m["pc"] == apa_p(tests["p_value_holm"])
         assert m["pw"] == apa_p(tests["wilcoxon_p_holm"]) and m["pt"] == apa_p(tests["t_p_holm"])
         assert float(m["W"]) == pytest.approx(row["wilcoxon_stat"], abs=0.05)
         assert m["t"] == f"{row['t_stat']:.2f}" and int(m["df"]) == row["n_workers"] - 1
+        # The verdict follows the clustered test (Holm across the methods), not the per-worker ones.
+        assert tests["p_value"] == row["p_value"]
         expected = (
             "not reliably different from zero"
-            if not tests["wilcoxon_p_holm"] < ALPHA
+            if not tests["p_value_holm"] < ALPHA
             else "reliably above zero"
             if row[est] > 0
             else "reliably below zero (in favour of the weaker model)"
@@ -282,6 +286,55 @@ def test_without_clustered_comparisons_no_method_is_said_to_differ():
     assert "more than" not in words and "less than" not in words and "OR " not in words
     assert "No clustered comparison between methods was run" in words
     assert "Wilson score intervals" in words and "ignore the clustering" in words
+
+
+def _trust_summary(p_value: float | None, wilcoxon_p: float) -> dict[str, pd.DataFrame]:
+    """A one-method trust summary whose clustered test (``p_value``; None: no such column)
+    and Wilcoxon test disagree as given."""
+    row = {
+        "method": "gradcam",
+        "n_answers": 400,
+        "n_workers": 40,
+        "n_images": 20,
+        "mean": 0.3,
+        "sd": 1.0,
+        "worker_mean": 0.3,
+        "worker_sd": 0.4,
+        "ci_low": 0.05 if p_value is not None and p_value < ALPHA else -0.02,
+        "ci_high": 0.55,
+        "n_nonzero": 40,
+        "wilcoxon_stat": 120.0,
+        "wilcoxon_p": wilcoxon_p,
+        "t_stat": 4.7,
+        "t_p": wilcoxon_p / 2,
+        "ci_method": "two-way cluster-robust (worker and image) t interval of the mean over answers",
+    }
+    if p_value is not None:
+        row["p_value"] = p_value
+    return {"trust_by_method": pd.DataFrame([row])}
+
+
+def test_trust_verdict_follows_the_clustered_test():
+    from analysis.words import trust_words
+
+    # The per-worker tests (which ignore the images) reject, the clustered one does not.
+    first, *_, last = trust_words(_trust_summary(0.2, 0.001))
+    assert "0.30 (95% CI [-0.02, 0.55]" in first and "not reliably different from zero" in first
+    assert "(clustered t test, p = .200; per-worker means, ignoring the images: Wilcoxon signed-rank W = 120" in first
+    assert "respects the clustering of answers by worker and image" in last
+    assert "they ignore the clustering by image" in last and "not adjusted for multiple comparisons" in last
+    first = trust_words(_trust_summary(0.01, 0.3))[0]
+    assert "reliably above zero (clustered t test, p = .010;" in first
+
+
+def test_trust_verdict_without_the_clustered_test_follows_wilcoxon():
+    from analysis.words import trust_words
+
+    first, *_, last = trust_words(_trust_summary(None, 0.001))
+    assert "reliably above zero (Wilcoxon signed-rank W = 120, p = .001; t(39) = 4.70, p < .001)" in first
+    assert "clustered t test" not in first and "respects the clustering" not in last
+    assert "the tests ignore the clustering by image" in last
+    assert "not reliably different" in trust_words(_trust_summary(None, 0.3))[0]
 
 
 def test_words_are_in_the_report_and_in_their_file(cd):
