@@ -422,9 +422,12 @@ _OPTION_WORDS = "category name chosen, pooled over items (chance not from the it
 
 def _variable_words(column: str, kind: str | None) -> str:
     """The rated variable of ``column`` in words."""
+    study_kind = known(kind)
+    if column == "correct" and study_kind is not None and study_kind.analysis.chance not in (None, 0.5):
+        # More than two options: right vs wrong is not the option chosen; the kind says what it is.
+        return study_kind.analysis.agreement_variable
     if column in _VARIABLE_WORDS:
         return _VARIABLE_WORDS[column]
-    study_kind = known(kind)
     if column == "answer" and study_kind is not None:
         if study_kind.analysis.outcome is Outcome.ACCURACY:
             return _OPTION_WORDS

@@ -27,7 +27,7 @@ from analysis.report_tables import (
     method_name,
     parts,
 )
-from camstudy.kinds import kind_of
+from camstudy.kinds import Outcome, kind_of
 
 SignificanceHook = Callable[[pd.DataFrame], Mapping[str, pd.DataFrame]]
 PreregistrationHook = Callable[[dict], dict]
@@ -266,6 +266,20 @@ def render_html(
     return _environment().get_template("report.html.j2").render(**context)
 
 
+def _agreement_words(kind: str) -> str:
+    """The variable and level agreement uses for this kind, in words."""
+    k = kind_of(kind)
+    level = k.analysis.agreement_level
+    if k.analysis.outcome is Outcome.ACCURACY:
+        return (
+            f"{k.words}: {level} on right vs wrong within each item (with two options per item the same "
+            "as the option chosen; with more, two different wrong options count as agreeing)"
+        )
+    values = k.widget.scale.values if k.widget.scale is not None else ()
+    span = f"the {values[0]}..{values[-1]} score" if values else "the score"
+    return f"{k.words}: {level} on {span}"
+
+
 def assumptions(
     kind: str,
     n_boot: int,
@@ -353,7 +367,7 @@ def assumptions(
         "Reaction times (rt_by_method.csv, rt_histogram.csv): descriptive only, no test.",
         "Agreement (agreement.csv): Fleiss' kappa (statsmodels, over the items with the most common number "
         "of raters; z test of kappa = 0 with the Fleiss-Nee-Landis null variance), Krippendorff's alpha "
-        f"(krippendorff package; class discrimination: nominal on the option chosen within each item, i.e. correct vs incorrect, chance from the item's own two options; trust: ordinal on the -2..2 score) with a percentile "
+        f"(krippendorff package; {_agreement_words(kind)}) with a percentile "
         f"bootstrap over items ({n_boot} resamples, seed {seed}), and the mean of Cohen's kappa over "
         "participant pairs sharing at least 5 items. The bootstrap resamples items only (not raters).",
     ]

@@ -69,7 +69,7 @@ class HiveDistinction(StudyKind):
         outcome=Outcome.ACCURACY,
         tables=("accuracy_by_method", "accuracy_by_model_role", "accuracy_by_method_model_role"),
         agreement_level="nominal",
-        agreement_variable="right or wrong within each item (chance from the item's own four options)",
+        agreement_variable="right or wrong within each item (two different wrong options count as agreeing)",
         chance=1 / CHOICES,
         right_answer="picked the model's real prediction",
     )
