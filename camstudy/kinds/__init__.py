@@ -8,6 +8,7 @@ from __future__ import annotations
 from camstudy.kinds.base import (
     Analysis,
     AnswerRejected,
+    ChoiceKind,
     Display,
     Outcome,
     PlanContext,
@@ -40,6 +41,7 @@ __all__ = [
     "TRUST",
     "Analysis",
     "AnswerRejected",
+    "ChoiceKind",
     "Display",
     "Outcome",
     "PlanContext",

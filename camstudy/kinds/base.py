@@ -215,6 +215,43 @@ class StudyKind:
         raise NotImplementedError
 
 
+class ChoiceKind(StudyKind):
+    """A kind whose answer is one of the trial's options, one of them right (its
+    ``correct_answer``): the option buttons, their scoring, the worked example's numbered
+    answer and the bots' right-or-wrong draw, shared by class discrimination and HIVE
+    distinction. A subclass says how accurate a profile is (:meth:`accuracy`)."""
+
+    widget = Widget(WidgetType.OPTIONS)
+
+    def trial_fields(self, layout) -> dict:
+        return {"options": layout["options"]}
+
+    def score(self, layout, answer, *, is_attention_check, correct_answer, expected_answer) -> Scored:
+        if not isinstance(answer, str) or answer not in layout["options"]:
+            raise AnswerRejected("the answer must be one of the trial's options")
+        return Scored(answer, answer == correct_answer, None)
+
+    @staticmethod
+    def numbered_answer(item: Any) -> str:
+        """The right option as the page numbers it ("2. cat"; 1 when it is not an option)."""
+        options = list(item.options or [])
+        n = options.index(item.correct_answer) + 1 if item.correct_answer in options else 1
+        return f"{n}. {item.correct_answer}"
+
+    def accuracy(self, profile: Any, method: str, options: Sequence[str]) -> float:
+        """The probability that ``profile`` picks the right option with ``method``."""
+        raise NotImplementedError
+
+    def bot_answer(self, trial, truth, profile, draw: random.Random):
+        options = trial["options"]
+        if truth.attention_check:
+            acc = 1 - profile.attention_failure
+        else:
+            acc = self.accuracy(profile, truth.method, options)
+        wrong = [o for o in options if o != truth.correct]
+        return truth.correct if draw.random() < acc or not wrong else draw.choice(wrong)
+
+
 @dataclass
 class PlanContext:
     """What a kind's plan rule reads and writes (see :meth:`StudyKind.plan`)."""

@@ -21,14 +21,10 @@ from camstudy.errors import UserError
 from camstudy.kinds.base import (
     KEPT,
     Analysis,
-    AnswerRejected,
+    ChoiceKind,
     Display,
     Outcome,
     PlanContext,
-    Scored,
-    StudyKind,
-    Widget,
-    WidgetType,
     known_to_both,
 )
 from camstudy.tomlconfig import Fields
@@ -49,12 +45,11 @@ def _non_negative(v: int) -> bool:
     return v >= 0
 
 
-class ClassDiscrimination(StudyKind):
+class ClassDiscrimination(ChoiceKind):
     name = TaskKind.CLASS_DISCRIMINATION
     words = "class discrimination"
     summary = "You will see highlighted evidence from an image and say which of two object categories it shows."
     display = Display(images=1, alt="the visible evidence")
-    widget = Widget(WidgetType.OPTIONS)
     question = "Which object does the visible evidence show?"
     design = "between"
     columns = ("model", "model_role", "stimulus_ids", "options", "correct_answer", "answer", "correct")
@@ -206,21 +201,11 @@ class ClassDiscrimination(StudyKind):
         options = list(item.options or [])
         return {"options": options[::-1] if flip else options, "stimuli": list(item.stimulus_ids)}
 
-    def trial_fields(self, layout) -> dict:
-        return {"options": layout["options"]}
-
-    def score(self, layout, answer, *, is_attention_check, correct_answer, expected_answer) -> Scored:
-        if not isinstance(answer, str) or answer not in layout["options"]:
-            raise AnswerRejected("the answer must be one of the trial's options")
-        return Scored(answer, answer == correct_answer, None)
-
     def example_text(self, item) -> dict:
-        options = list(item.options or [])
         right = item.correct_answer
-        other = next((o for o in options if o != right), "the other category")
-        n = options.index(right) + 1 if right in options else 1
+        other = next((o for o in item.options or [] if o != right), "the other category")
         return {
-            "answer": f"{n}. {right}",
+            "answer": self.numbered_answer(item),
             "explanation": (
                 f"This photo shows both a {right} and a {other}. The model was asked for "
                 f"the evidence of \u201c{right}\u201d: the parts it kept visible are where it "
@@ -240,13 +225,8 @@ class ClassDiscrimination(StudyKind):
 
     # -------------------------------------------------------------- the bots
 
-    def bot_answer(self, trial, truth, profile, draw: random.Random):
-        if truth.attention_check:
-            acc = 1 - profile.attention_failure
-        else:
-            acc = profile.accuracy.get(truth.method, profile.default_accuracy)
-        wrong = [o for o in trial["options"] if o != truth.correct]
-        return truth.correct if draw.random() < acc or not wrong else draw.choice(wrong)
+    def accuracy(self, profile, method: str, options) -> float:
+        return profile.accuracy.get(method, profile.default_accuracy)
 
 
 KIND = ClassDiscrimination()

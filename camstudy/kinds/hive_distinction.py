@@ -19,7 +19,6 @@ alone convey, unless the images mix right and wrong predictions.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +27,10 @@ from camstudy.contracts import ROLES, Method, ModelRole, PlanItem, TaskKind, exp
 from camstudy.kinds.base import (
     KEPT,
     Analysis,
-    AnswerRejected,
+    ChoiceKind,
     Display,
     Outcome,
     PlanContext,
-    Scored,
-    StudyKind,
-    Widget,
-    WidgetType,
     known_to_both,
 )
 from camstudy.kinds.class_discrimination import DEFAULT_ABSURD
@@ -52,7 +47,7 @@ class HiveDistinctionConfig:
     absurd_categories: tuple[str, ...] = DEFAULT_ABSURD
 
 
-class HiveDistinction(StudyKind):
+class HiveDistinction(ChoiceKind):
     name = TaskKind.HIVE_DISTINCTION
     words = "HIVE distinction"
     summary = (
@@ -60,7 +55,6 @@ class HiveDistinction(StudyKind):
         "different object, and pick the object the model really predicted."
     )
     display = Display(images=CHOICES, alt="explanation {n}, for {option}", caption="{n}. {option}")
-    widget = Widget(WidgetType.OPTIONS)
     question = "Each image shows where the model looked for one object. Which object did the model predict?"
     design = "between"
     arrangements = CHOICES
@@ -218,20 +212,10 @@ class HiveDistinction(StudyKind):
         options, stimuli = list(item.options or []), list(item.stimulus_ids)
         return {"options": options[k:] + options[:k], "stimuli": stimuli[k:] + stimuli[:k]}
 
-    def trial_fields(self, layout) -> dict:
-        return {"options": layout["options"]}
-
-    def score(self, layout, answer, *, is_attention_check, correct_answer, expected_answer) -> Scored:
-        if not isinstance(answer, str) or answer not in layout["options"]:
-            raise AnswerRejected("the answer must be one of the trial's options")
-        return Scored(answer, answer == correct_answer, None)
-
     def example_text(self, item) -> dict:
-        options = list(item.options or [])
         right = item.correct_answer
-        n = options.index(right) + 1 if right in options else 1
         return {
-            "answer": f"{n}. {right}",
+            "answer": self.numbered_answer(item),
             "explanation": (
                 f"The model predicted \u201c{right}\u201d. Each image shows where it looked for one of its "
                 f"four best guesses; the one for its real prediction usually covers the object it saw. "
@@ -251,14 +235,9 @@ class HiveDistinction(StudyKind):
 
     # -------------------------------------------------------------- the bots
 
-    def bot_answer(self, trial, truth, profile, draw: random.Random):
-        options = trial["options"]
-        if truth.attention_check:
-            acc = 1 - profile.attention_failure
-        else:
-            acc = profile.kind_accuracy.get(str(self.name), {}).get(truth.method, 1 / len(options))
-        wrong = [o for o in options if o != truth.correct]
-        return truth.correct if draw.random() < acc or not wrong else draw.choice(wrong)
+    def accuracy(self, profile, method: str, options) -> float:
+        # A profile without this kind's accuracies answers at chance.
+        return profile.kind_accuracy.get(str(self.name), {}).get(method, 1 / len(options))
 
 
 KIND = HiveDistinction()
