@@ -211,8 +211,8 @@ def export_rows(session: Session, study: Study | str, mode: str | None = None, r
         }
         values["answer"] = _int(r.answer) if scale else r.answer
         for c in kind.columns:
-            if c not in values:
-                values[c] = ANSWER_COLUMNS[c](r, rows, role_models)
+            if c not in values:  # a filler may give several columns at once
+                values.update(ANSWER_COLUMNS[c](r, rows, role_models))
         for c in out:
             out[c].append(values[c])
     df = pd.DataFrame(out, columns=list(out))
@@ -293,30 +293,32 @@ def _aware(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
-def _sides(r, rows: list, role_models: dict[str, str]) -> list[str]:
+def _sides(r, rows: list, role_models: dict[str, str]) -> dict[str, str]:
     """ "ROLE:NAME" of the left and the right image (the layout's "Model 1" is on the left)."""
     left_role = r.layout.get("model_1", "stronger")
     sides = (left_role, "weaker" if left_role == "stronger" else "stronger")
-    return [_side(rows[i] if i < len(rows) else None, sides[i], role_models) for i in range(2)]
+    left, right = (_side(rows[i] if i < len(rows) else None, sides[i], role_models) for i in range(2))
+    return {"model_left": left, "model_right": right}
 
 
-def _shown(rows: list, attr: str) -> str | None:
-    """An attribute of the one stimulus shown (None: none, or not in the build)."""
+def _shown(rows: list) -> dict[str, str | None]:
+    """The model and role of the one stimulus shown (None: none, or not in the build)."""
     first = rows[0] if rows else None
-    return getattr(first, attr) if first else None
+    return {"model": first.model if first else None, "model_role": first.model_role if first else None}
 
 
 # How each kind-specific column (a kind's ``columns``, beside the shared ``stimulus_ids``,
 # ``answer`` and ``correct``) is filled: from an answer's query row ``r``, the stimuli shown
-# (in display order) and the model name per role.
+# (in display order) and the model name per role. A filler gives a dict of columns; the
+# columns that come together (model and role, the two sides) come from one call.
 ANSWER_COLUMNS = {
-    "model": lambda r, rows, role_models: _shown(rows, "model"),
-    "model_role": lambda r, rows, role_models: _shown(rows, "model_role"),
-    "options": lambda r, rows, role_models: ";".join(r.layout.get("options") or []),
-    "correct_answer": lambda r, rows, role_models: r.correct_answer,
-    "model_left": lambda r, rows, role_models: _sides(r, rows, role_models)[0],
-    "model_right": lambda r, rows, role_models: _sides(r, rows, role_models)[1],
-    "score_stronger": lambda r, rows, role_models: r.score_stronger,
+    "model": lambda r, rows, role_models: _shown(rows),
+    "model_role": lambda r, rows, role_models: _shown(rows),
+    "options": lambda r, rows, role_models: {"options": ";".join(r.layout.get("options") or [])},
+    "correct_answer": lambda r, rows, role_models: {"correct_answer": r.correct_answer},
+    "model_left": _sides,
+    "model_right": _sides,
+    "score_stronger": lambda r, rows, role_models: {"score_stronger": r.score_stronger},
 }
 
 
