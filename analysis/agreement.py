@@ -420,7 +420,7 @@ _VARIABLE_WORDS = {
 _OPTION_WORDS = "category name chosen, pooled over items (chance not from the item's own options)"
 
 
-def _variable_words(column: str, kind: str | None) -> str:
+def variable_words(column: str, kind: str | None) -> str:
     """The rated variable of ``column`` in words."""
     study_kind = known(kind)
     if column == "correct" and study_kind is not None and study_kind.analysis.chance not in (None, 0.5):
@@ -502,7 +502,7 @@ def agreement_table(
     if exclude_attention_checks and "is_attention_check" in df:
         keep &= ~df["is_attention_check"].astype(bool).to_numpy()
     data = df.loc[keep, ["method", "item_id", "participant", column]]
-    variable = _variable_words(column, _study_kind(df))
+    variable = variable_words(column, _study_kind(df))
     weights = None if level == "nominal" else "linear"
     # Code every column once for all methods (sorted codes: the order of groupby and pivot).
     method_code, methods = pd.factorize(data["method"], sort=True)

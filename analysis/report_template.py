@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.agreement import variable_words
 from analysis.kinds import is_accuracy, known
 from analysis.report_tables import (
     NOT_COMPUTABLE,
@@ -267,17 +268,10 @@ def render_html(
 
 
 def _agreement_words(kind: str) -> str:
-    """The variable and level agreement uses for this kind, in words."""
+    """The variable and level agreement uses for this kind, in the agreement table's words."""
     k = kind_of(kind)
-    level = k.analysis.agreement_level
-    if k.analysis.outcome is Outcome.ACCURACY:
-        return (
-            f"{k.words}: {level} on right vs wrong within each item (with two options per item the same "
-            "as the option chosen; with more, two different wrong options count as agreeing)"
-        )
-    values = k.widget.scale.values if k.widget.scale is not None else ()
-    span = f"the {values[0]}..{values[-1]} score" if values else "the score"
-    return f"{k.words}: {level} on {span}"
+    column = "correct" if k.analysis.outcome is Outcome.ACCURACY else str(k.analysis.score_column)
+    return f"{k.words}: {k.analysis.agreement_level} level, rated: {variable_words(column, kind)}"
 
 
 def assumptions(
