@@ -100,13 +100,12 @@ class HiveDistinction(ChoiceKind):
         return task_cfg.max_images
 
     def plan(self, ctx: PlanContext) -> list[PlanItem]:
-        eligible = {r.id for r in self._eligible(ctx.records, ctx.maps)}
         order = []
         for r in ctx.records:
             if not r.categories:
                 ctx.decisions[r.id][self.name] = "no labelled category"
-            elif r.id not in eligible:
-                ctx.decisions[r.id][self.name] = known_to_both(r, ctx.maps, ROLES)
+            elif (why := known_to_both(r, ctx.maps, ROLES)) is not None:
+                ctx.decisions[r.id][self.name] = why
             elif (why := self._repeated_names(ctx, r)) is not None:
                 ctx.decisions[r.id][self.name] = why
             else:
