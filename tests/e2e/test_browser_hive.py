@@ -95,6 +95,14 @@ def test_hive_distinction_with_keys_clicks_and_reload(context_for, server, hive)
             tb.in_view(page, el, 1280, 800)
         if k == 1:
             tb.shot(page, "e2e-hive.png")
+        # Blind as a hostile worker would check it: the four files (the right one among them)
+        # are one size, with the same headers, under URLs that name no class.
+        served = [page.request.get(img.evaluate("(i) => i.currentSrc")) for img in page.locator("#images img").all()]
+        assert len({len(r.body()) for r in served}) == 1, [len(r.body()) for r in served]
+        assert len({tuple(sorted(r.headers)) for r in served}) == 1
+        for r in served:
+            assert not any(o.lower() in r.url.lower() for o in trial["options"]), r.url
+            assert not any(t in r.url for t in ("top1", "top2", "top3", "top4", "__")), r.url
         pick = k % 4
         picks.append(trial["options"][pick])
         tb.answer_key(page, str(pick + 1)) if k % 2 else tb.answer_click(page, pick)
